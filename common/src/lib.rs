@@ -1,0 +1,16 @@
+//! Shared building blocks of infrabroker: the pieces every service needs and
+//! that must behave identically everywhere.
+//!
+//! # Layout
+//! - [`config`]: strict JWCC (JSON with comments) reading that reports every
+//!   error with its JSON path, used by all service configs.
+//! - [`wire`]: request and response types of the signer API.
+//! - [`audit`]: the append-only, hash-chained, Ed25519-signed audit log with
+//!   group commit, and its verifier.
+//! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
+//!   certificates) and the mTLS HTTP accept loop.
+//! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
+
+pub mod audit;
+#[cfg(feature = "pki")]
+pub mod pki;
