@@ -1,1 +1,20 @@
-//! placeholder
+//! The infrabroker broker: runs an agent's command on a host over SSH with a
+//! fresh Ed25519 key and a signer-issued certificate per hop, so nothing
+//! reusable is ever in the agent's reach.
+//!
+//! # Layout
+//! - [`api`]: the transport-free tool surface (types, errors, [`api::Tools`]).
+//! - [`config`]: `broker.json`.
+//! - [`signer`]: the signer client and the cached host view.
+//! - [`ssh`]: russh connections with pinned host keys, hop through hop.
+//! - [`exec`]: one command on one channel, capped and timed.
+//! - [`engine`]: a tool call end to end, audited.
+//! - [`mcp`]: the MCP frontend (rmcp) over stdio.
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod exec;
+pub mod mcp;
+pub mod signer;
+pub mod ssh;

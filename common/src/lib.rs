@@ -12,5 +12,9 @@
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
 
 pub mod audit;
+pub mod client;
+pub mod config;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod tls;
+pub mod wire;

@@ -1,1 +1,1058 @@
-//! placeholder
+//! The dev/test PKI behind `broker-ctl pki init`, and the certificate
+//! builders tests use to make extra certificates at run time.
+//!
+//! [`init`] writes, into one directory: a TLS CA, server certificates for the
+//! signer and the control plane, client certificates, an Ed25519 SSH user CA
+//! and one audit signing seed per service. Nothing here is meant for
+//! production: a real deployment brings its own CA.
+//!
+//! # Layout
+//! - [`PkiOptions`], [`init`], [`PkiPaths`]: the whole dev PKI in one call.
+//! - [`TlsCa`], [`Leaf`], [`load_ca`]: lower-level builders, so tests can
+//!   issue "a certificate from another CA" or "an expired client
+//!   certificate" without touching disk.
+//! - [`PkiError`]: everything that can go wrong.
+//!
+//! Every file is written to a temporary name in the target directory with its
+//! final mode set at `open` time, then renamed into place, so a private key is
+//! never readable by others, not even for an instant, and a crash never
+//! leaves half a key behind.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::TryRng as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use ssh_key::LineEnding;
+use ssh_key::private::{Ed25519Keypair, KeypairData};
+use ssh_key::public::Ed25519PublicKey;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+/// Common name of the CA made by [`init`].
+pub const DEV_CA_CN: &str = "infrabroker dev CA";
+/// Subject alternative names of the dev server certificates.
+pub const DEV_SERVER_SANS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// Client certificates [`PkiOptions::new`] asks for.
+pub const DEFAULT_CLIENTS: [&str; 2] = ["broker-1", "operator"];
+/// Validity of generated certificates unless told otherwise.
+pub const DEFAULT_VALID_DAYS: u32 = 365;
+/// Comment of the SSH user CA public key.
+pub const SSH_USER_CA_COMMENT: &str = "infrabroker-ssh-user-ca";
+/// File stem of the SSH user CA (`ssh_user_ca`, `ssh_user_ca.pub`).
+pub const SSH_USER_CA_STEM: &str = "ssh_user_ca";
+/// Services that get an audit signing seed (`<stem>-audit.seed`).
+pub const AUDIT_STEMS: [&str; 3] = ["signer", "broker", "control-plane"];
+
+/// Stems of the server certificates, reserved as client names.
+const SERVER_STEMS: [&str; 2] = ["signer", "control-plane"];
+const MODE_PRIVATE: u32 = 0o600;
+const MODE_PUBLIC: u32 = 0o644;
+/// Certificates start a little in the past so a peer whose clock lags
+/// slightly still accepts a certificate made a second ago.
+const BACKDATE: Duration = Duration::minutes(5);
+
+/// What went wrong while making, reading or writing the PKI.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// Target files already exist and overwriting was not asked for.
+    #[error("refusing to overwrite existing PKI files without --force: {}", display_paths(.0))]
+    Exists(Vec<PathBuf>),
+    /// A file or directory could not be read, written or created.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Key or certificate generation or encoding failed.
+    #[error("key or certificate generation failed: {0}")]
+    Generate(String),
+    /// An option makes no sense (bad client name, zero validity, ...).
+    #[error("invalid PKI option: {0}")]
+    Invalid(String),
+    /// A CA certificate or key read from disk is unusable.
+    #[error("{}: {reason}", path.display())]
+    BadCa {
+        /// The file concerned.
+        path: PathBuf,
+        /// Why it is unusable.
+        reason: String,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
+fn generate_err(err: impl std::fmt::Display) -> PkiError {
+    PkiError::Generate(err.to_string())
+}
+
+/// Options of [`init`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiOptions {
+    /// Directory to write into; created (mode 0700) if missing.
+    pub out: PathBuf,
+    /// Replace existing files instead of refusing.
+    pub force: bool,
+    /// Client certificate stems (and common names), besides `control-plane`.
+    pub clients: Vec<String>,
+    /// Validity of the CA and of every certificate, from now.
+    pub valid_days: u32,
+}
+
+impl PkiOptions {
+    /// Default options writing into `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            force: false,
+            clients: DEFAULT_CLIENTS.iter().map(|c| (*c).to_owned()).collect(),
+            valid_days: DEFAULT_VALID_DAYS,
+        }
+    }
+}
+
+impl Default for PkiOptions {
+    /// Writes into `pki`, the git-ignored directory at the workspace root.
+    fn default() -> Self {
+        Self::new("pki")
+    }
+}
+
+/// One file written by [`init`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its permission bits (0600 for secrets).
+    pub mode: u32,
+    /// What it is for, in a few words.
+    pub purpose: &'static str,
+}
+
+/// Everything [`init`] wrote, in writing order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiPaths {
+    /// The output directory.
+    pub out: PathBuf,
+    /// The files, CA first.
+    pub files: Vec<PkiFile>,
+}
+
+impl PkiPaths {
+    /// Path of the written file called `name` (e.g. `"ca.crt"`), if any.
+    pub fn file(&self, name: &str) -> Option<&Path> {
+        self.files
+            .iter()
+            .find(|f| f.path.file_name().is_some_and(|n| n == name))
+            .map(|f| f.path.as_path())
+    }
+}
+
+/// A file made in memory, waiting to be written.
+struct Planned {
+    name: String,
+    contents: Zeroizing<Vec<u8>>,
+    mode: u32,
+    purpose: &'static str,
+}
+
+impl Planned {
+    fn public(name: String, contents: impl Into<Vec<u8>>, purpose: &'static str) -> Self {
+        let contents = Zeroizing::new(contents.into());
+        Self {
+            name,
+            contents,
+            mode: MODE_PUBLIC,
+            purpose,
+        }
+    }
+
+    fn private(name: String, contents: Zeroizing<Vec<u8>>, purpose: &'static str) -> Self {
+        Self {
+            name,
+            contents,
+            mode: MODE_PRIVATE,
+            purpose,
+        }
+    }
+}
+
+/// Makes the whole dev/test PKI in `opts.out`.
+///
+/// Refuses with [`PkiError::Exists`], before writing anything, if any target
+/// file is already there and `opts.force` is false.
+pub fn init(opts: &PkiOptions) -> Result<PkiPaths, PkiError> {
+    validate(opts)?;
+    // Generating first costs a few milliseconds on refusal but keeps one
+    // list of file names instead of two that could drift apart.
+    let planned = generate(opts)?;
+    let existing: Vec<PathBuf> = planned
+        .iter()
+        .map(|f| opts.out.join(&f.name))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
+    if !existing.is_empty() && !opts.force {
+        return Err(PkiError::Exists(existing));
+    }
+
+    create_dir(&opts.out)?;
+    let mut files = Vec::with_capacity(planned.len());
+    for file in planned {
+        let path = opts.out.join(&file.name);
+        write_atomic(&path, &file.contents, file.mode)?;
+        files.push(PkiFile {
+            path,
+            mode: file.mode,
+            purpose: file.purpose,
+        });
+    }
+    Ok(PkiPaths {
+        out: opts.out.clone(),
+        files,
+    })
+}
+
+fn validate(opts: &PkiOptions) -> Result<(), PkiError> {
+    if opts.valid_days == 0 {
+        return Err(PkiError::Invalid(
+            "valid_days must be at least 1".to_owned(),
+        ));
+    }
+    let reserved = ["ca", SSH_USER_CA_STEM].iter().chain(&SERVER_STEMS);
+    let reserved: Vec<&str> = reserved.copied().collect();
+    for (i, name) in opts.clients.iter().enumerate() {
+        let well_formed = !name.is_empty()
+            && !name.starts_with('.')
+            && !name.ends_with("-audit")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !well_formed || reserved.contains(&name.as_str()) {
+            return Err(PkiError::Invalid(format!(
+                "client name {name:?} must be letters, digits, '.', '_' or '-' and not one of \
+                 {reserved:?}"
+            )));
+        }
+        if opts.clients[..i].contains(name) {
+            return Err(PkiError::Invalid(format!(
+                "client name {name:?} given twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn generate(opts: &PkiOptions) -> Result<Vec<Planned>, PkiError> {
+    let ca = TlsCa::generate_valid_for(DEV_CA_CN, opts.valid_days)?;
+    let mut out = vec![
+        Planned::public(
+            "ca.crt".to_owned(),
+            ca.cert_pem(),
+            "TLS CA certificate (trust anchor)",
+        ),
+        Planned::private(
+            "ca.key".to_owned(),
+            pem_bytes(ca.key_pem()),
+            "TLS CA private key",
+        ),
+    ];
+    let signer = ca.issue_server("signer", &DEV_SERVER_SANS)?;
+    push_leaf(&mut out, "signer", signer, "TLS server certificate");
+    let control_plane = ca.issue_server_client("control-plane", &DEV_SERVER_SANS)?;
+    push_leaf(
+        &mut out,
+        "control-plane",
+        control_plane,
+        "TLS server and client certificate",
+    );
+    for stem in &opts.clients {
+        push_leaf(
+            &mut out,
+            stem,
+            ca.issue_client(stem)?,
+            "TLS client certificate",
+        );
+    }
+
+    let (private, public) = ssh_user_ca()?;
+    out.push(Planned::private(
+        SSH_USER_CA_STEM.to_owned(),
+        private,
+        "SSH user CA private key",
+    ));
+    out.push(Planned::public(
+        format!("{SSH_USER_CA_STEM}.pub"),
+        public,
+        "SSH user CA public key",
+    ));
+
+    for stem in AUDIT_STEMS {
+        let seed = random_seed()?;
+        let public = audit_public_line(&seed, &format!("{stem}-audit"))?;
+        let seed_bytes = Zeroizing::new(seed.to_vec());
+        out.push(Planned::private(
+            format!("{stem}-audit.seed"),
+            seed_bytes,
+            "audit signing seed",
+        ));
+        out.push(Planned::public(
+            format!("{stem}-audit.pub"),
+            public,
+            "audit verifying key",
+        ));
+    }
+    Ok(out)
+}
+
+fn push_leaf(out: &mut Vec<Planned>, stem: &str, leaf: Leaf, purpose: &'static str) {
+    out.push(Planned::public(
+        format!("{stem}.crt"),
+        leaf.cert_pem,
+        purpose,
+    ));
+    out.push(Planned::private(
+        format!("{stem}.key"),
+        pem_bytes(leaf.key_pem),
+        "TLS private key",
+    ));
+}
+
+fn pem_bytes(pem: Zeroizing<String>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(pem.as_bytes().to_vec())
+}
+
+/// 32 bytes from the operating system's generator.
+fn random_seed() -> Result<Zeroizing<[u8; 32]>, PkiError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::rngs::SysRng
+        .try_fill_bytes(seed.as_mut())
+        .map_err(|e| PkiError::Generate(format!("system random generator: {e}")))?;
+    Ok(seed)
+}
+
+/// The SSH user CA as (OpenSSH private key, `ssh-ed25519 ...` line).
+fn ssh_user_ca() -> Result<(Zeroizing<Vec<u8>>, String), PkiError> {
+    let seed = random_seed()?;
+    let keypair = KeypairData::Ed25519(Ed25519Keypair::from_seed(&seed));
+    let key = ssh_key::PrivateKey::new(keypair, SSH_USER_CA_COMMENT).map_err(generate_err)?;
+    let private = key.to_openssh(LineEnding::LF).map_err(generate_err)?;
+    let public = key.public_key().to_openssh().map_err(generate_err)?;
+    Ok((pem_bytes(private), format!("{public}\n")))
+}
+
+/// The `ssh-ed25519 AAAA... <comment>` line of the audit key behind `seed`.
+///
+/// Derived through ed25519-dalek, the library that signs audit records, so
+/// the published key is by construction the one that verifies them.
+fn audit_public_line(seed: &[u8; 32], comment: &str) -> Result<String, PkiError> {
+    let verifying = ed25519_dalek::SigningKey::from_bytes(seed).verifying_key();
+    let key = ssh_key::PublicKey::new(Ed25519PublicKey(verifying.to_bytes()).into(), comment);
+    let line = key.to_openssh().map_err(generate_err)?;
+    Ok(format!("{line}\n"))
+}
+
+fn create_dir(dir: &Path) -> Result<(), PkiError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| PkiError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Writes `contents` to `path` through a temporary file created with `mode`,
+/// replacing any existing file.
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let io_err = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path has no file name",
+        ))
+    })?;
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}-{unique}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        // Best effort: the temporary file is useless now, and the error that
+        // matters is the one returned below.
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err)
+}
+
+/// A TLS certificate authority able to issue server and client leaves.
+#[derive(Debug)]
+pub struct TlsCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+    valid_days: u32,
+}
+
+/// A certificate and its private key, both PEM (the key in PKCS#8).
+#[derive(Clone)]
+pub struct Leaf {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The private key, PKCS#8 PEM.
+    pub key_pem: Zeroizing<String>,
+}
+
+impl TlsCa {
+    /// A fresh self-signed ECDSA P-256 CA named `cn`, valid (like the
+    /// leaves it issues) for [`DEFAULT_VALID_DAYS`].
+    pub fn generate(cn: &str) -> Result<Self, PkiError> {
+        Self::generate_valid_for(cn, DEFAULT_VALID_DAYS)
+    }
+
+    /// Like [`TlsCa::generate`], valid (with its leaves) for `valid_days`.
+    pub fn generate_valid_for(cn: &str, valid_days: u32) -> Result<Self, PkiError> {
+        let key = new_key()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (params.not_before, params.not_after) = validity_from_now(valid_days);
+        let cert_pem = params.self_signed(&key).map_err(generate_err)?.pem();
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            cert_pem,
+            valid_days,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA private key, PKCS#8 PEM.
+    pub fn key_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.issuer.key().serialize_pem())
+    }
+
+    /// A server certificate (EKU serverAuth) with common name `cn` and the
+    /// given SANs (IP addresses are recognised, the rest are DNS names).
+    pub fn issue_server(&self, cn: &str, sans: &[&str]) -> Result<Leaf, PkiError> {
+        let validity = validity_from_now(self.valid_days);
+        self.issue(cn, sans, &[ExtendedKeyUsagePurpose::ServerAuth], validity)
+    }
+
+    /// Like [`TlsCa::issue_server`] with an explicit validity window, e.g.
+    /// one that has already expired.
+    pub fn issue_server_with_validity(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Leaf, PkiError> {
+        let ekus = [ExtendedKeyUsagePurpose::ServerAuth];
+        self.issue(cn, sans, &ekus, (not_before, not_after))
+    }
+
+    /// A certificate usable both as server and as client (EKU serverAuth and
+    /// clientAuth), as the control plane needs to call the signer.
+    pub fn issue_server_client(&self, cn: &str, sans: &[&str]) -> Result<Leaf, PkiError> {
+        let validity = validity_from_now(self.valid_days);
+        let ekus = [
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue(cn, sans, &ekus, validity)
+    }
+
+    /// A client certificate (EKU clientAuth, no SAN) with common name `cn`.
+    pub fn issue_client(&self, cn: &str) -> Result<Leaf, PkiError> {
+        let validity = validity_from_now(self.valid_days);
+        self.issue(cn, &[], &[ExtendedKeyUsagePurpose::ClientAuth], validity)
+    }
+
+    /// Like [`TlsCa::issue_client`] with an explicit validity window, e.g.
+    /// one that has already expired.
+    pub fn issue_client_with_validity(
+        &self,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Leaf, PkiError> {
+        let ekus = [ExtendedKeyUsagePurpose::ClientAuth];
+        self.issue(cn, &[], &ekus, (not_before, not_after))
+    }
+
+    /// Writes `<stem>.crt` (0644) and `<stem>.key` (0600) into `dir`,
+    /// replacing existing files; returns their paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), PkiError> {
+        write_pair(dir, stem, &self.cert_pem, &self.key_pem())
+    }
+
+    fn issue(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        ekus: &[ExtendedKeyUsagePurpose],
+        (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    ) -> Result<Leaf, PkiError> {
+        let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+        let mut params = CertificateParams::new(sans).map_err(generate_err)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = ekus.to_vec();
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let key = new_key()?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(generate_err)?;
+        Ok(Leaf {
+            cert_pem: cert.pem(),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
+    }
+}
+
+impl Leaf {
+    /// Writes `<stem>.crt` (0644) and `<stem>.key` (0600) into `dir`,
+    /// replacing existing files; returns their paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), PkiError> {
+        write_pair(dir, stem, &self.cert_pem, &self.key_pem)
+    }
+}
+
+impl std::fmt::Debug for Leaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leaf")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<secret>")
+            .finish()
+    }
+}
+
+/// Re-opens a CA from its PEM certificate and PKCS#8 PEM key, e.g. the dev
+/// CA written by [`init`], to issue more leaves from it.
+pub fn load_ca(cert_path: &Path, key_path: &Path) -> Result<TlsCa, PkiError> {
+    let read = |path: &Path| {
+        fs::read_to_string(path).map_err(|source| PkiError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let bad = |path: &Path, reason: String| PkiError::BadCa {
+        path: path.to_owned(),
+        reason,
+    };
+    let cert_pem = read(cert_path)?;
+    let key_pem = Zeroizing::new(read(key_path)?);
+
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(key_path, e.to_string()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| bad(cert_path, format!("not a PEM certificate: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| bad(cert_path, e.to_string()))?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(bad(
+            key_path,
+            format!("key does not match {}", cert_path.display()),
+        ));
+    }
+    if !cert.is_ca() {
+        return Err(bad(cert_path, "not a CA certificate".to_owned()));
+    }
+    let issuer =
+        Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| bad(cert_path, e.to_string()))?;
+    Ok(TlsCa {
+        issuer,
+        cert_pem,
+        valid_days: DEFAULT_VALID_DAYS,
+    })
+}
+
+fn write_pair(
+    dir: &Path,
+    stem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let cert_path = dir.join(format!("{stem}.crt"));
+    let key_path = dir.join(format!("{stem}.key"));
+    write_atomic(&key_path, key_pem.as_bytes(), MODE_PRIVATE)?;
+    write_atomic(&cert_path, cert_pem.as_bytes(), MODE_PUBLIC)?;
+    Ok((cert_path, key_path))
+}
+
+fn new_key() -> Result<KeyPair, PkiError> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_err)
+}
+
+fn validity_from_now(valid_days: u32) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    (now - BACKDATE, now + Duration::days(i64::from(valid_days)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::server::WebPkiClientVerifier;
+    use x509_parser::extensions::GeneralName;
+
+    use super::*;
+
+    fn init_in(tmp: &tempfile::TempDir) -> (PkiOptions, PkiPaths) {
+        let opts = PkiOptions::new(tmp.path().join("pki"));
+        let paths = init(&opts).unwrap();
+        (opts, paths)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn read(paths: &PkiPaths, name: &str) -> String {
+        fs::read_to_string(paths.file(name).unwrap()).unwrap()
+    }
+
+    /// The facts about a certificate the tests look at.
+    #[derive(Debug)]
+    struct CertFacts {
+        cn: String,
+        issuer_cn: String,
+        sans: Vec<String>,
+        server_auth: bool,
+        client_auth: bool,
+        not_after: i64,
+    }
+
+    fn facts(pem: &str) -> CertFacts {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let cn_of = |name: &x509_parser::x509::X509Name<'_>| {
+            name.iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let mut sans = Vec::new();
+        if let Some(ext) = cert.subject_alternative_name().unwrap() {
+            for name in &ext.value.general_names {
+                sans.push(match name {
+                    GeneralName::DNSName(dns) => (*dns).to_owned(),
+                    GeneralName::IPAddress(bytes) if bytes.len() == 4 => {
+                        IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap()).to_string()
+                    }
+                    GeneralName::IPAddress(bytes) => {
+                        IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap()).to_string()
+                    }
+                    other => format!("{other:?}"),
+                });
+            }
+        }
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        CertFacts {
+            cn: cn_of(cert.subject()),
+            issuer_cn: cn_of(cert.issuer()),
+            sans,
+            server_auth: eku.server_auth,
+            client_auth: eku.client_auth,
+            not_after: cert.validity().not_after.timestamp(),
+        }
+    }
+
+    #[test]
+    fn init_writes_every_file_with_its_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (opts, paths) = init_in(&tmp);
+        assert_eq!(mode(&opts.out), 0o700);
+
+        let written: BTreeSet<String> = fs::read_dir(&opts.out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let expected: BTreeSet<String> = [
+            "ca.crt",
+            "ca.key",
+            "signer.crt",
+            "signer.key",
+            "control-plane.crt",
+            "control-plane.key",
+            "broker-1.crt",
+            "broker-1.key",
+            "operator.crt",
+            "operator.key",
+            "ssh_user_ca",
+            "ssh_user_ca.pub",
+            "signer-audit.seed",
+            "signer-audit.pub",
+            "broker-audit.seed",
+            "broker-audit.pub",
+            "control-plane-audit.seed",
+            "control-plane-audit.pub",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        // Equality also proves no temporary file was left behind.
+        assert_eq!(written, expected);
+        assert_eq!(paths.files.len(), expected.len());
+
+        for file in &paths.files {
+            let name = file.path.file_name().unwrap().to_str().unwrap();
+            let secret = name.ends_with(".key") || name.ends_with(".seed") || name == "ssh_user_ca";
+            assert_eq!(file.mode == 0o600, secret, "{name}");
+            if secret {
+                assert_eq!(mode(&file.path), 0o600, "{name}");
+            } else {
+                assert_eq!(mode(&file.path) & 0o022, 0, "{name}");
+            }
+        }
+        for stem in AUDIT_STEMS {
+            assert_eq!(
+                fs::read(paths.file(&format!("{stem}-audit.seed")).unwrap())
+                    .unwrap()
+                    .len(),
+                32
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force_and_replaces_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut opts, paths) = init_in(&tmp);
+        let before: Vec<Vec<u8>> = paths
+            .files
+            .iter()
+            .map(|f| fs::read(&f.path).unwrap())
+            .collect();
+
+        match init(&opts) {
+            Err(PkiError::Exists(existing)) => assert_eq!(existing.len(), paths.files.len()),
+            other => panic!("expected Exists, got {other:?}"),
+        }
+        let after: Vec<Vec<u8>> = paths
+            .files
+            .iter()
+            .map(|f| fs::read(&f.path).unwrap())
+            .collect();
+        assert_eq!(before, after);
+
+        opts.force = true;
+        let again = init(&opts).unwrap();
+        assert_eq!(again.files, paths.files);
+        for (file, old) in again.files.iter().zip(&before) {
+            assert_ne!(
+                &fs::read(&file.path).unwrap(),
+                old,
+                "{}",
+                file.path.display()
+            );
+        }
+        assert_eq!(mode(paths.file("ca.key").unwrap()), 0o600);
+    }
+
+    #[test]
+    fn one_existing_file_blocks_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = PkiOptions::new(tmp.path());
+        let lone = tmp.path().join("broker-audit.pub");
+        fs::write(&lone, "mine").unwrap();
+
+        match init(&opts) {
+            Err(PkiError::Exists(existing)) => assert_eq!(existing, vec![lone.clone()]),
+            other => panic!("expected Exists, got {other:?}"),
+        }
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert_eq!(fs::read_to_string(&lone).unwrap(), "mine");
+    }
+
+    #[test]
+    fn rejects_bad_options() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bad_clients: [&[&str]; 6] = [
+            &["../x"],
+            &["ca"],
+            &["signer"],
+            &[""],
+            &["a", "a"],
+            &["broker-audit"],
+        ];
+        for clients in bad_clients {
+            let mut opts = PkiOptions::new(tmp.path());
+            opts.clients = clients.iter().map(|c| (*c).to_owned()).collect();
+            assert!(
+                matches!(init(&opts), Err(PkiError::Invalid(_))),
+                "{clients:?}"
+            );
+        }
+        let mut opts = PkiOptions::new(tmp.path());
+        opts.valid_days = 0;
+        assert!(matches!(init(&opts), Err(PkiError::Invalid(_))));
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn certificates_carry_names_and_usages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, paths) = init_in(&tmp);
+        let sans = ["localhost", "127.0.0.1", "::1"];
+
+        let signer = facts(&read(&paths, "signer.crt"));
+        assert_eq!(signer.cn, "signer");
+        assert_eq!(signer.issuer_cn, DEV_CA_CN);
+        assert_eq!(signer.sans, sans);
+        assert!(signer.server_auth && !signer.client_auth);
+
+        let control_plane = facts(&read(&paths, "control-plane.crt"));
+        assert_eq!(control_plane.cn, "control-plane");
+        assert_eq!(control_plane.sans, sans);
+        assert!(control_plane.server_auth && control_plane.client_auth);
+
+        for stem in DEFAULT_CLIENTS {
+            let client = facts(&read(&paths, &format!("{stem}.crt")));
+            assert_eq!(client.cn, stem);
+            assert!(client.client_auth && !client.server_auth);
+        }
+
+        let days = (facts(&read(&paths, "broker-1.crt")).not_after
+            - OffsetDateTime::now_utc().unix_timestamp())
+            / 86_400;
+        assert!((364..=365).contains(&days), "{days}");
+    }
+
+    #[test]
+    fn ssh_user_ca_rereads_and_matches_its_public_half() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, paths) = init_in(&tmp);
+        let key = ssh_key::PrivateKey::from_openssh(read(&paths, "ssh_user_ca")).unwrap();
+        assert_eq!(key.algorithm(), ssh_key::Algorithm::Ed25519);
+        assert!(!key.is_encrypted());
+        assert_eq!(key.comment().as_str_lossy(), SSH_USER_CA_COMMENT);
+        let public = read(&paths, "ssh_user_ca.pub");
+        assert_eq!(key.public_key().to_openssh().unwrap(), public.trim_end());
+        assert!(
+            public.starts_with("ssh-ed25519 AAAA")
+                && public.ends_with(" infrabroker-ssh-user-ca\n")
+        );
+    }
+
+    #[test]
+    fn audit_public_keys_match_their_seeds() {
+        use ed25519_dalek::{Signer as _, Verifier as _};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, paths) = init_in(&tmp);
+        let mut seen = BTreeSet::new();
+        for stem in AUDIT_STEMS {
+            let seed = fs::read(paths.file(&format!("{stem}-audit.seed")).unwrap()).unwrap();
+            let seed: [u8; 32] = seed.try_into().unwrap();
+            assert!(seen.insert(seed), "seeds must differ");
+            let line = read(&paths, &format!("{stem}-audit.pub"));
+            assert!(line.ends_with(&format!(" {stem}-audit\n")), "{line}");
+            let public = ssh_key::PublicKey::from_openssh(&line).unwrap();
+            let bytes = public.key_data().ed25519().unwrap().0;
+
+            let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+            assert_eq!(bytes, signing.verifying_key().to_bytes());
+            let verifying = ed25519_dalek::VerifyingKey::from_bytes(&bytes).unwrap();
+            let signature = signing.sign(b"record");
+            verifying.verify(b"record", &signature).unwrap();
+        }
+    }
+
+    /// Runs a TLS 1.3 handshake in memory between a server trusting
+    /// `ca_pem` for client certificates and a client presenting `client`.
+    fn handshake(ca_pem: &str, server: &Leaf, client: &Leaf) -> Result<(), rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions = [&rustls::version::TLS13];
+        let cert = |pem: &str| vec![CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()];
+        let key = |pem: &str| PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert(ca_pem).remove(0)).unwrap();
+        let roots = Arc::new(roots);
+
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .unwrap();
+        let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(cert(&server.cert_pem), key(&server.key_pem))
+            .unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(cert(&client.cert_pem), key(&client.key_pem))
+            .unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            let mut rd = wire.as_slice();
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).unwrap();
+            }
+            server.process_new_packets()?;
+
+            wire.clear();
+            while server.wants_write() {
+                server.write_tls(&mut wire).unwrap();
+            }
+            let mut rd = wire.as_slice();
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+            }
+            client.process_new_packets()?;
+            if !server.is_handshaking() && !client.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    fn leaf_from_disk(paths: &PkiPaths, stem: &str) -> Leaf {
+        Leaf {
+            cert_pem: read(paths, &format!("{stem}.crt")),
+            key_pem: Zeroizing::new(read(paths, &format!("{stem}.key"))),
+        }
+    }
+
+    #[test]
+    fn mtls_accepts_dev_clients_and_rejects_strangers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, paths) = init_in(&tmp);
+        let ca_pem = read(&paths, "ca.crt");
+        let signer = leaf_from_disk(&paths, "signer");
+
+        handshake(&ca_pem, &signer, &leaf_from_disk(&paths, "broker-1")).unwrap();
+        handshake(&ca_pem, &signer, &leaf_from_disk(&paths, "control-plane")).unwrap();
+
+        let stranger = TlsCa::generate("another CA")
+            .unwrap()
+            .issue_client("broker-1")
+            .unwrap();
+        assert!(matches!(
+            handshake(&ca_pem, &signer, &stranger),
+            Err(rustls::Error::InvalidCertificate(_))
+        ));
+        // A server-only certificate must not pass as a client.
+        assert!(handshake(&ca_pem, &signer, &signer).is_err());
+    }
+
+    #[test]
+    fn loaded_ca_issues_trusted_and_expired_certificates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, paths) = init_in(&tmp);
+        let ca_pem = read(&paths, "ca.crt");
+        let signer = leaf_from_disk(&paths, "signer");
+        let ca = load_ca(paths.file("ca.crt").unwrap(), paths.file("ca.key").unwrap()).unwrap();
+        assert_eq!(ca.cert_pem(), ca_pem);
+
+        let fresh = ca.issue_client("broker-2").unwrap();
+        handshake(&ca_pem, &signer, &fresh).unwrap();
+
+        let now = OffsetDateTime::now_utc();
+        let expired = ca
+            .issue_client_with_validity(
+                "broker-1",
+                now - Duration::days(2),
+                now - Duration::days(1),
+            )
+            .unwrap();
+        assert!(facts(&expired.cert_pem).not_after < now.unix_timestamp());
+        assert!(matches!(
+            handshake(&ca_pem, &signer, &expired),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. }
+            ))
+        ));
+
+        let stale_server = ca
+            .issue_server_with_validity(
+                "signer",
+                &DEV_SERVER_SANS,
+                now - Duration::days(2),
+                now - Duration::days(1),
+            )
+            .unwrap();
+        assert!(matches!(
+            handshake(&ca_pem, &stale_server, &fresh),
+            Err(rustls::Error::InvalidCertificate(_))
+        ));
+
+        let (cert_path, key_path) = expired.write(tmp.path(), "expired").unwrap();
+        assert_eq!(fs::read_to_string(cert_path).unwrap(), expired.cert_pem);
+        assert_eq!(mode(&key_path), 0o600);
+    }
+
+    #[test]
+    fn load_ca_refuses_a_key_of_another_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, paths) = init_in(&tmp);
+        let other = TlsCa::generate("other").unwrap();
+        let (_, other_key) = other.write(tmp.path(), "other").unwrap();
+        let err = load_ca(paths.file("ca.crt").unwrap(), &other_key).unwrap_err();
+        assert!(matches!(err, PkiError::BadCa { .. }), "{err}");
+        // A leaf is not a CA even with its own key.
+        let err = load_ca(
+            paths.file("signer.crt").unwrap(),
+            paths.file("signer.key").unwrap(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, PkiError::BadCa { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_keys() {
+        let ca = TlsCa::generate("dbg").unwrap();
+        let leaf = ca.issue_client("c").unwrap();
+        assert!(!format!("{leaf:?}").contains("PRIVATE KEY"));
+        assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
+    }
+}

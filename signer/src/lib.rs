@@ -1,1 +1,189 @@
-//! placeholder
+//! The infrabroker signer: the only process that holds the SSH CA key.
+//!
+//! It receives *intents* (host, role, purpose, command, a fresh public key)
+//! over mutual TLS, judges them against its own configuration — RBAC,
+//! issuance rules, the command firewall — and answers with a short-lived
+//! OpenSSH certificate whose constraints it chose itself. Every answer is
+//! recorded in the signed audit chain before it leaves; if the record cannot
+//! be written, nothing is issued.
+//!
+//! # Layout
+//! - [`config`]: `signer.json`, read strictly into validated types.
+//! - [`names`]: character rules for every field that reaches a certificate.
+//! - [`issuance`]: the rules of SPEC §3 and certificate signing.
+//! - [`server`]: HTTP routes, error answers, audit records, reload.
+//! - [`metrics`]: Prometheus counters.
+//! - [`run`]: start-up, signals and shutdown.
+
+pub mod config;
+pub mod issuance;
+pub mod metrics;
+pub mod names;
+pub mod server;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use infrabroker_common::audit::{self, AuditKey, AuditLog};
+use infrabroker_common::config::ConfigErrors;
+use infrabroker_common::tls::{self, ServeOptions};
+use serde_json::Map;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::SignerConfig;
+use crate::issuance::Runtime;
+use crate::server::Shared;
+
+/// Why the signer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid (exit 64).
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// Anything else at start-up (exit 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Loads and validates a configuration file, CA keys included.
+pub fn check(path: &Path) -> Result<Runtime, ConfigErrors> {
+    SignerConfig::load(path).and_then(Runtime::new)
+}
+
+/// Runs the signer until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    let runtime = check(config_path)?;
+    let cfg = &runtime.config;
+    let key = AuditKey::from_seed_file(&cfg.audit_key)
+        .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
+    let last_serial = audit::max_u64_field(&cfg.audit_log, "serial")
+        .map_err(|e| StartError::Other(format!("reading the audit log: {e}")))?
+        .unwrap_or(0);
+    let log = AuditLog::open(&cfg.audit_log, key)
+        .map_err(|e| StartError::Other(format!("opening the audit log: {e}")))?;
+    let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let monitor = match cfg.monitor_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            StartError::Other(format!("cannot listen on {addr} (monitor_listen): {e}"))
+        })?),
+        None => None,
+    };
+    let auto_reload = cfg.auto_reload_seconds;
+    let hosts = cfg.hosts.len();
+    let shared = Arc::new(Shared::new(
+        runtime,
+        config_path.to_owned(),
+        log,
+        last_serial,
+    ));
+
+    let mut start = Map::new();
+    start.insert("outcome".into(), "started".into());
+    start.insert("listen".into(), local.to_string().into());
+    start.insert("hosts".into(), hosts.into());
+    shared
+        .audit()
+        .append(start)
+        .await
+        .map_err(|e| StartError::Other(format!("the audit log is not writable: {e}")))?;
+
+    if let Some(m) = monitor {
+        let addr = m
+            .local_addr()
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        tracing::info!("monitor listening on http://{addr}");
+        let app = server::monitor_router(shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(m, app).await {
+                tracing::error!(error = %e, "monitor listener failed");
+            }
+        });
+    }
+    spawn_sighup(shared.clone())?;
+    if auto_reload > 0 {
+        spawn_auto_reload(shared.clone(), config_path.to_owned(), auto_reload);
+    }
+
+    let hook_shared = shared.clone();
+    let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
+        hook_shared.metrics.tls_reject();
+        tracing::info!(%addr, %reason, "TLS handshake refused");
+        let mut rec = Map::new();
+        rec.insert("outcome".into(), "tls_rejected".into());
+        rec.insert("peer".into(), addr.to_string().into());
+        rec.insert("message".into(), reason.into());
+        let s = hook_shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = s.audit().append(rec).await {
+                s.metrics.audit_failure();
+                tracing::error!(error = %e, "audit record of a refused handshake could not be written");
+            }
+        });
+    });
+    tracing::info!(hosts, "signer listening on https://{local}");
+    tls::serve_mtls(
+        listener,
+        Arc::new(tls_config),
+        server::router(shared.clone()),
+        ServeOptions::default(),
+        on_reject,
+        shutdown_signal(),
+    )
+    .await;
+    let mut stop = Map::new();
+    stop.insert("outcome".into(), "stopped".into());
+    let _ = shared.audit().append(stop).await;
+    tracing::info!("signer stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+    tracing::info!("shutting down: draining connections");
+}
+
+fn spawn_sighup(shared: Arc<Shared>) -> Result<(), StartError> {
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| StartError::Other(format!("cannot watch SIGHUP: {e}")))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let _ = shared.reload("sighup").await;
+        }
+    });
+    Ok(())
+}
+
+fn spawn_auto_reload(shared: Arc<Shared>, path: std::path::PathBuf, every: u64) {
+    tokio::spawn(async move {
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut last: Option<SystemTime> = mtime(&path);
+        let mut tick = tokio::time::interval(Duration::from_secs(every));
+        loop {
+            tick.tick().await;
+            let now = mtime(&path);
+            if now.is_some() && now != last {
+                last = now;
+                let _ = shared.reload("auto_reload").await;
+            }
+        }
+    });
+}

@@ -1,1 +1,73 @@
-//! placeholder
+//! The append-only audit log every service writes: JSON lines, each record
+//! signed with the service's Ed25519 audit key and chained to the one
+//! before by its hash, so that modifying, deleting, inserting or reordering
+//! records is detected and the first bad `seq` named.
+//!
+//! # Record format
+//!
+//! Each line is one JSON object followed by `\n`. Its members are the
+//! caller's fields (`outcome`, `caller`, `host`, `serial`, …) plus:
+//!
+//! - `seq`: integer, 1 for the first record, +1 for each next one;
+//! - `ts`: commit time, RFC 3339 UTC with milliseconds
+//!   (`2026-11-23T06:00:00.123Z`);
+//! - `prev_hash`: the previous record's `hash`; 64 zeros for the first;
+//! - `sig`: base64 (standard alphabet, padded) of the Ed25519 signature
+//!   over *body0*;
+//! - `hash`: lowercase hex SHA-256 of *body1*.
+//!
+//! The *canonical encoding* of an object is compact JSON (no whitespace)
+//! with the members of every object, nested ones included, sorted by name
+//! in byte order, strings escaped as serde_json does. *body0* is the
+//! canonical encoding of the record without `sig` and `hash`; *body1* is
+//! the canonical encoding without `hash` (body0 plus `sig`). The line
+//! written is body1 with `,"hash":"<hex>"` inserted before its final `}`:
+//! `hash` is always the last member, so a verifier gets body1 back from the
+//! raw bytes by cutting that suffix off, with no re-encoding.
+//!
+//! Because `hash` covers `sig` and each `prev_hash` covers the previous
+//! `hash`, a valid signature on record *k* vouches for records 1..=*k*.
+//! [`verify_file`] therefore checks hashes and links of every line in one
+//! streaming pass but only the last signature, bisecting if it fails.
+//!
+//! Caller fields must not use the reserved names in [`RESERVED_FIELDS`].
+//! Values may be any JSON, but floating-point numbers should not be used:
+//! a float that does not re-encode to the same digits makes its record
+//! fail verification. Use integers or strings.
+//!
+//! # Writing
+//!
+//! [`AuditLog`] owns one writer thread. Appends queue up; the writer takes
+//! everything queued, seals it in order, writes it with one `write` and
+//! one `fsync` (group commit) and only then answers each caller, so an
+//! `Ok` means the record is on disk. On a failed write the batch is cut
+//! back out, every caller in it gets [`AuditError::Write`], and the next
+//! batch starts by re-reading the chain head from disk.
+//!
+//! # Layout
+//!
+//! - `record`: canonical encoding, sealing and per-line checks.
+//! - `key`: [`AuditKey`] and [`parse_public_key`].
+//! - `writer`: [`AuditLog`] and its group-commit thread.
+//! - `restore`: opening a log and finding where its chain continues.
+//! - `verify`: [`verify_file`].
+//! - `scan`: [`max_u64_field`].
+//! - `error`: [`AuditError`], [`VerifyError`].
+
+mod error;
+mod key;
+mod record;
+mod restore;
+mod scan;
+mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{AuditError, BrokenKind, VerifyError};
+pub use key::{AuditKey, parse_public_key};
+pub use record::{GENESIS_HASH, RESERVED_FIELDS};
+pub use scan::max_u64_field;
+pub use verify::{VerifyOptions, VerifyReport, verify_file};
+pub use writer::{AuditLog, AuditReceipt};

@@ -1,0 +1,173 @@
+//! One module per subcommand; this file holds the argument grammar and the
+//! error-to-exit-code mapping.
+
+mod audit;
+mod pki;
+mod policy;
+mod reload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A failed command: the exit code and one line for stderr.
+#[derive(Debug)]
+pub struct Failure {
+    /// Process exit code.
+    pub code: u8,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Failure {
+    /// Exit 1: the checked object is bad.
+    pub fn bad(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+    /// Exit 64: invalid configuration.
+    pub fn config(message: impl Into<String>) -> Self {
+        Failure {
+            code: 64,
+            message: message.into(),
+        }
+    }
+    /// Exit 69: a service is unreachable or refused.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Failure {
+            code: 69,
+            message: message.into(),
+        }
+    }
+    /// Exit 70: anything else.
+    pub fn other(message: impl Into<String>) -> Self {
+        Failure {
+            code: 70,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of a subcommand.
+pub type Outcome = Result<ExitCode, Failure>;
+
+#[derive(Parser)]
+#[command(version, about = "infrabroker operator CLI")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dev/test PKI.
+    #[command(subcommand)]
+    Pki(PkiCmd),
+    /// Audit logs.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// The command firewall.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Ask a running signer to reload its configuration.
+    Reload(ServiceArgs),
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Make a TLS CA, server and client certificates, the SSH user CA and audit keys.
+    Init {
+        /// Output directory.
+        #[arg(long, default_value = "pki")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify a log's hash chain and signatures; names the first bad record.
+    Verify {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+        /// The service's audit public key (`*-audit.pub`).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// Check every record's signature, not only the head's.
+        #[arg(long)]
+        all_signatures: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last records of a log.
+    Tail {
+        /// The audit log.
+        file: PathBuf,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Show a host's composed command policy and, with --command, the decision.
+    Explain {
+        /// signer.json.
+        #[arg(long, default_value = "signer.json")]
+        config: PathBuf,
+        /// Logical host name.
+        #[arg(long)]
+        host: String,
+        /// A command to judge offline.
+        #[arg(long)]
+        command: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to reach a service with the operator's client certificate.
+#[derive(clap::Args)]
+pub struct ServiceArgs {
+    /// Service URL.
+    #[arg(long, default_value = "https://127.0.0.1:9443")]
+    pub url: String,
+    /// CA certificate of the service.
+    #[arg(long, default_value = "pki/ca.crt")]
+    pub ca: PathBuf,
+    /// Operator client certificate.
+    #[arg(long, default_value = "pki/operator.crt")]
+    pub cert: PathBuf,
+    /// Operator client key.
+    #[arg(long, default_value = "pki/operator.key")]
+    pub key: PathBuf,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Pki(PkiCmd::Init { out, force }) => pki::init(out, force),
+        Command::Audit(AuditCmd::Verify {
+            file,
+            pubkey,
+            all_signatures,
+            json,
+        }) => audit::verify(&file, &pubkey, all_signatures, json),
+        Command::Audit(AuditCmd::Tail { file, lines }) => audit::tail(&file, lines),
+        Command::Policy(PolicyCmd::Explain {
+            config,
+            host,
+            command,
+            json,
+        }) => policy::explain(&config, &host, command.as_deref(), json),
+        Command::Reload(args) => reload::run(&args),
+    }
+}

@@ -1,0 +1,216 @@
+//! `broker-ctl` as an operator runs it: the real binary in a temp dir.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup aborts the test with its message"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use infrabroker_common::audit::{AuditKey, AuditLog};
+use serde_json::{Map, json};
+
+fn ctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_broker-ctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn pki_init_writes_everything_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pki");
+    let o = ctl(&["pki", "init", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "signer.crt",
+        "signer.key",
+        "control-plane.crt",
+        "control-plane.key",
+        "broker-1.crt",
+        "broker-1.key",
+        "operator.crt",
+        "operator.key",
+        "ssh_user_ca",
+        "ssh_user_ca.pub",
+        "signer-audit.seed",
+        "signer-audit.pub",
+        "broker-audit.seed",
+        "broker-audit.pub",
+        "control-plane-audit.seed",
+        "control-plane-audit.pub",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let before = std::fs::read(out.join("ca.key")).unwrap();
+    let o = ctl(&["pki", "init", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(out.join("ca.key")).unwrap(),
+        before,
+        "nothing overwritten"
+    );
+    let o = ctl(&["pki", "init", "--out", out.to_str().unwrap(), "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(std::fs::read(out.join("ca.key")).unwrap(), before);
+}
+
+fn write_log(dir: &Path, n: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    let seed = dir.join("k.seed");
+    std::fs::write(&seed, [9u8; 32]).unwrap();
+    std::fs::set_permissions(&seed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = AuditKey::from_seed_file(&seed).unwrap();
+    let pubkey = dir.join("k.pub");
+    std::fs::write(&pubkey, key.public_key_openssh("test")).unwrap();
+    let log_path = dir.join("audit.log");
+    let log = AuditLog::open(&log_path, key).unwrap();
+    for i in 0..n {
+        let mut m = Map::new();
+        m.insert("outcome".into(), json!("issued"));
+        m.insert("serial".into(), json!(i));
+        log.append_blocking(m).unwrap();
+    }
+    drop(log);
+    (log_path, pubkey)
+}
+
+#[test]
+fn audit_verify_exit_codes_name_the_first_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, pubkey) = write_log(dir.path(), 6);
+    let (l, p) = (log.to_str().unwrap(), pubkey.to_str().unwrap());
+    let o = ctl(&["audit", "verify", l, "--pubkey", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("6 records"), "{}", text(&o));
+
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "modified",
+            {
+                let mut v = lines.clone();
+                v[2] = v[2].replace("\"serial\":2", "\"serial\":7");
+                v
+            },
+            "seq 3",
+        ),
+        (
+            "deleted",
+            {
+                let mut v = lines.clone();
+                v.remove(3);
+                v
+            },
+            "seq 4",
+        ),
+        (
+            "inserted",
+            {
+                let mut v = lines.clone();
+                v.insert(2, lines[1].clone());
+                v
+            },
+            "seq 3",
+        ),
+        (
+            "reordered",
+            {
+                let mut v = lines.clone();
+                v.swap(4, 5);
+                v
+            },
+            "seq 5",
+        ),
+    ];
+    for (what, body, needle) in cases {
+        std::fs::write(&log, body.join("\n") + "\n").unwrap();
+        let o = ctl(&["audit", "verify", l, "--pubkey", p]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", text(&o));
+        assert!(
+            text(&o).contains(needle),
+            "{what}: expected {needle}: {}",
+            text(&o)
+        );
+    }
+    // A log checked with another key: bad signature.
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let other = dir.path().join("other.pub");
+    let k2 = AuditKey::from_seed(zeroize::Zeroizing::new([3u8; 32]));
+    std::fs::write(&other, k2.public_key_openssh("x")).unwrap();
+    let o = ctl(&["audit", "verify", l, "--pubkey", other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("signature"), "{}", text(&o));
+}
+
+#[test]
+fn policy_explain_shows_composition_and_the_offline_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = infrabroker_testbed::stack::Pki::create(dir.path()).unwrap();
+    let mut cfg = infrabroker_testbed::stack::signer_config(&pki, &dir.path().join("a.log"));
+    cfg["command_policies"] = json!({
+        "global": {"mode": "denylist", "deny": ["^rm( |$)"]},
+        "readonly": {"mode": "allowlist", "allow": ["^(ps|ls|uptime)( |$)"], "require_approval": ["^ps aux$"]},
+    });
+    cfg["group_command_policies"] = json!({"_default": ["global"], "web": ["readonly"]});
+    cfg["hosts"] = json!({"web01": {
+        "addr": "127.0.0.1:22", "user": "u", "principal": "p", "groups": ["web"],
+        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        "command_policy": {"mode": "denylist", "deny": ["^ls /root"]},
+    }});
+    let path = dir.path().join("signer.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let c = path.to_str().unwrap();
+
+    let o = ctl(&["policy", "explain", "--config", c, "--host", "web01"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("mode allowlist"), "{t}");
+    for source in ["group _default: global", "group web: readonly", "host"] {
+        assert!(t.contains(source), "{source} missing: {t}");
+    }
+    for (cmd, code, allowed) in [
+        ("uptime", "allowed", true),
+        ("ps aux && kill -9 1", "allowlist_no_match", false),
+        ("rm -rf /", "command_denied", false),
+        ("ls /root", "command_denied", false),
+        ("ps aux", "needs_approval", false),
+        ("ls $(id)", "parse_rejected", false),
+    ] {
+        let o = ctl(&[
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--host",
+            "web01",
+            "--command",
+            cmd,
+            "--json",
+        ]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+        assert_eq!(v["decision"]["reason_code"], code, "{cmd}: {v}");
+        assert_eq!(o.status.success(), allowed, "{cmd}");
+    }
+    let o = ctl(&["policy", "explain", "--config", c, "--host", "nope"]);
+    assert_eq!(o.status.code(), Some(64));
+}

@@ -1,0 +1,183 @@
+//! The tool surface every frontend (MCP stdio, MCP HTTP, REST) calls, kept
+//! free of any transport. Frontends turn their own input into these types
+//! and the results back into their own output.
+
+use std::time::Duration;
+
+use infrabroker_common::wire::Decision;
+use serde::{Deserialize, Serialize};
+
+/// Who is asking: the frontend's identity plus, for OAuth frontends, the
+/// human behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `mcp-stdio`, an mTLS CN, or an OIDC subject.
+    pub id: String,
+    /// The human (OIDC subject) the call is made for.
+    pub end_user: Option<String>,
+    /// The human's groups; `None` = no per-user RBAC.
+    pub end_user_groups: Option<Vec<String>>,
+}
+
+impl Caller {
+    /// A caller without an end user.
+    pub fn local(id: impl Into<String>) -> Self {
+        Caller {
+            id: id.into(),
+            end_user: None,
+            end_user_groups: None,
+        }
+    }
+}
+
+/// One host as shown to an agent: enough to choose, nothing of policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ServerInfo {
+    /// Logical name to pass as `host`.
+    pub name: String,
+    /// Remote account commands run as.
+    pub user: String,
+    /// Elevation with `sudo` may be requested.
+    pub allow_sudo: bool,
+    /// A PTY may be requested.
+    pub allow_pty: bool,
+    /// The bastion in front of it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+}
+
+/// A one-shot command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Logical host name.
+    pub host: String,
+    /// The exact command.
+    pub command: String,
+    /// Run through `sudo -n`.
+    pub sudo: bool,
+    /// Target user of `sudo` (root when absent).
+    pub sudo_user: Option<String>,
+    /// Per-call timeout; the configured default when absent, never above
+    /// the configured maximum.
+    pub timeout: Option<Duration>,
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExecResult {
+    /// Standard output (UTF-8, invalid bytes replaced), at most the cap.
+    pub stdout: String,
+    /// Standard error, at most the cap.
+    pub stderr: String,
+    /// Exit status, when the command exited.
+    pub exit_code: Option<u32>,
+    /// Signal name (e.g. `KILL`), when the command was killed by one.
+    pub exit_signal: Option<String>,
+    /// Output beyond the cap was dropped.
+    pub stdout_truncated: bool,
+    /// Error output beyond the cap was dropped.
+    pub stderr_truncated: bool,
+    /// Serial of the target's certificate: joins this call to the signer's
+    /// issuance record and sshd's log line.
+    pub serial: u64,
+    /// Wall time of the whole call (signing, dialling, running).
+    pub duration_ms: u64,
+}
+
+/// Why a call failed. Each has a stable code and one clear sentence; none
+/// carries key, certificate or policy internals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    /// The signer refused (policy, RBAC, bad input); `code` is its reason code.
+    #[error("denied by the signer ({code}): {message}")]
+    Denied {
+        /// The signer's reason code, e.g. `command_denied`.
+        code: String,
+        /// The signer's sentence.
+        message: String,
+    },
+    /// The host is not in the caller's view.
+    #[error("unknown host {0:?}: call ssh_list_servers to see the hosts you can reach")]
+    UnknownHost(String),
+    /// The signer could not be reached or answered nonsense.
+    #[error("signer unreachable: {0}")]
+    SignerUnreachable(String),
+    /// The host presented a key other than the pinned one.
+    #[error("host key of {host} does not match the pinned key: refusing to connect")]
+    HostKeyMismatch {
+        /// Logical name of the hop.
+        host: String,
+    },
+    /// TCP or SSH could not be established.
+    #[error("cannot connect to {host}: {reason}")]
+    Connect {
+        /// Logical name of the hop.
+        host: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The host refused the certificate.
+    #[error("{host} refused the certificate (see its sshd log for the reason)")]
+    AuthRefused {
+        /// Logical name of the hop.
+        host: String,
+    },
+    /// The command did not finish in time; its channel was closed.
+    #[error("timed out after {seconds} s; the command's channel was closed")]
+    TimedOut {
+        /// The limit that was hit.
+        seconds: u64,
+    },
+    /// The SSH session broke while the command ran.
+    #[error("the connection broke while the command ran: {0}")]
+    Broken(String),
+    /// Too many calls of this caller in flight.
+    #[error("too many concurrent operations for this caller (limit {0}); retry when one finishes")]
+    Busy(usize),
+    /// Bad arguments.
+    #[error("invalid arguments: {0}")]
+    Invalid(String),
+    /// The execution audit record could not be written.
+    #[error("the audit log cannot be written; nothing was run")]
+    AuditUnavailable,
+}
+
+impl ToolError {
+    /// Stable reason code.
+    pub fn reason_code(&self) -> &str {
+        match self {
+            ToolError::Denied { code, .. } => code,
+            ToolError::UnknownHost(_) => "host_unknown",
+            ToolError::SignerUnreachable(_) => "signer_unreachable",
+            ToolError::HostKeyMismatch { .. } => "host_key_mismatch",
+            ToolError::Connect { .. } => "connect_failed",
+            ToolError::AuthRefused { .. } => "auth_refused",
+            ToolError::TimedOut { .. } => "timed_out",
+            ToolError::Broken(_) => "connection_broken",
+            ToolError::Busy(_) => "busy",
+            ToolError::Invalid(_) => "invalid_arguments",
+            ToolError::AuditUnavailable => "audit_unavailable",
+        }
+    }
+}
+
+/// What frontends need from the engine.
+pub trait Tools: Send + Sync + 'static {
+    /// Hosts the caller may use.
+    fn list_servers(
+        &self,
+        caller: &Caller,
+    ) -> impl std::future::Future<Output = Result<Vec<ServerInfo>, ToolError>> + Send;
+    /// Runs one command.
+    fn execute(
+        &self,
+        caller: &Caller,
+        req: ExecRequest,
+    ) -> impl std::future::Future<Output = Result<ExecResult, ToolError>> + Send;
+    /// The signer's decision for the command, without connecting.
+    fn dry_run(
+        &self,
+        caller: &Caller,
+        req: ExecRequest,
+    ) -> impl std::future::Future<Output = Result<Decision, ToolError>> + Send;
+}

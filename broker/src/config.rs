@@ -1,0 +1,198 @@
+//! `broker.json`: strict JWCC like the signer's. Hosts never come from here;
+//! they come from the signer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, parse_jwcc};
+
+/// How to reach the signer (or a control plane in front of it).
+#[derive(Debug, Clone)]
+pub struct SignerEndpoint {
+    /// `https://host:port`.
+    pub url: String,
+    /// Client certificate presented to the signer.
+    pub client_cert: PathBuf,
+    /// Its key (0600).
+    pub client_key: PathBuf,
+    /// CA of the signer's server certificate.
+    pub ca: PathBuf,
+    /// How long a call may wait for an approval (control plane).
+    pub approval_wait: Duration,
+    /// Deadline of one request to the signer.
+    pub request_timeout: Duration,
+}
+
+/// The validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The signer.
+    pub signer: SignerEndpoint,
+    /// Periodic host-view refresh.
+    pub hosts_refresh: Duration,
+    /// Execution audit log.
+    pub audit_log: PathBuf,
+    /// Audit signing seed (0600).
+    pub audit_key: PathBuf,
+    /// Sessions: idle timeout (used by the sessions feature).
+    pub session_idle: Duration,
+    /// Sessions: hard maximum (used by the sessions feature).
+    pub session_max: Duration,
+    /// Sessions: asciicast recordings (used by the sessions feature).
+    pub session_recording_dir: Option<PathBuf>,
+    /// Bytes kept per stream; the rest is dropped and flagged.
+    pub max_output_bytes: usize,
+    /// Default per-command timeout.
+    pub exec_timeout: Duration,
+    /// Largest per-command timeout a caller may ask for.
+    pub exec_timeout_max: Duration,
+    /// Concurrent operations per caller.
+    pub max_concurrent_per_caller: usize,
+    /// Deadline for TCP connect + SSH handshake + authentication per hop.
+    pub connect_timeout: Duration,
+}
+
+impl BrokerConfig {
+    /// Reads and validates `path`; relative paths are resolved against its
+    /// directory.
+    pub fn load(path: &Path) -> Result<BrokerConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_text(&text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Validates configuration text.
+    pub fn from_text(text: &str, base: &Path) -> Result<BrokerConfig, ConfigErrors> {
+        let value = parse_jwcc(text)?;
+        let errs = Errors::new();
+        let cfg = read(&value, base, &errs);
+        match cfg {
+            Some(c) => errs.finish(c),
+            None => Err(errs
+                .finish(())
+                .err()
+                .unwrap_or_else(|| ConfigErrors::single("", "invalid configuration"))),
+        }
+    }
+}
+
+fn path(o: &Obj<'_>, key: &str, base: &Path) -> Option<PathBuf> {
+    let s = o.str(key)?;
+    if s.is_empty() {
+        o.error(key, "must not be empty");
+        return None;
+    }
+    let p = Path::new(&s);
+    Some(if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    })
+}
+
+fn secs(o: &Obj<'_>, key: &str, default: u64, min: u64, max: u64) -> Duration {
+    let v = o.opt_u64(key).unwrap_or(default);
+    if v < min || v > max {
+        o.error(key, format!("must be between {min} and {max}"));
+    }
+    Duration::from_secs(v.clamp(min, max))
+}
+
+fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfig> {
+    let root = Obj::new(v, "", errs)?;
+    let signer = root.opt_obj("signer");
+    if signer.is_none() && root.raw("signer").is_none() {
+        root.error("signer", "is required");
+    }
+    let signer = signer.and_then(|s| {
+        let url = s.str("url");
+        if let Some(u) = &url
+            && !u.starts_with("https://")
+        {
+            s.error("url", "must be an https:// URL");
+        }
+        let client_cert = path(&s, "client_cert", base);
+        let client_key = path(&s, "client_key", base);
+        let ca = path(&s, "ca", base);
+        let approval_wait = secs(&s, "approval_wait_seconds", 300, 0, 3600);
+        let request_timeout = secs(&s, "request_timeout_seconds", 10, 1, 120);
+        let endpoint = match (url, client_cert, client_key, ca) {
+            (Some(url), Some(client_cert), Some(client_key), Some(ca)) => Some(SignerEndpoint {
+                url,
+                client_cert,
+                client_key,
+                ca,
+                approval_wait,
+                request_timeout,
+            }),
+            _ => None,
+        };
+        s.finish();
+        endpoint
+    });
+    let hosts_refresh = secs(&root, "hosts_refresh_seconds", 300, 5, 86_400);
+    let audit_log = path(&root, "audit_log", base);
+    let audit_key = path(&root, "audit_key", base);
+    let session_idle = secs(&root, "session_idle_seconds", 300, 5, 86_400);
+    let session_max = secs(&root, "session_max_seconds", 1800, 5, 86_400);
+    let session_recording_dir = root.opt_str("session_recording_dir").map(|s| base.join(s));
+    let max_output_bytes = root.opt_u64("max_output_bytes").unwrap_or(1024 * 1024);
+    if !(1024..=64 * 1024 * 1024).contains(&max_output_bytes) {
+        root.error("max_output_bytes", "must be between 1024 and 67108864");
+    }
+    let exec_timeout = secs(&root, "exec_timeout_seconds", 120, 1, 3600);
+    let exec_timeout_max = secs(&root, "exec_timeout_max_seconds", 600, 1, 86_400);
+    if exec_timeout > exec_timeout_max {
+        root.error(
+            "exec_timeout_seconds",
+            "must not exceed exec_timeout_max_seconds",
+        );
+    }
+    let max_concurrent_per_caller = root.opt_u64("max_concurrent_per_caller").unwrap_or(8);
+    if !(1..=1024).contains(&max_concurrent_per_caller) {
+        root.error("max_concurrent_per_caller", "must be between 1 and 1024");
+    }
+    let connect_timeout = secs(&root, "connect_timeout_seconds", 15, 1, 300);
+    root.finish();
+    Some(BrokerConfig {
+        signer: signer?,
+        hosts_refresh,
+        audit_log: audit_log?,
+        audit_key: audit_key?,
+        session_idle,
+        session_max,
+        session_recording_dir,
+        max_output_bytes: usize::try_from(max_output_bytes).unwrap_or(usize::MAX),
+        exec_timeout,
+        exec_timeout_max,
+        max_concurrent_per_caller: usize::try_from(max_concurrent_per_caller).unwrap_or(8),
+        connect_timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let e = BrokerConfig::from_text(
+            r#"{"signer": {"url": "http://x", "client_cert": "a", "extra": 1},
+                "audit_key": "k", "max_output_bytes": 10, "hosts": {}}"#,
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "signer.url: must be an https:// URL",
+            "signer.extra: unknown field",
+            "signer.client_key: is required",
+            "audit_log: is required",
+            "max_output_bytes: must be between",
+            "hosts: unknown field",
+        ] {
+            assert!(e.contains(needle), "{needle} missing in:\n{e}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Drives `broker mcp-stdio` with the official Python MCP SDK (`pip install mcp`).
+
+An independent client from another ecosystem: it checks the handshake, the
+tool list and schemas, `ssh_list_servers`, one real `ssh_execute` (whose
+structured result the SDK itself validates against the declared output
+schema) and the error result for an unknown host.
+
+Prints one JSON summary line on stdout and exits 0 when every check passes;
+exits 1 with a one-line reason on stderr otherwise.
+
+    python3 broker/tests/mcp_client.py --broker-bin target/debug/broker \
+        --config broker.json --host web1 --command 'echo hi' --expect-stdout 'hi\n'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+import anyio
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+UNKNOWN_HOST = "infrabroker-no-such-host"
+
+
+class CheckFailed(Exception):
+    """A check on the broker's answers did not hold."""
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def result_text(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker-bin", required=True, help="path of the broker binary")
+    parser.add_argument("--config", required=True, help="broker configuration file")
+    parser.add_argument("--host", required=True, help="logical host to run the command on")
+    parser.add_argument("--command", required=True, help="command to run")
+    parser.add_argument(
+        "--expect-stdout",
+        required=True,
+        help="exact expected stdout; the escapes \\n, \\t and \\\\ are decoded",
+    )
+    parser.add_argument("--expect-exit", type=int, default=0, help="expected exit code")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole run")
+    args = parser.parse_args(argv)
+    args.expect_stdout = decode_escapes(args.expect_stdout)
+    return args
+
+
+def decode_escapes(text: str) -> str:
+    """`\\n`, `\\t` and `\\\\` only: other text, non-ASCII included, stays as given."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    params = StdioServerParameters(
+        command=args.broker_bin, args=["mcp-stdio", "--config", args.config]
+    )
+    summary: dict[str, Any] = {}
+    with anyio.fail_after(args.timeout):
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                summary["protocol_version"] = str(init.protocol_version)
+                summary["server"] = {
+                    "name": init.server_info.name,
+                    "version": init.server_info.version,
+                }
+                check(init.server_info.name == "infrabroker", f"server name is {init.server_info.name!r}")
+
+                tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+                summary["tools"] = sorted(tools)
+                for name in ("ssh_list_servers", "ssh_execute"):
+                    check(name in tools, f"tools/list lacks {name}: {sorted(tools)}")
+                    check(bool(tools[name].description), f"{name} has no description")
+                properties = tools["ssh_execute"].input_schema.get("properties", {})
+                for field in ("host", "command"):
+                    check(field in properties, f"ssh_execute input schema lacks {field!r}")
+                check(
+                    tools["ssh_execute"].output_schema is not None,
+                    "ssh_execute declares no output schema",
+                )
+
+                listed = await session.call_tool("ssh_list_servers", {})
+                check(not listed.is_error, f"ssh_list_servers failed: {result_text(listed)}")
+                servers = (listed.structured_content or {}).get("servers", [])
+                names = [server.get("name") for server in servers]
+                summary["servers"] = names
+                check(args.host in names, f"{args.host!r} not among listed hosts {names}")
+
+                executed = await session.call_tool(
+                    "ssh_execute", {"host": args.host, "command": args.command}
+                )
+                check(not executed.is_error, f"ssh_execute failed: {result_text(executed)}")
+                out = executed.structured_content or {}
+                check(
+                    out.get("stdout") == args.expect_stdout,
+                    f"stdout is {out.get('stdout')!r}, expected {args.expect_stdout!r}",
+                )
+                check(
+                    out.get("exit_code") == args.expect_exit,
+                    f"exit_code is {out.get('exit_code')!r}, expected {args.expect_exit}",
+                )
+                check(isinstance(out.get("serial"), int), f"no certificate serial in {out}")
+                check(bool(result_text(executed)), "ssh_execute returned no text content")
+                for key in ("serial", "exit_code", "duration_ms", "stdout_truncated"):
+                    summary[key] = out.get(key)
+
+                unknown = await session.call_tool(
+                    "ssh_execute", {"host": UNKNOWN_HOST, "command": "true"}
+                )
+                text = result_text(unknown)
+                check(unknown.is_error, f"unknown host did not give an error result: {text!r}")
+                check("host_unknown" in text, f"unknown host error lacks host_unknown: {text!r}")
+                summary["unknown_host_error"] = text
+    return summary
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """Task groups wrap failures in exception groups; report the real one."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        summary = anyio.run(run, args)
+    except BaseException as error:  # noqa: BLE001 - every failure is reported the same way
+        leaf = first_leaf(error)
+        if isinstance(leaf, KeyboardInterrupt):
+            raise
+        if isinstance(leaf, TimeoutError):
+            reason = f"no complete answer within {args.timeout:g} s"
+        elif isinstance(leaf, CheckFailed):
+            reason = str(leaf)
+        else:
+            reason = f"{type(leaf).__name__}: {leaf}"
+        print(f"mcp_client: FAIL: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps({"ok": True, **summary}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

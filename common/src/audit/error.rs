@@ -1,0 +1,123 @@
+//! Errors of the audit log: [`AuditError`] for keys and writing,
+//! [`VerifyError`] for checking a log file.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why the audit log could not be opened, a key loaded or a record written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The audit key seed file is unusable (too short, readable by others).
+    #[error("audit key {}: {reason}", path.display())]
+    KeyFile {
+        /// The seed file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A public key line is not a usable OpenSSH `ssh-ed25519` key.
+    #[error("audit public key: {0}")]
+    PublicKey(String),
+    /// A caller's record used a member name the chain sets itself.
+    #[error("record member {0:?} is reserved for the audit chain")]
+    ReservedField(String),
+    /// The last complete record of an existing log does not check out, so
+    /// the chain cannot be continued safely.
+    #[error("audit log {}: cannot continue the chain: {detail}", path.display())]
+    Corrupt {
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong with its tail.
+        detail: String,
+    },
+    /// Another open file handle (usually another process) holds the log's lock.
+    #[error("audit log {} is in use by another writer", path.display())]
+    Locked {
+        /// The log file.
+        path: PathBuf,
+    },
+    /// The record could not be made durable; it is not in the log.
+    #[error("audit write failed: {0}")]
+    Write(String),
+    /// The writer thread is gone, so nothing can be appended any more.
+    #[error("audit writer has stopped")]
+    Closed,
+}
+
+impl AuditError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        AuditError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// What kind of break [`verify_file`](super::verify_file) found first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokenKind {
+    /// The line is not a JSON object with the chain members in the expected
+    /// layout (including a last line without its newline).
+    Malformed,
+    /// The stored `hash` does not match the record's bytes: the record was
+    /// modified in place.
+    HashMismatch,
+    /// `seq` is not the previous one plus one: a record was deleted,
+    /// inserted or moved.
+    SeqMismatch,
+    /// `prev_hash` does not name the previous record: the chain was spliced.
+    PrevHashMismatch,
+    /// The Ed25519 signature does not verify with the given key (or the
+    /// record is not the canonical encoding of what was signed): the record
+    /// was forged or rewritten with a recomputed chain.
+    BadSignature,
+}
+
+impl fmt::Display for BrokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BrokenKind::Malformed => "malformed",
+            BrokenKind::HashMismatch => "hash mismatch",
+            BrokenKind::SeqMismatch => "seq mismatch",
+            BrokenKind::PrevHashMismatch => "prev_hash mismatch",
+            BrokenKind::BadSignature => "bad signature",
+        })
+    }
+}
+
+/// Why a log file failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The chain is broken; `seq` is the first record that cannot be trusted.
+    #[error("record seq {seq} (line {line}): {kind}: {detail}")]
+    Broken {
+        /// The seq the first bad record has, or should have had (previous
+        /// seq plus one) when its own `seq` is wrong or unreadable.
+        seq: u64,
+        /// 1-based line number in the file.
+        line: u64,
+        /// What is wrong.
+        kind: BrokenKind,
+        /// Human-readable specifics (expected and found values).
+        detail: String,
+    },
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The log file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}

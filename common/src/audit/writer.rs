@@ -1,0 +1,320 @@
+//! [`AuditLog`]: the appending side. One writer thread owns the file and
+//! commits queued records in groups that share a single `fsync`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{self, RESERVED_FIELDS};
+use super::restore::{self, ChainTail};
+use super::{AuditError, AuditKey};
+
+/// Requests that may wait for the writer before `append` itself waits.
+const QUEUE_CAPACITY: usize = 16_384;
+
+/// Most records committed by one `write` + `fsync`.
+const MAX_BATCH: usize = 4_096;
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T06:00:00.123Z`.
+const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Proof that a record is durably in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReceipt {
+    /// The record's `seq`.
+    pub seq: u64,
+    /// The record's `hash` (hex SHA-256).
+    pub hash: String,
+}
+
+/// Handle to an open audit log. Cheap to clone and shareable across tasks
+/// and threads.
+///
+/// Dropping the last handle stops the writer thread and waits for it (at
+/// most one batch in progress), so the file is closed and unlocked once the
+/// drop returns and the log can be reopened straight away.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+/// What the handles share; its drop shuts the writer down.
+#[derive(Debug)]
+struct Inner {
+    /// Always `Some` until the drop takes it to close the queue.
+    tx: Option<mpsc::Sender<Request>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One queued record and where its outcome goes.
+#[derive(Debug)]
+struct Request {
+    fields: Map<String, Value>,
+    reply: oneshot::Sender<Result<AuditReceipt, AuditError>>,
+}
+
+/// State the writer publishes for handles to read.
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    head: Mutex<ChainTail>,
+    batches: AtomicU64,
+}
+
+impl AuditLog {
+    /// Opens (creating with mode 0600 if missing; the parent directory must
+    /// exist) the log at `path`, restores the chain head from its last
+    /// complete record and starts the writer thread.
+    ///
+    /// A partial last line left by a crash is cut off (with a warning). A
+    /// last complete record that does not check out is an error: appending
+    /// after it would extend a chain that cannot be verified. The file is
+    /// locked (`flock`) so two writers cannot interleave chains. Blocking:
+    /// call it at start-up or from `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>, key: AuditKey) -> Result<AuditLog, AuditError> {
+        let path = path.as_ref().to_path_buf();
+        let (file, tail) = restore::open_log(&path)?;
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            head: Mutex::new(tail.clone()),
+            batches: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = Writer {
+            file: Some(file),
+            tail,
+            key,
+            shared: Arc::clone(&shared),
+            scratch: Vec::new(),
+            out: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".to_owned())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::io(&path, e))?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                shared,
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Appends a record made of `fields` plus the chain members and returns
+    /// once it is on disk (after `fsync`). Records appended concurrently are
+    /// committed together.
+    ///
+    /// `fields` must not contain the reserved members (`seq`, `ts`,
+    /// `prev_hash`, `sig`, `hash`). Avoid floating-point numbers: they may
+    /// not re-encode to the same bytes, which makes the record fail
+    /// signature verification.
+    pub async fn append(&self, fields: Map<String, Value>) -> Result<AuditReceipt, AuditError> {
+        check_reserved(&fields)?;
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .send(Request { fields, reply })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// [`append`](Self::append) for synchronous code such as the CLI. Works
+    /// without a Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Like Tokio's blocking channel calls, panics if called from within an
+    /// asynchronous execution context; use `append` there.
+    pub fn append_blocking(&self, fields: Map<String, Value>) -> Result<AuditReceipt, AuditError> {
+        check_reserved(&fields)?;
+        let (reply, rx) = oneshot::channel();
+        self.sender()?
+            .blocking_send(Request { fields, reply })
+            .map_err(|_| AuditError::Closed)?;
+        rx.blocking_recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// The last committed record's `seq` and `hash` (`0` and 64 zeros for an
+    /// empty log). Appends in flight are not included.
+    pub fn head(&self) -> (u64, String) {
+        let tail = self
+            .inner
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (tail.seq, tail.hash.clone())
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.shared.path
+    }
+
+    /// How many group commits (`write` + `fsync`) have succeeded. Lets
+    /// tests and metrics see how well concurrent appends are batched.
+    pub fn batches(&self) -> u64 {
+        self.inner.shared.batches.load(Ordering::Relaxed)
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Request>, AuditError> {
+        self.inner.tx.as_ref().ok_or(AuditError::Closed)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer's loop once it is drained.
+        self.tx = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("audit writer thread panicked");
+        }
+    }
+}
+
+fn check_reserved(fields: &Map<String, Value>) -> Result<(), AuditError> {
+    match RESERVED_FIELDS
+        .iter()
+        .find(|name| fields.contains_key(**name))
+    {
+        Some(name) => Err(AuditError::ReservedField((*name).to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    /// `None` after a failed commit: the head must be re-read from disk.
+    file: Option<File>,
+    tail: ChainTail,
+    key: AuditKey,
+    shared: Arc<Shared>,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        // Blocks for the first request, then takes whatever else is queued:
+        // everything that arrived during the previous fsync shares the next.
+        while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+            self.commit(&mut batch);
+            batch.clear();
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Request>) {
+        let path = self.shared.path.clone();
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => match restore::open_log(&path) {
+                Ok((file, tail)) => {
+                    self.tail = tail;
+                    self.publish_head();
+                    file
+                }
+                Err(e) => {
+                    let msg = format!("reopening after a failed write: {e}");
+                    return fail_all(batch, &msg);
+                }
+            },
+        };
+        let now = OffsetDateTime::now_utc();
+        let ts = match now.format(TS_FORMAT) {
+            Ok(ts) => ts,
+            Err(e) => {
+                self.file = Some(file);
+                return fail_all(batch, &format!("formatting the time: {e}"));
+            }
+        };
+
+        self.out.clear();
+        let mut next = self.tail.clone();
+        let mut sealed = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            let Request { mut fields, reply } = request;
+            match record::seal(
+                &mut fields,
+                next.seq + 1,
+                &ts,
+                &next.hash,
+                self.key.signing_key(),
+                &mut self.scratch,
+                &mut self.out,
+            ) {
+                Ok(hash) => {
+                    next.seq += 1;
+                    next.hash = hash;
+                    sealed.push((
+                        reply,
+                        AuditReceipt {
+                            seq: next.seq,
+                            hash: next.hash.clone(),
+                        },
+                    ));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(AuditError::Write(format!("encoding the record: {e}"))));
+                }
+            }
+        }
+        if sealed.is_empty() {
+            self.file = Some(file);
+            return;
+        }
+
+        match restore::write_durably(&file, &self.out, self.tail.len) {
+            Ok(()) => {
+                next.len = self.tail.len + self.out.len() as u64;
+                self.tail = next;
+                self.file = Some(file);
+                self.publish_head();
+                self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                for (reply, receipt) in sealed {
+                    // A caller that gave up waiting still has its record
+                    // logged; nobody is left to tell.
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "audit write failed");
+                // Dropping the file (and its lock) makes the next batch
+                // re-read the head from disk instead of trusting memory.
+                drop(file);
+                let msg = format!("{}: {e}", path.display());
+                for (reply, _) in sealed {
+                    let _ = reply.send(Err(AuditError::Write(msg.clone())));
+                }
+            }
+        }
+    }
+
+    fn publish_head(&self) {
+        let mut head = self
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *head = self.tail.clone();
+    }
+}
+
+fn fail_all(batch: &mut Vec<Request>, msg: &str) {
+    for request in batch.drain(..) {
+        let _ = request.reply.send(Err(AuditError::Write(msg.to_owned())));
+    }
+}

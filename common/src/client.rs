@@ -1,0 +1,224 @@
+//! An mTLS JSON client for talking to the signer or the control plane.
+//! Keep-alive connections are pooled; every call has a deadline.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::tls::{TlsError, client_config};
+use crate::wire::ErrorBody;
+
+/// Largest response body accepted (host lists can be long, but not this long).
+const MAX_RESPONSE: usize = 8 * 1024 * 1024;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an `https://` URL.
+    #[error("invalid URL {0:?}: expected https://host:port")]
+    Url(String),
+    /// Building TLS failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// No connection or no answer in time.
+    #[error("{url} unreachable: {reason}")]
+    Unreachable {
+        /// What was called.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error body.
+    #[error("{status}: {} ({})", body.message, body.reason_code)]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The decoded error.
+        body: ErrorBody,
+    },
+    /// The server answered something that is not the expected JSON.
+    #[error("unexpected answer ({status}): {detail}")]
+    Protocol {
+        /// HTTP status.
+        status: StatusCode,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A pooled HTTPS client presenting a client certificate.
+#[derive(Debug, Clone)]
+pub struct MtlsClient {
+    base: String,
+    timeout: Duration,
+    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// Raw answer of a call: status and body bytes.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body.
+    pub body: Bytes,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+}
+
+impl MtlsClient {
+    /// A client for `base_url` (e.g. `https://127.0.0.1:9443`) trusting
+    /// `ca` and presenting `cert`/`key`; each call must finish in `timeout`.
+    pub fn new(
+        base_url: &str,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") || base.len() <= "https://".len() {
+            return Err(ClientError::Url(base_url.to_owned()));
+        }
+        let tls = client_config(ca, cert, key)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(MtlsClient {
+            base,
+            timeout,
+            inner,
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and returns status and body without interpreting them.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let mut req = Request::builder().method(method).uri(&url);
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Url(e.to_string()))?;
+        let work = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| unreachable(error_chain(&e)))?;
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = Limited::new(resp.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok(RawResponse {
+                status,
+                body,
+                retry_after,
+            })
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(unreachable(format!(
+                "no answer within {} s",
+                self.timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// Sends JSON (or nothing) and decodes a JSON answer; error statuses
+    /// become [`ClientError::Api`].
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let bytes = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Protocol {
+                status: StatusCode::OK,
+                detail: format!("encoding the request: {e}"),
+            })?),
+            None => None,
+        };
+        let raw = self.call_raw(method, path, bytes).await?;
+        decode(raw)
+    }
+}
+
+/// Turns a raw answer into `T` or a typed API error.
+pub fn decode<T: DeserializeOwned>(raw: RawResponse) -> Result<T, ClientError> {
+    if raw.status.is_success() {
+        serde_json::from_slice(&raw.body).map_err(|e| ClientError::Protocol {
+            status: raw.status,
+            detail: e.to_string(),
+        })
+    } else {
+        match serde_json::from_slice::<ErrorBody>(&raw.body) {
+            Ok(body) => Err(ClientError::Api {
+                status: raw.status,
+                body,
+            }),
+            Err(_) => Err(ClientError::Protocol {
+                status: raw.status,
+                detail: String::from_utf8_lossy(&raw.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
+            }),
+        }
+    }
+}
+
+/// Flattens an error and its sources into one line: hyper's top-level
+/// messages alone ("client error (Connect)") do not say what happened.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}

@@ -1,0 +1,300 @@
+//! TLS for every service: rustls with the ring provider, TLS 1.3 only,
+//! mandatory client certificates on servers, and an accept loop that hands
+//! the caller's certificate CN to HTTP handlers.
+//!
+//! The accept loop is written on tokio-rustls + hyper-util rather than a
+//! framework server so that a failed handshake is visible (logged, counted,
+//! audited by the caller's hook) and bounded by its own timeout before any
+//! HTTP parsing starts.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+use zeroize::Zeroizing;
+
+/// Problems loading TLS material or building a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file did not hold what was expected.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A private key file is readable by group or others.
+    #[error("{path}: private key is accessible by group or others (mode {mode:o}); chmod 600 it")]
+    KeyPermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+}
+
+/// The crypto provider of the whole project. Passing it explicitly keeps a
+/// stray aws-lc feature elsewhere in the tree from changing behaviour.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Invalid {
+            path: path.to_owned(),
+            reason: format!("bad PEM certificate: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid {
+            path: path.to_owned(),
+            reason: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key, refusing files readable by group or others.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    check_private_mode(path)?;
+    let pem = Zeroizing::new(std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?);
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Invalid {
+        path: path.to_owned(),
+        reason: format!("bad PEM private key: {e}"),
+    })
+}
+
+/// Refuses a secret file whose mode lets group or others read it.
+pub fn check_private_mode(path: &Path) -> Result<(), TlsError> {
+    let meta = std::fs::metadata(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in load_certs(ca)? {
+        store.add(cert).map_err(|e| TlsError::Invalid {
+            path: ca.to_owned(),
+            reason: format!("unusable CA certificate: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// A TLS 1.3 server configuration that demands a client certificate issued
+/// by `client_ca`.
+pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerConfig, TlsError> {
+    let provider = provider();
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A TLS 1.3 client configuration presenting `cert`/`key` and trusting
+/// only `ca`.
+pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(load_certs(cert)?, load_key(key)?)?)
+}
+
+/// Who is on the other end of an mTLS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Subject CN of the verified client certificate.
+    pub cn: String,
+    /// Remote socket address.
+    pub addr: SocketAddr,
+}
+
+/// Extracts the subject CN of a DER certificate.
+pub fn subject_cn(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    Some(cn)
+}
+
+/// Limits of the accept loop.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive a request's headers (also bounds idle
+    /// keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// Open connections at most; further accepts wait.
+    pub max_connections: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// How long in-flight requests may take to finish after shutdown starts.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_concurrent_streams: 64,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Called for every connection whose handshake failed: peer address and a
+/// short reason. Services use it to log, count and audit.
+pub type RejectHook = Arc<dyn Fn(SocketAddr, String) + Send + Sync>;
+
+/// Serves `app` over mTLS on `listener` until `shutdown` resolves, then
+/// drains open connections for at most `opts.grace`. Every request carries
+/// a [`Peer`] extension with the verified client CN; a connection whose
+/// certificate has no CN is closed before any request is read.
+pub async fn serve_mtls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: axum::Router,
+    opts: ServeOptions,
+    on_reject: RejectHook,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.max_concurrent_streams);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let on_reject = on_reject.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = opts.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return on_reject(addr, e.to_string()),
+                Err(_) => return on_reject(addr, "TLS handshake timed out".into()),
+            };
+            let cn = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(subject_cn);
+            let Some(cn) = cn else {
+                return on_reject(addr, "client certificate has no subject CN".into());
+            };
+            let peer = Peer { cn, addr };
+            let svc = app.map_request(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(peer.clone());
+                req
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(opts.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+}

@@ -1,0 +1,400 @@
+//! The signer's HTTP API on the wire: what brokers, the control plane and
+//! `broker-ctl` send and receive. Field names follow SPEC §3; `public_key`
+//! is accepted as an alias of `pubkey` for callers written against the Go
+//! infrabroker.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Which hop of a chain a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The host the command runs on.
+    Target,
+    /// A jump host the chain passes through (`direct-tcpip` only).
+    Bastion,
+}
+
+/// What the certificate will be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// One command, baked into the certificate's force-command.
+    Oneshot,
+    /// An interactive session; commands are checked by preflight dry runs.
+    Session,
+}
+
+/// How a session runs its commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// Each command on its own channel.
+    Exec,
+    /// One long-lived `/bin/sh` without a terminal.
+    Shell,
+    /// One long-lived shell on a pseudo-terminal.
+    Pty,
+}
+
+impl Role {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Target => "target",
+            Role::Bastion => "bastion",
+        }
+    }
+}
+
+impl Purpose {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Oneshot => "oneshot",
+            Purpose::Session => "session",
+        }
+    }
+}
+
+impl SessionMode {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionMode::Exec => "exec",
+            SessionMode::Shell => "shell",
+            SessionMode::Pty => "pty",
+        }
+    }
+}
+
+/// `POST /v1/sign` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// Logical host name from the signer's `hosts`.
+    pub host: String,
+    /// Which hop this certificate is for.
+    pub role: Role,
+    /// One-shot command or session.
+    pub purpose: Purpose,
+    /// The exact command (one-shot target) or the command to judge (dry run).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// The hop's fresh public key, an OpenSSH `ssh-ed25519` line.
+    #[serde(alias = "public_key", default)]
+    pub pubkey: String,
+    /// Elevate with `sudo -n`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sudo: bool,
+    /// Target user of the elevation; absent means root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo_user: Option<String>,
+    /// Ask for `permit-pty`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pty: bool,
+    /// Session mode, for `purpose = session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_mode: Option<SessionMode>,
+    /// Requested lifetime; clamped to the host and global maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    /// The human (OIDC subject) the broker acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+    /// The end user's groups; `None` means no per-user RBAC, `Some([])`
+    /// means the user may reach nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user_groups: Option<Vec<String>>,
+    /// Return the decision without signing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+    /// A forwarder (control plane) acting for this broker CN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
+    /// Set by a trusted forwarder once a human or reviewer approved.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub approved: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `POST /v1/sign` success body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignResponse {
+    /// The OpenSSH certificate line; absent for a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Certificate serial; absent for a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    /// Unix time the certificate stops being valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_before: Option<u64>,
+    /// Sessions only: the prefix (`sudo -n [-u USER]`) the broker must put
+    /// before each command when elevated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elevation_prefix: Option<String>,
+    /// The policy decision behind the answer.
+    pub decision: Decision,
+}
+
+/// The one decision type of the signer, used by `/v1/sign`, dry runs and
+/// `broker-ctl policy explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Whether a certificate may be issued for this command now.
+    pub allowed: bool,
+    /// Stable machine-readable reason.
+    pub reason_code: ReasonCode,
+    /// The rule that decided, with its source, e.g. `host: deny:^rm `.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_rule: Option<String>,
+    /// The command needs an approval before it can be signed.
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Audit-mode findings: what enforcement would have done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// One sentence for humans.
+    pub message: String,
+}
+
+impl Decision {
+    /// An unconditional allow.
+    pub fn allowed(message: impl Into<String>) -> Self {
+        Decision {
+            allowed: true,
+            reason_code: ReasonCode::Allowed,
+            matched_rule: None,
+            require_approval: false,
+            warnings: Vec::new(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Stable reason codes of the signer. The wire spelling is snake_case and
+/// never changes once released; scripts and the broker match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// Allowed.
+    Allowed,
+    /// Allowed by policy but waiting for an approval.
+    NeedsApproval,
+    /// A `deny` rule matched.
+    CommandDenied,
+    /// An allowlist applies and no rule matched.
+    AllowlistNoMatch,
+    /// The shell parser refused the command.
+    ParseRejected,
+    /// Empty command or one with a newline, carriage return or NUL.
+    CommandInvalid,
+    /// The body is not valid JSON or has unknown or mistyped fields.
+    MalformedRequest,
+    /// The body is larger than the limit.
+    BodyTooLarge,
+    /// `pubkey` is not an OpenSSH Ed25519 public key.
+    PubkeyInvalid,
+    /// The client certificate's CN is not in `callers`.
+    CallerUnknown,
+    /// The client certificate's CN has characters outside the allowed set.
+    CallerInvalid,
+    /// `on_behalf_of` or `approved` from a caller not in `trusted_forwarders`.
+    ForwarderUntrusted,
+    /// The host is not in the signer's configuration.
+    HostUnknown,
+    /// The caller's groups or `allowed_callers` do not reach this host.
+    HostForbidden,
+    /// The end user's groups do not reach this host.
+    EndUserForbidden,
+    /// `end_user` has characters outside the allowed set.
+    EndUserInvalid,
+    /// Role `bastion` on a host that may not be a bastion.
+    BastionNotAllowed,
+    /// Elevation asked on a host without `allow_sudo`.
+    SudoNotAllowed,
+    /// `sudo_user` fails the name pattern.
+    SudoUserInvalid,
+    /// `sudo_user` is not in the host's `allowed_sudo_users`.
+    SudoUserNotAllowed,
+    /// A PTY asked on a host without `allow_pty`.
+    PtyNotAllowed,
+    /// Session mode not allowed here (shell/pty on a command-policy host).
+    SessionModeNotAllowed,
+    /// Fields that do not fit together (a command on a bastion cert…).
+    InvalidRequest,
+    /// The caller may not reload the configuration.
+    ReloadForbidden,
+    /// The new configuration is invalid; the running one was kept.
+    ReloadFailed,
+    /// The audit record could not be written; nothing was issued.
+    AuditUnavailable,
+    /// An unexpected internal failure; nothing was issued.
+    Internal,
+    /// No such route.
+    NotFound,
+    /// The certificate could not be built or signed.
+    SigningFailed,
+}
+
+impl ReasonCode {
+    /// The wire spelling, e.g. `command_denied`.
+    pub fn as_str(self) -> &'static str {
+        // Kept in step with the serde names by the test below.
+        match self {
+            ReasonCode::Allowed => "allowed",
+            ReasonCode::NeedsApproval => "needs_approval",
+            ReasonCode::CommandDenied => "command_denied",
+            ReasonCode::AllowlistNoMatch => "allowlist_no_match",
+            ReasonCode::ParseRejected => "parse_rejected",
+            ReasonCode::CommandInvalid => "command_invalid",
+            ReasonCode::MalformedRequest => "malformed_request",
+            ReasonCode::BodyTooLarge => "body_too_large",
+            ReasonCode::PubkeyInvalid => "pubkey_invalid",
+            ReasonCode::CallerUnknown => "caller_unknown",
+            ReasonCode::CallerInvalid => "caller_invalid",
+            ReasonCode::ForwarderUntrusted => "forwarder_untrusted",
+            ReasonCode::HostUnknown => "host_unknown",
+            ReasonCode::HostForbidden => "host_forbidden",
+            ReasonCode::EndUserForbidden => "end_user_forbidden",
+            ReasonCode::EndUserInvalid => "end_user_invalid",
+            ReasonCode::BastionNotAllowed => "bastion_not_allowed",
+            ReasonCode::SudoNotAllowed => "sudo_not_allowed",
+            ReasonCode::SudoUserInvalid => "sudo_user_invalid",
+            ReasonCode::SudoUserNotAllowed => "sudo_user_not_allowed",
+            ReasonCode::PtyNotAllowed => "pty_not_allowed",
+            ReasonCode::SessionModeNotAllowed => "session_mode_not_allowed",
+            ReasonCode::InvalidRequest => "invalid_request",
+            ReasonCode::ReloadForbidden => "reload_forbidden",
+            ReasonCode::ReloadFailed => "reload_failed",
+            ReasonCode::AuditUnavailable => "audit_unavailable",
+            ReasonCode::Internal => "internal",
+            ReasonCode::NotFound => "not_found",
+            ReasonCode::SigningFailed => "signing_failed",
+        }
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error answer: a stable code and one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable reason.
+    pub reason_code: ReasonCode,
+    /// One sentence for humans; never contains policy internals or secrets.
+    pub message: String,
+    /// Details for config reload failures (one line per problem).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// One entry of `GET /v1/hosts`: how to reach a host, nothing of its policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostInfo {
+    /// `host:port` to dial (from the previous hop when `jump` is set).
+    pub addr: String,
+    /// Remote account.
+    pub user: String,
+    /// Pinned host key, an OpenSSH public key line.
+    pub host_key: String,
+    /// Logical name of the bastion in front of this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+    /// Elevation may be requested.
+    #[serde(default)]
+    pub allow_sudo: bool,
+    /// A PTY may be requested.
+    #[serde(default)]
+    pub allow_pty: bool,
+    /// RBAC groups of the host.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `GET /v1/hosts` body: logical name → host.
+pub type HostsResponse = BTreeMap<String, HostInfo>;
+
+/// `POST /v1/reload` success body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadResponse {
+    /// Always `ok`.
+    pub status: String,
+    /// Number of hosts in the new configuration.
+    pub hosts: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_code_spelling_matches_serde() {
+        let all = [
+            ReasonCode::Allowed,
+            ReasonCode::NeedsApproval,
+            ReasonCode::CommandDenied,
+            ReasonCode::AllowlistNoMatch,
+            ReasonCode::ParseRejected,
+            ReasonCode::CommandInvalid,
+            ReasonCode::MalformedRequest,
+            ReasonCode::BodyTooLarge,
+            ReasonCode::PubkeyInvalid,
+            ReasonCode::CallerUnknown,
+            ReasonCode::CallerInvalid,
+            ReasonCode::ForwarderUntrusted,
+            ReasonCode::HostUnknown,
+            ReasonCode::HostForbidden,
+            ReasonCode::EndUserForbidden,
+            ReasonCode::EndUserInvalid,
+            ReasonCode::BastionNotAllowed,
+            ReasonCode::SudoNotAllowed,
+            ReasonCode::SudoUserInvalid,
+            ReasonCode::SudoUserNotAllowed,
+            ReasonCode::PtyNotAllowed,
+            ReasonCode::SessionModeNotAllowed,
+            ReasonCode::InvalidRequest,
+            ReasonCode::ReloadForbidden,
+            ReasonCode::ReloadFailed,
+            ReasonCode::AuditUnavailable,
+            ReasonCode::Internal,
+            ReasonCode::NotFound,
+            ReasonCode::SigningFailed,
+        ];
+        for code in all {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::Value::String(code.as_str().to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn sign_request_refuses_unknown_fields_and_accepts_public_key_alias() {
+        let ok: SignRequest = serde_json::from_str(
+            r#"{"host":"h","role":"target","purpose":"oneshot","command":"id","public_key":"k"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.pubkey, "k");
+        assert!(
+            serde_json::from_str::<SignRequest>(
+                r#"{"host":"h","role":"target","purpose":"oneshot","bogus":1}"#
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Signer throughput and latency: N concurrent keep-alive mTLS clients
+//! against the real `signer` binary with durable audit (fsync, group
+//! commit), for N = 1, 8, 64. Also the raw Ed25519 signing rate of this
+//! machine, for the ratio. Prints numbers; asserts nothing.
+//!
+//! Run with `make bench` (builds the release binaries first). Every load
+//! loop is bounded by a request count and a deadline.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup aborts the test with its message"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use infrabroker_common::client::MtlsClient;
+use infrabroker_testbed::stack::{Pki, SignerProc, signer_config};
+use serde_json::json;
+
+const PER_LEVEL_REQUESTS: usize = 20_000;
+const PER_LEVEL_DEADLINE: Duration = Duration::from_secs(8);
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn raw_ed25519_rate() -> f64 {
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let msg = [0u8; 300];
+    let n = 20_000;
+    let start = Instant::now();
+    for i in 0..n {
+        let mut m = msg;
+        m[0] = i as u8;
+        std::hint::black_box(key.sign(&m));
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::create(dir.path())?;
+    let mut cfg = signer_config(&pki, &dir.path().join("audit.log"));
+    cfg["callers"] = json!({"broker-1": {"allowed_groups": ["web"]}});
+    cfg["hosts"] = json!({"web": {
+        "addr": "127.0.0.1:22", "user": "x", "principal": "p", "groups": ["web"],
+        "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+    }});
+    let signer = SignerProc::start(dir.path(), &cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let ed = raw_ed25519_rate();
+    println!("raw Ed25519 signatures/s (one core): {ed:.0}");
+    println!(
+        "{:>4} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "N", "requests", "certs/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for n in [1usize, 8, 64] {
+        let (count, secs, lat) = rt.block_on(level(&signer.url, &pki, n))?;
+        let rate = count as f64 / secs;
+        println!(
+            "{n:>4} {count:>9} {rate:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
+    let lines = std::fs::read_to_string(dir.path().join("audit.log"))?
+        .lines()
+        .count();
+    println!("audit records written: {lines}");
+    drop(signer);
+    Ok(())
+}
+
+async fn level(url: &str, pki: &Pki, n: usize) -> anyhow::Result<(usize, f64, Vec<Duration>)> {
+    let left = Arc::new(AtomicUsize::new(PER_LEVEL_REQUESTS));
+    // A pool of public keys made up front: key generation is the broker's
+    // cost, not the signer's.
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..256)
+            .map(|i| {
+                let kp = ssh_key::private::Ed25519Keypair::from_seed(&[i as u8; 32]);
+                ssh_key::PublicKey::from(kp.public)
+                    .to_openssh()
+                    .unwrap_or_default()
+            })
+            .collect(),
+    );
+    let deadline = Instant::now() + PER_LEVEL_DEADLINE;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..n {
+        let client = MtlsClient::new(
+            url,
+            &pki.path("ca.crt"),
+            &pki.path("broker-1.crt"),
+            &pki.path("broker-1.key"),
+            Duration::from_secs(10),
+        )?;
+        let left = left.clone();
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = w;
+            while Instant::now() < deadline
+                && left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1))
+                    .is_ok()
+            {
+                let body = serde_json::to_vec(&json!({
+                    "host": "web", "role": "target", "purpose": "oneshot",
+                    "command": "uptime", "pubkey": keys[i % keys.len()],
+                }))
+                .unwrap_or_default();
+                i += n;
+                let t = Instant::now();
+                let r = client
+                    .call_raw(hyper::Method::POST, "/v1/sign", Some(body))
+                    .await;
+                match r {
+                    Ok(r) if r.status.is_success() => lat.push(t.elapsed()),
+                    Ok(r) => eprintln!("refused: {}", r.status),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort();
+    Ok((all.len(), secs, all))
+}

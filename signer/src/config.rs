@@ -1,0 +1,602 @@
+//! `signer.json`: read strictly, validated into types that cannot hold a
+//! bad value, with every problem reported at once with its JSON path.
+//!
+//! Field names are the Go infrabroker's, so its files load unchanged as far
+//! as we implement them; a field we do not implement is an error naming it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, parse_jwcc};
+use infrabroker_firewall::{CompiledPolicy, Enforcement, Mode, PolicyConfig, PolicySet};
+use regex::Regex;
+use serde_json::Value;
+
+use crate::names;
+
+/// The largest certificate lifetime we accept anywhere, in seconds.
+pub const TTL_CEILING: u64 = 900;
+/// The global maximum TTL when `max_ttl_seconds` is absent or 0.
+pub const DEFAULT_MAX_TTL: u64 = 300;
+
+/// What happens when an audit record cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditFailMode {
+    /// Refuse to issue (the default).
+    Closed,
+    /// Issue anyway and log loudly. Only for labs.
+    Open,
+}
+
+/// Where a CA private key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaKeySource {
+    /// OpenSSH private key file.
+    pub path: PathBuf,
+    /// JSON path of the entry, for load errors.
+    pub at: String,
+}
+
+/// A caller (broker mTLS CN) and the host groups it may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerPolicy {
+    /// Host groups this caller may reach.
+    pub allowed_groups: BTreeSet<String>,
+}
+
+/// One host as the signer sees it.
+#[derive(Debug)]
+pub struct Host {
+    /// Logical name.
+    pub name: String,
+    /// `host:port` dialled by the previous hop.
+    pub addr: String,
+    /// Remote account.
+    pub user: String,
+    /// Pinned host key line (`ssh-ed25519 AAAA…`).
+    pub host_key: String,
+    /// Logical name of the bastion in front of it.
+    pub jump: Option<String>,
+    /// The one principal its certificates carry.
+    pub principal: String,
+    /// `source-address` critical option (comma-separated CIDRs), if any.
+    pub source_address: Option<String>,
+    /// Host maximum TTL in seconds (already capped by the global maximum).
+    pub max_ttl: u64,
+    /// RBAC groups.
+    pub groups: BTreeSet<String>,
+    /// Callers allowed in addition to the group rule; empty = any.
+    pub allowed_callers: BTreeSet<String>,
+    /// Elevation allowed.
+    pub allow_sudo: bool,
+    /// Allowed sudo target users; empty = root only.
+    pub allowed_sudo_users: BTreeSet<String>,
+    /// PTY allowed.
+    pub allow_pty: bool,
+    /// Marked as bastion, or named as another host's `jump`.
+    pub allow_as_bastion: bool,
+    /// The composed command firewall (empty = no firewall).
+    pub policy: PolicySet,
+    /// Which CA signs its certificates (index into [`SignerConfig::ca_keys`]
+    /// by group name, or the default).
+    pub ca_group: Option<String>,
+}
+
+/// The validated `signer.json`.
+#[derive(Debug)]
+pub struct SignerConfig {
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    /// Server certificate (PEM).
+    pub server_cert: PathBuf,
+    /// Server key (PEM, 0600).
+    pub server_key: PathBuf,
+    /// CA that issues caller certificates.
+    pub client_ca: PathBuf,
+    /// Default CA key.
+    pub ca_default: CaKeySource,
+    /// Per-group CA keys (without `_default`).
+    pub ca_groups: BTreeMap<String, CaKeySource>,
+    /// Audit log path.
+    pub audit_log: PathBuf,
+    /// Audit signing seed path.
+    pub audit_key: PathBuf,
+    /// Behaviour when the audit log cannot be written.
+    pub audit_fail_mode: AuditFailMode,
+    /// Global maximum TTL in seconds.
+    pub max_ttl: u64,
+    /// Poll the file's mtime and reload every N seconds (0 = off).
+    pub auto_reload_seconds: u64,
+    /// Plain-HTTP listener for `/metrics` and `/healthz`.
+    pub monitor_listen: Option<SocketAddr>,
+    /// CNs that may call `POST /v1/reload`.
+    pub reload_callers: BTreeSet<String>,
+    /// CNs whose `on_behalf_of` and `approved` are honoured.
+    pub trusted_forwarders: BTreeSet<String>,
+    /// Caller CN → policy. Unlisted CNs are refused.
+    pub callers: BTreeMap<String, CallerPolicy>,
+    /// Hosts by logical name.
+    pub hosts: BTreeMap<String, Host>,
+}
+
+impl SignerConfig {
+    /// Reads and validates `path`. Relative paths inside are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<SignerConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_text(&text, base)
+    }
+
+    /// Validates configuration text; `base` resolves relative paths.
+    pub fn from_text(text: &str, base: &Path) -> Result<SignerConfig, ConfigErrors> {
+        let value = parse_jwcc(text)?;
+        let errs = Errors::new();
+        let cfg = read(&value, base, &errs);
+        match cfg {
+            Some(cfg) => errs.finish(cfg),
+            None => Err(errs
+                .finish(())
+                .err()
+                .unwrap_or_else(|| ConfigErrors::single("", "invalid configuration"))),
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+fn req_path(o: &Obj<'_>, key: &str, base: &Path) -> PathBuf {
+    match o.str(key) {
+        Some(s) if !s.is_empty() => resolve(base, &s),
+        Some(_) => {
+            o.error(key, "must not be empty");
+            PathBuf::new()
+        }
+        None => PathBuf::new(),
+    }
+}
+
+fn socket_addr(o: &Obj<'_>, key: &str, required: bool) -> Option<SocketAddr> {
+    let s = if required { o.str(key) } else { o.opt_str(key) }?;
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            o.error(key, format!("{s:?} is not an address like 127.0.0.1:9443"));
+            None
+        }
+    }
+}
+
+fn name_set(o: &Obj<'_>, key: &str, what: &str) -> BTreeSet<String> {
+    let list = o.str_list(key);
+    let path = o.path_of(key);
+    let mut out = BTreeSet::new();
+    for (i, item) in list.into_iter().enumerate() {
+        if !names::is_name(&item) {
+            o.errors()
+                .push(index(&path, i), format!("{item:?} is not a valid {what}"));
+        } else if !out.insert(item.clone()) {
+            o.errors()
+                .push(index(&path, i), format!("{item:?} is listed twice"));
+        }
+    }
+    out
+}
+
+fn ttl(o: &Obj<'_>, key: &str) -> Option<u64> {
+    let v = o.opt_u64(key)?;
+    if v > TTL_CEILING {
+        o.error(
+            key,
+            format!("{v} exceeds the ceiling of {TTL_CEILING} seconds"),
+        );
+        return None;
+    }
+    (v > 0).then_some(v)
+}
+
+fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
+    let root = Obj::new(v, "", errs)?;
+    let listen = socket_addr(&root, "listen", true);
+    let server_cert = req_path(&root, "server_cert", base);
+    let server_key = req_path(&root, "server_key", base);
+    let client_ca = req_path(&root, "client_ca", base);
+    let (ca_default, ca_groups) = read_ca_keys(&root, base);
+    let audit_log = req_path(&root, "audit_log", base);
+    let audit_key = req_path(&root, "audit_key", base);
+    let audit_fail_mode = match root.opt_str("audit_fail_mode").as_deref() {
+        None | Some("") | Some("closed") => AuditFailMode::Closed,
+        Some("open") => AuditFailMode::Open,
+        Some(other) => {
+            root.error(
+                "audit_fail_mode",
+                format!("{other:?} is not \"closed\" or \"open\""),
+            );
+            AuditFailMode::Closed
+        }
+    };
+    let max_ttl = ttl(&root, "max_ttl_seconds").unwrap_or(DEFAULT_MAX_TTL);
+    let auto_reload_seconds = root.opt_u64("auto_reload_seconds").unwrap_or(0);
+    let monitor_listen = socket_addr(&root, "monitor_listen", false);
+    let reload_callers = name_set(&root, "reload_callers", "caller CN");
+    let trusted_forwarders = name_set(&root, "trusted_forwarders", "caller CN");
+    let callers = read_callers(&root);
+    let library = read_policy_library(&root);
+    let group_policies = read_group_policies(&root, &library);
+    let hosts = read_hosts(&root, max_ttl, &ca_groups, &library, &group_policies);
+    root.finish();
+
+    Some(SignerConfig {
+        listen: listen?,
+        server_cert,
+        server_key,
+        client_ca,
+        ca_default: ca_default?,
+        ca_groups,
+        audit_log,
+        audit_key,
+        audit_fail_mode,
+        max_ttl,
+        auto_reload_seconds,
+        monitor_listen,
+        reload_callers,
+        trusted_forwarders,
+        callers,
+        hosts,
+    })
+}
+
+fn read_ca_keys(
+    root: &Obj<'_>,
+    base: &Path,
+) -> (Option<CaKeySource>, BTreeMap<String, CaKeySource>) {
+    let legacy = root.opt_str("ca_key").map(|p| CaKeySource {
+        path: resolve(base, &p),
+        at: root.path_of("ca_key"),
+    });
+    let mut default = None;
+    let mut groups = BTreeMap::new();
+    for (group, path, value) in root.map_entries("ca_keys") {
+        let Some(entry) = Obj::new(value, &path, root.errors()) else {
+            continue;
+        };
+        let kind = entry.opt_str("type");
+        let file = entry.opt_str("path");
+        match kind.as_deref() {
+            None | Some("pem") => {}
+            Some(t @ ("akv" | "agent")) => entry.error(
+                "type",
+                format!("{t:?} CA keys are not implemented yet; use \"pem\" with a key file"),
+            ),
+            Some(other) => entry.error("type", format!("{other:?} is not a known CA key type")),
+        }
+        entry.finish();
+        let Some(file) = file else {
+            root.errors().push(format!("{path}.path"), "is required");
+            continue;
+        };
+        let src = CaKeySource {
+            path: resolve(base, &file),
+            at: path.clone(),
+        };
+        if group == "_default" {
+            default = Some(src);
+        } else if names::is_name(&group) {
+            groups.insert(group, src);
+        } else {
+            root.errors()
+                .push(path, format!("{group:?} is not a valid group name"));
+        }
+    }
+    let default = default.or(legacy);
+    if default.is_none() {
+        root.error(
+            "ca_key",
+            "no default CA key: set ca_key or ca_keys._default",
+        );
+    }
+    (default, groups)
+}
+
+fn read_callers(root: &Obj<'_>) -> BTreeMap<String, CallerPolicy> {
+    let mut out = BTreeMap::new();
+    for (cn, path, value) in root.map_entries("callers") {
+        let Some(entry) = Obj::new(value, &path, root.errors()) else {
+            continue;
+        };
+        if !names::is_name(&cn) {
+            root.errors()
+                .push(path.clone(), format!("{cn:?} is not a valid caller CN"));
+        }
+        let allowed_groups = name_set(&entry, "allowed_groups", "group name");
+        entry.finish();
+        out.insert(cn, CallerPolicy { allowed_groups });
+    }
+    out
+}
+
+fn read_policy(o: &Obj<'_>) -> PolicyConfig {
+    let mode = match o.opt_str("mode").as_deref() {
+        None | Some("") | Some("off") => Mode::Off,
+        Some("allowlist") => Mode::Allowlist,
+        Some("denylist") => Mode::Denylist,
+        Some(other) => {
+            o.error(
+                "mode",
+                format!("{other:?} is not \"allowlist\", \"denylist\" or \"off\""),
+            );
+            Mode::Off
+        }
+    };
+    let enforcement = match o.opt_str("enforcement").as_deref() {
+        None | Some("") | Some("enforce") => Enforcement::Enforce,
+        Some("audit") => Enforcement::Audit,
+        Some(other) => {
+            o.error(
+                "enforcement",
+                format!("{other:?} is not \"enforce\" or \"audit\""),
+            );
+            Enforcement::Enforce
+        }
+    };
+    PolicyConfig {
+        mode,
+        allow: o.str_list("allow"),
+        deny: o.str_list("deny"),
+        require_approval: o.str_list("require_approval"),
+        shell_parse: o.opt_bool("shell_parse"),
+        enforcement,
+    }
+}
+
+fn compile_at(cfg: &PolicyConfig, path: &str, errs: &Errors) -> Option<CompiledPolicy> {
+    match infrabroker_firewall::compile(cfg, path) {
+        Ok(p) => Some(p),
+        Err(problems) => {
+            for p in problems {
+                // The firewall's messages start with their JSON path.
+                errs.push("", p.to_string());
+            }
+            None
+        }
+    }
+}
+
+fn read_policy_library(root: &Obj<'_>) -> BTreeMap<String, CompiledPolicy> {
+    let mut out = BTreeMap::new();
+    for (name, path, value) in root.map_entries("command_policies") {
+        if !names::is_name(&name) {
+            root.errors()
+                .push(path.clone(), format!("{name:?} is not a valid policy name"));
+            continue;
+        }
+        let Some(o) = Obj::new(value, &path, root.errors()) else {
+            continue;
+        };
+        let cfg = read_policy(&o);
+        o.finish();
+        if let Some(p) = compile_at(&cfg, &path, root.errors()) {
+            out.insert(name, p);
+        }
+    }
+    out
+}
+
+fn read_group_policies(
+    root: &Obj<'_>,
+    library: &BTreeMap<String, CompiledPolicy>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (group, path, value) in root.map_entries("group_command_policies") {
+        let Value::Array(items) = value else {
+            root.errors().push(path, "expected a list of policy names");
+            continue;
+        };
+        let mut names_out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(n) if library.contains_key(n) => names_out.push(n.to_owned()),
+                Some(n) => root.errors().push(
+                    index(&path, i),
+                    format!("no policy named {n:?} in command_policies"),
+                ),
+                None => root
+                    .errors()
+                    .push(index(&path, i), "expected a policy name"),
+            }
+        }
+        out.insert(group, names_out);
+    }
+    out
+}
+
+fn read_hosts(
+    root: &Obj<'_>,
+    global_max_ttl: u64,
+    ca_groups: &BTreeMap<String, CaKeySource>,
+    library: &BTreeMap<String, CompiledPolicy>,
+    group_policies: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Host> {
+    let sudo_user_re = Regex::new(names::SUDO_USER_PATTERN).ok();
+    let mut hosts = BTreeMap::new();
+    let mut specific_policy = BTreeSet::new();
+    for (name, path, value) in root.map_entries("hosts") {
+        let Some(o) = Obj::new(value, &path, root.errors()) else {
+            continue;
+        };
+        if !names::is_name(&name) {
+            root.errors()
+                .push(path.clone(), format!("{name:?} is not a valid host name"));
+        }
+        let addr = o.str("addr").unwrap_or_default();
+        if !addr.is_empty() && !names::is_host_port(&addr) {
+            o.error("addr", format!("{addr:?} is not host:port"));
+        }
+        let user = o.str("user").unwrap_or_default();
+        if !user.is_empty() && !names::is_unix_user(&user) {
+            o.error("user", format!("{user:?} is not a valid account name"));
+        }
+        let host_key = o.str("host_key").unwrap_or_default();
+        let host_key = match ssh_key::PublicKey::from_openssh(host_key.trim()) {
+            Ok(k) => k.to_openssh().unwrap_or_default(),
+            Err(_) => {
+                if !host_key.is_empty() {
+                    o.error("host_key", "is not an OpenSSH public key line");
+                }
+                String::new()
+            }
+        };
+        let jump = o.opt_str("jump").filter(|j| !j.is_empty());
+        let principal = o.str("principal").unwrap_or_default();
+        if principal.is_empty() && o.raw("principal").is_some() {
+            o.error(
+                "principal",
+                "must not be empty (an empty principal list means any user)",
+            );
+        } else if !principal.is_empty() && !names::is_principal(&principal) {
+            o.error(
+                "principal",
+                format!("{principal:?} has characters outside [A-Za-z0-9._@:+-]"),
+            );
+        }
+        let source_address = o.opt_str("source_address").filter(|s| !s.is_empty());
+        if let Some(sa) = &source_address
+            && let Err(why) = names::check_source_address(sa)
+        {
+            o.error("source_address", why);
+        }
+        let max_ttl = ttl(&o, "max_ttl_seconds")
+            .unwrap_or(global_max_ttl)
+            .min(global_max_ttl);
+        let groups = name_set(&o, "groups", "group name");
+        let allowed_callers = name_set(&o, "allowed_callers", "caller CN");
+        let allow_sudo = o.opt_bool("allow_sudo").unwrap_or(false);
+        let allowed_sudo_users = o.str_list("allowed_sudo_users");
+        let sudo_path = o.path_of("allowed_sudo_users");
+        for (i, u) in allowed_sudo_users.iter().enumerate() {
+            if !sudo_user_re.as_ref().is_some_and(|re| re.is_match(u)) {
+                root.errors().push(
+                    index(&sudo_path, i),
+                    format!("{u:?} is not a valid sudo user"),
+                );
+            }
+        }
+        let allow_pty = o.opt_bool("allow_pty").unwrap_or(false);
+        let allow_as_bastion = o.opt_bool("allow_as_bastion").unwrap_or(false);
+        let inline = o.opt_obj("command_policy").and_then(|p| {
+            let cfg = read_policy(&p);
+            let at = p.path().to_owned();
+            p.finish();
+            compile_at(&cfg, &at, root.errors())
+        });
+        o.finish();
+
+        let group_parts = |group: &str| {
+            group_policies
+                .get(group)
+                .into_iter()
+                .flatten()
+                .filter_map(|pname| {
+                    library
+                        .get(pname)
+                        .map(|p| (format!("group {group}: {pname}"), p.clone()))
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut parts = group_parts("_default");
+        let global_parts = parts.len();
+        for g in &groups {
+            parts.extend(group_parts(g));
+        }
+        if let Some(p) = inline {
+            parts.push(("host".to_owned(), p));
+        }
+        if parts.len() > global_parts {
+            specific_policy.insert(name.clone());
+        }
+        let ca_group = groups.iter().find(|g| ca_groups.contains_key(*g)).cloned();
+        hosts.insert(
+            name.clone(),
+            Host {
+                name,
+                addr,
+                user,
+                host_key,
+                jump,
+                principal,
+                source_address,
+                max_ttl,
+                groups,
+                allowed_callers,
+                allow_sudo,
+                allowed_sudo_users: allowed_sudo_users.into_iter().collect(),
+                allow_pty,
+                allow_as_bastion,
+                policy: PolicySet::compose(parts),
+                ca_group,
+            },
+        );
+    }
+    check_jumps(root, &mut hosts, &specific_policy);
+    hosts
+}
+
+/// Jumps must name existing hosts, must not loop, and make their target a
+/// bastion. A bastion may not carry a command policy of its own or of its
+/// groups: its role-`bastion` certificates grant port forwarding, so a
+/// firewall there would protect nothing. `_default` policies are exempt
+/// (they would otherwise forbid every bastion); bastion certificates carry
+/// `force-command=/bin/false`, so they run no command anyway.
+fn check_jumps(root: &Obj<'_>, hosts: &mut BTreeMap<String, Host>, specific: &BTreeSet<String>) {
+    let path = |name: &str, key: &str| {
+        format!("{}.{key}", infrabroker_common::config::join("hosts", name))
+    };
+    let jumps: Vec<(String, String)> = hosts
+        .values()
+        .filter_map(|h| h.jump.clone().map(|j| (h.name.clone(), j)))
+        .collect();
+    for (name, jump) in &jumps {
+        if jump == name {
+            root.errors()
+                .push(path(name, "jump"), "a host cannot jump through itself");
+        } else if !hosts.contains_key(jump) {
+            root.errors()
+                .push(path(name, "jump"), format!("no host named {jump:?}"));
+        }
+    }
+    for (name, _) in &jumps {
+        let mut seen = BTreeSet::new();
+        let mut cur = name.clone();
+        while let Some(next) = hosts.get(&cur).and_then(|h| h.jump.clone()) {
+            if !seen.insert(cur.clone()) || seen.len() > hosts.len() {
+                root.errors()
+                    .push(path(name, "jump"), "the jump chain loops");
+                break;
+            }
+            cur = next;
+        }
+    }
+    for (_, jump) in &jumps {
+        if let Some(h) = hosts.get_mut(jump) {
+            h.allow_as_bastion = true;
+        }
+    }
+    for h in hosts.values() {
+        if h.allow_as_bastion && specific.contains(&h.name) {
+            root.errors().push(
+                path(&h.name, "command_policy"),
+                "a host with a command policy cannot be a bastion (allow_as_bastion or named as a jump)",
+            );
+        }
+    }
+}

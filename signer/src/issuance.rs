@@ -1,0 +1,560 @@
+//! The issuance rules of SPEC §3: from a caller's intent to the exact
+//! certificate constraints, and the certificate itself.
+//!
+//! [`evaluate`] is pure: it checks the intent against the running
+//! configuration and returns either a [`Plan`] (everything the certificate
+//! will say) or a [`Denial`] with a stable reason code. [`sign`] turns a
+//! plan into an OpenSSH certificate. The HTTP layer adds the serial, the
+//! audit record and the answer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use infrabroker_common::config::ConfigErrors;
+use infrabroker_common::wire::{Decision, Purpose, ReasonCode, Role, SessionMode, SignRequest};
+use ssh_key::certificate::{Builder, CertType};
+use ssh_key::{Algorithm, PrivateKey, PublicKey};
+
+use crate::config::{Host, SignerConfig};
+use crate::names;
+
+/// How far back a certificate's validity starts, for clock skew between the
+/// signer and the hosts (SPEC: at most 60 s).
+pub const BACKDATE_SECONDS: u64 = 30;
+
+/// An SSH CA private key. Never printed.
+pub struct CaKey(PrivateKey);
+
+impl fmt::Debug for CaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaKey(<secret>)")
+    }
+}
+
+impl CaKey {
+    /// Loads an unencrypted OpenSSH private key, refusing group/other access.
+    pub fn load(path: &Path) -> Result<CaKey, String> {
+        infrabroker_common::tls::check_private_mode(path).map_err(|e| e.to_string())?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|_| {
+            format!(
+                "{}: not an OpenSSH private key (make one with ssh-keygen -t ed25519 or broker-ctl pki init)",
+                path.display()
+            )
+        })?;
+        if key.is_encrypted() {
+            return Err(format!(
+                "{}: encrypted CA keys are not supported",
+                path.display()
+            ));
+        }
+        Ok(CaKey(key))
+    }
+
+    /// The CA's public key line, as hosts put it in `TrustedUserCAKeys`.
+    pub fn public_openssh(&self) -> String {
+        self.0.public_key().to_openssh().unwrap_or_default()
+    }
+}
+
+/// The configuration with its CA keys loaded: what one request is judged
+/// against. Swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: SignerConfig,
+    ca_default: CaKey,
+    ca_groups: BTreeMap<String, CaKey>,
+}
+
+impl Runtime {
+    /// Loads the CA keys named by `config`.
+    pub fn new(config: SignerConfig) -> Result<Runtime, ConfigErrors> {
+        let mut problems = Vec::new();
+        let mut load = |src: &crate::config::CaKeySource| match CaKey::load(&src.path) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                problems.push(infrabroker_common::config::ConfigIssue {
+                    path: src.at.clone(),
+                    message: e,
+                });
+                None
+            }
+        };
+        let ca_default = load(&config.ca_default);
+        let mut ca_groups = BTreeMap::new();
+        for (group, src) in &config.ca_groups {
+            if let Some(k) = load(src) {
+                ca_groups.insert(group.clone(), k);
+            }
+        }
+        match ca_default {
+            Some(ca_default) if problems.is_empty() => Ok(Runtime {
+                config,
+                ca_default,
+                ca_groups,
+            }),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+
+    /// The CA that signs certificates for `host`.
+    pub fn ca_for(&self, host: &Host) -> &CaKey {
+        host.ca_group
+            .as_ref()
+            .and_then(|g| self.ca_groups.get(g))
+            .unwrap_or(&self.ca_default)
+    }
+
+    /// The default CA.
+    pub fn default_ca(&self) -> &CaKey {
+        &self.ca_default
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    /// Stable reason code.
+    pub code: ReasonCode,
+    /// One sentence for the caller.
+    pub message: String,
+    /// The policy decision, when the firewall decided.
+    pub decision: Option<Decision>,
+}
+
+impl Denial {
+    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        Denial {
+            code,
+            message: message.into(),
+            decision: None,
+        }
+    }
+}
+
+/// Everything a certificate will carry, decided before signing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The caller the decision was made for (the broker, even when a
+    /// forwarder sent the request).
+    pub caller: String,
+    /// The forwarder that relayed the request, if any.
+    pub forwarder: Option<String>,
+    /// Logical host name.
+    pub host: String,
+    /// The host's address (for audit correlation).
+    pub addr: String,
+    /// Remote account.
+    pub user: String,
+    /// The one principal.
+    pub principal: String,
+    /// Lifetime in seconds.
+    pub ttl: u64,
+    /// `force-command`, if any.
+    pub force_command: Option<String>,
+    /// `source-address`, if any.
+    pub source_address: Option<String>,
+    /// Grant `permit-pty`.
+    pub permit_pty: bool,
+    /// Grant `permit-port-forwarding`.
+    pub permit_port_forwarding: bool,
+    /// Elevation as `sudo:USER`, if any.
+    pub elevation: Option<String>,
+    /// For sessions: the prefix the broker puts before each command.
+    pub elevation_prefix: Option<String>,
+    /// Key id (built only from charset-checked fields).
+    pub key_id: String,
+    /// The firewall's decision.
+    pub decision: Decision,
+}
+
+fn contains_any(
+    a: &std::collections::BTreeSet<String>,
+    b: impl IntoIterator<Item = impl AsRef<str>>,
+) -> bool {
+    b.into_iter().any(|x| a.contains(x.as_ref()))
+}
+
+/// Quotes `s` for POSIX sh as one word: `'…'` with each `'` as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Checks `req` from the mTLS caller `cn` against `rt` (SPEC §3 and §5).
+pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denial> {
+    use ReasonCode as R;
+    let cfg = &rt.config;
+    if !names::is_name(cn) {
+        return Err(Denial::new(
+            R::CallerInvalid,
+            "the client certificate's CN has characters outside [A-Za-z0-9._-]",
+        ));
+    }
+    let forwarded = req.on_behalf_of.is_some() || req.approved;
+    if forwarded && !cfg.trusted_forwarders.contains(cn) {
+        return Err(Denial::new(
+            R::ForwarderUntrusted,
+            format!("{cn} is not a trusted forwarder: on_behalf_of and approved are refused"),
+        ));
+    }
+    let (caller, forwarder) = match &req.on_behalf_of {
+        Some(b) if !names::is_name(b) => {
+            return Err(Denial::new(
+                R::CallerInvalid,
+                "on_behalf_of has characters outside [A-Za-z0-9._-]",
+            ));
+        }
+        Some(b) => (b.clone(), Some(cn.to_owned())),
+        None => (cn.to_owned(), None),
+    };
+    let Some(caller_policy) = cfg.callers.get(&caller) else {
+        return Err(Denial::new(
+            R::CallerUnknown,
+            format!("caller {caller} is not listed in callers"),
+        ));
+    };
+    if let Some(eu) = &req.end_user
+        && !names::is_identity(eu)
+    {
+        return Err(Denial::new(
+            R::EndUserInvalid,
+            "end_user has characters outside [A-Za-z0-9._@+:-]",
+        ));
+    }
+    if let Some(groups) = &req.end_user_groups
+        && groups.iter().any(|g| !names::is_name(g))
+    {
+        return Err(Denial::new(
+            R::EndUserInvalid,
+            "end_user_groups has a name outside [A-Za-z0-9._-]",
+        ));
+    }
+    let Some(host) = cfg.hosts.get(&req.host) else {
+        return Err(Denial::new(
+            R::HostUnknown,
+            format!("no host named {:?}", req.host),
+        ));
+    };
+    if (!host.allowed_callers.is_empty() && !host.allowed_callers.contains(&caller))
+        || !contains_any(&caller_policy.allowed_groups, &host.groups)
+    {
+        return Err(Denial::new(
+            R::HostForbidden,
+            format!("caller {caller} may not reach host {}", host.name),
+        ));
+    }
+    if let Some(groups) = &req.end_user_groups
+        && !contains_any(&host.groups, groups)
+    {
+        return Err(Denial::new(
+            R::EndUserForbidden,
+            format!("the end user's groups do not reach host {}", host.name),
+        ));
+    }
+    if req.command.contains(['\n', '\r', '\0']) {
+        return Err(Denial::new(
+            R::CommandInvalid,
+            "the command contains a newline, carriage return or NUL",
+        ));
+    }
+    if req.sudo_user.is_some() && !req.sudo {
+        return Err(Denial::new(R::InvalidRequest, "sudo_user needs sudo: true"));
+    }
+    match req.role {
+        Role::Bastion => check_bastion(host, req)?,
+        Role::Target => check_target(host, req)?,
+    }
+    let session_mode = match (req.purpose, req.session_mode) {
+        (Purpose::Oneshot, Some(_)) => {
+            return Err(Denial::new(
+                R::InvalidRequest,
+                "session_mode is only for purpose session",
+            ));
+        }
+        (Purpose::Oneshot, None) => None,
+        (Purpose::Session, m) => Some(m.unwrap_or(SessionMode::Exec)),
+    };
+    if req.role == Role::Target
+        && !host.policy.is_empty()
+        && matches!(session_mode, Some(SessionMode::Shell | SessionMode::Pty))
+    {
+        return Err(Denial::new(
+            R::SessionModeNotAllowed,
+            format!(
+                "host {} has a command policy: only exec sessions are allowed",
+                host.name
+            ),
+        ));
+    }
+    let wants_pty = req.pty || session_mode == Some(SessionMode::Pty);
+    if wants_pty && !host.allow_pty {
+        return Err(Denial::new(
+            R::PtyNotAllowed,
+            format!("host {} does not allow a PTY", host.name),
+        ));
+    }
+    let sudo_user = if req.sudo && req.role == Role::Target {
+        Some(check_sudo(host, req.sudo_user.as_deref())?)
+    } else {
+        None
+    };
+
+    let decision = judge(host, req)?;
+
+    let requested = req.ttl_seconds.filter(|t| *t > 0).unwrap_or(host.max_ttl);
+    let ttl = requested.min(host.max_ttl).min(cfg.max_ttl);
+    let prefix = sudo_user.as_ref().map(|u| sudo_prefix(u));
+    let force_command = match (req.role, req.purpose) {
+        (Role::Bastion, _) => Some("/bin/false".to_owned()),
+        (Role::Target, Purpose::Oneshot) => Some(match &prefix {
+            Some(p) => format!("{p} -- /bin/sh -c {}", shell_quote(&req.command)),
+            None if !host.policy.is_empty() => format!("/bin/sh -c {}", shell_quote(&req.command)),
+            None => req.command.clone(),
+        }),
+        (Role::Target, Purpose::Session) => None,
+    };
+    let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));
+    let key_id = format!(
+        "caller={caller} user={} host={} role={} purpose={} elev={} pty={}",
+        req.end_user.as_deref().unwrap_or("-"),
+        host.name,
+        req.role.as_str(),
+        req.purpose.as_str(),
+        elevation.as_deref().unwrap_or("none"),
+        u8::from(wants_pty),
+    );
+    Ok(Plan {
+        caller,
+        forwarder,
+        host: host.name.clone(),
+        addr: host.addr.clone(),
+        user: host.user.clone(),
+        principal: host.principal.clone(),
+        ttl,
+        force_command,
+        source_address: host.source_address.clone(),
+        permit_pty: wants_pty && req.role == Role::Target,
+        permit_port_forwarding: req.role == Role::Bastion,
+        elevation,
+        elevation_prefix: if req.purpose == Purpose::Session {
+            prefix
+        } else {
+            None
+        },
+        key_id,
+        decision,
+    })
+}
+
+fn check_bastion(host: &Host, req: &SignRequest) -> Result<(), Denial> {
+    if !host.allow_as_bastion {
+        return Err(Denial::new(
+            ReasonCode::BastionNotAllowed,
+            format!("host {} may not be used as a bastion", host.name),
+        ));
+    }
+    if !req.command.is_empty() || req.sudo || req.pty || req.session_mode.is_some() {
+        return Err(Denial::new(
+            ReasonCode::InvalidRequest,
+            "a bastion certificate carries no command, sudo, pty or session mode",
+        ));
+    }
+    Ok(())
+}
+
+fn check_target(host: &Host, req: &SignRequest) -> Result<(), Denial> {
+    let one_shot = req.purpose == Purpose::Oneshot;
+    if one_shot && req.command.trim().is_empty() {
+        return Err(Denial::new(
+            ReasonCode::CommandInvalid,
+            "a one-shot certificate needs a command",
+        ));
+    }
+    if !one_shot && !req.command.is_empty() && !req.dry_run {
+        return Err(Denial::new(
+            ReasonCode::InvalidRequest,
+            "a session certificate carries no command; judge commands with dry_run",
+        ));
+    }
+    if req.sudo && !host.allow_sudo {
+        return Err(Denial::new(
+            ReasonCode::SudoNotAllowed,
+            format!("host {} does not allow sudo", host.name),
+        ));
+    }
+    Ok(())
+}
+
+fn check_sudo(host: &Host, user: Option<&str>) -> Result<String, Denial> {
+    let user = user.unwrap_or("root");
+    let valid = regex::Regex::new(names::SUDO_USER_PATTERN).is_ok_and(|re| re.is_match(user));
+    if !valid {
+        return Err(Denial::new(
+            ReasonCode::SudoUserInvalid,
+            "sudo_user must match ^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,31}$",
+        ));
+    }
+    let allowed = if host.allowed_sudo_users.is_empty() {
+        user == "root"
+    } else {
+        host.allowed_sudo_users.contains(user)
+    };
+    if !allowed {
+        return Err(Denial::new(
+            ReasonCode::SudoUserNotAllowed,
+            format!("host {} does not allow sudo to {user}", host.name),
+        ));
+    }
+    Ok(user.to_owned())
+}
+
+/// `sudo -n` for root, `sudo -n -u USER` otherwise.
+pub fn sudo_prefix(user: &str) -> String {
+    if user == "root" {
+        "sudo -n".to_owned()
+    } else {
+        format!("sudo -n -u {user}")
+    }
+}
+
+/// The firewall's word on the command. Policy refusals keep their decision
+/// so dry runs can report it; approval is satisfied only by `approved` from
+/// a trusted forwarder (checked before this point).
+fn judge(host: &Host, req: &SignRequest) -> Result<Decision, Denial> {
+    if req.role == Role::Bastion || req.command.is_empty() {
+        return Ok(Decision::allowed("no command to judge"));
+    }
+    let decision = to_wire(host.policy.decide(&req.command));
+    if decision.allowed || req.dry_run {
+        return Ok(decision);
+    }
+    if decision.require_approval && req.approved {
+        let mut d = decision;
+        d.allowed = true;
+        d.reason_code = ReasonCode::Allowed;
+        d.message = "allowed: approval granted".to_owned();
+        return Ok(d);
+    }
+    Err(Denial {
+        code: decision.reason_code,
+        message: decision.message.clone(),
+        decision: Some(decision),
+    })
+}
+
+/// A signed certificate and its facts.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// OpenSSH certificate line.
+    pub certificate: String,
+    /// Serial.
+    pub serial: u64,
+    /// Unix seconds.
+    pub valid_after: u64,
+    /// Unix seconds.
+    pub valid_before: u64,
+}
+
+/// Parses the caller's public key: exactly one OpenSSH Ed25519 key.
+pub fn parse_pubkey(line: &str) -> Result<PublicKey, Denial> {
+    let deny = |m: &str| Denial::new(ReasonCode::PubkeyInvalid, m.to_owned());
+    let key = PublicKey::from_openssh(line.trim())
+        .map_err(|_| deny("pubkey is not an OpenSSH ssh-ed25519 public key"))?;
+    if key.algorithm() != Algorithm::Ed25519 {
+        return Err(deny("pubkey must be an ssh-ed25519 key"));
+    }
+    Ok(key)
+}
+
+/// Signs `plan` for `pubkey` with the host's CA.
+pub fn sign(
+    rt: &Runtime,
+    plan: &Plan,
+    pubkey: &PublicKey,
+    serial: u64,
+    now: u64,
+) -> Result<Issued, Denial> {
+    let fail = |e: ssh_key::Error| {
+        Denial::new(
+            ReasonCode::SigningFailed,
+            format!("certificate could not be built: {e}"),
+        )
+    };
+    let host = rt
+        .config
+        .hosts
+        .get(&plan.host)
+        .ok_or_else(|| Denial::new(ReasonCode::HostUnknown, "host vanished during reload"))?;
+    if plan.principal.is_empty() {
+        return Err(Denial::new(
+            ReasonCode::SigningFailed,
+            "refusing a certificate without a principal",
+        ));
+    }
+    let valid_after = now.saturating_sub(BACKDATE_SECONDS);
+    let valid_before = now + plan.ttl;
+    let nonce: [u8; 32] = rand::random();
+    let mut b = Builder::new(
+        nonce.to_vec(),
+        pubkey.key_data().clone(),
+        valid_after,
+        valid_before,
+    )
+    .map_err(fail)?;
+    b.serial(serial).map_err(fail)?;
+    b.cert_type(CertType::User).map_err(fail)?;
+    b.key_id(plan.key_id.clone()).map_err(fail)?;
+    b.valid_principal(plan.principal.clone()).map_err(fail)?;
+    if let Some(fc) = &plan.force_command {
+        b.critical_option("force-command", fc.clone())
+            .map_err(fail)?;
+    }
+    if let Some(sa) = &plan.source_address {
+        b.critical_option("source-address", sa.clone())
+            .map_err(fail)?;
+    }
+    if plan.permit_port_forwarding {
+        b.extension("permit-port-forwarding", "").map_err(fail)?;
+    }
+    if plan.permit_pty {
+        b.extension("permit-pty", "").map_err(fail)?;
+    }
+    let cert = b.sign(&rt.ca_for(host).0).map_err(fail)?;
+    let certificate = cert.to_openssh().map_err(fail)?;
+    Ok(Issued {
+        certificate,
+        serial,
+        valid_after,
+        valid_before,
+    })
+}
+
+/// The firewall's decision in wire form.
+pub fn to_wire(d: infrabroker_firewall::Decision) -> Decision {
+    use infrabroker_firewall::ReasonCode as F;
+    let reason_code = match d.reason_code {
+        F::Allowed => ReasonCode::Allowed,
+        F::NeedsApproval => ReasonCode::NeedsApproval,
+        F::CommandDenied => ReasonCode::CommandDenied,
+        F::AllowlistNoMatch => ReasonCode::AllowlistNoMatch,
+        F::ParseRejected => ReasonCode::ParseRejected,
+        F::CommandInvalid => ReasonCode::CommandInvalid,
+    };
+    let matched_rule = match (d.rule_source, d.matched_rule) {
+        (Some(src), Some(rule)) => Some(format!("{src}: {rule}")),
+        (_, rule) => rule,
+    };
+    Decision {
+        allowed: d.allowed,
+        reason_code,
+        matched_rule,
+        require_approval: d.require_approval,
+        warnings: d.warnings,
+        message: d.message,
+    }
+}

@@ -1,0 +1,519 @@
+//! The signer's HTTPS API (SPEC §3): routes, error answers, audit records
+//! and configuration reloads.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, Limited};
+use infrabroker_common::audit::AuditLog;
+use infrabroker_common::tls::Peer;
+use infrabroker_common::wire::{
+    ErrorBody, HostInfo, HostsResponse, ReasonCode, ReloadResponse, Role, SignRequest, SignResponse,
+};
+use serde_json::{Map, Value, json};
+
+use crate::config::{AuditFailMode, SignerConfig};
+use crate::issuance::{self, Denial, Plan, Runtime};
+use crate::metrics::Metrics;
+use crate::names;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Time allowed to receive a request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared by all requests.
+#[derive(Debug)]
+pub struct Shared {
+    runtime: RwLock<Arc<Runtime>>,
+    config_path: PathBuf,
+    audit: AuditLog,
+    next_serial: AtomicU64,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// State for a loaded runtime. Serials continue above both the clock
+    /// (microseconds since the epoch) and the largest serial in the audit
+    /// log, so they stay unique across restarts even if the clock steps back.
+    pub fn new(runtime: Runtime, config_path: PathBuf, audit: AuditLog, last_serial: u64) -> Self {
+        let clock = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Shared {
+            runtime: RwLock::new(Arc::new(runtime)),
+            config_path,
+            audit,
+            next_serial: AtomicU64::new(clock.max(last_serial.saturating_add(1))),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The running configuration.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Re-reads the configuration file; on success swaps it in whole, on
+    /// failure keeps the running one. Audited either way.
+    pub async fn reload(&self, by: &str) -> Result<usize, Vec<String>> {
+        let path = self.config_path.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || SignerConfig::load(&path).and_then(Runtime::new))
+                .await
+                .map_err(|e| vec![format!("reload task failed: {e}")])
+                .and_then(|r| r.map_err(|e| e.0.iter().map(ToString::to_string).collect()));
+        let mut rec = Map::new();
+        rec.insert("by".into(), by.into());
+        let result = match loaded {
+            Ok(rt) => {
+                let hosts = rt.config.hosts.len();
+                match self.runtime.write() {
+                    Ok(mut g) => *g = Arc::new(rt),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(rt),
+                }
+                rec.insert("outcome".into(), "reloaded".into());
+                rec.insert("hosts".into(), hosts.into());
+                Ok(hosts)
+            }
+            Err(errors) => {
+                rec.insert("outcome".into(), "reload_failed".into());
+                rec.insert("errors".into(), errors.clone().into());
+                Err(errors)
+            }
+        };
+        self.metrics.reload(result.is_ok());
+        if let Err(e) = self.audit.append(rec).await {
+            self.metrics.audit_failure();
+            tracing::error!(error = %e, "audit record of a reload could not be written");
+        }
+        match &result {
+            Ok(n) => tracing::info!(hosts = n, by, "configuration reloaded"),
+            Err(errs) => {
+                tracing::warn!(by, errors = ?errs, "reload refused; the running configuration stays")
+            }
+        }
+        result
+    }
+
+    fn serial(&self) -> u64 {
+        self.next_serial.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// An error answer: status, stable code, one sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ReasonCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                reason_code: code,
+                message: message.into(),
+                errors: Vec::new(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+fn status_of(code: ReasonCode) -> StatusCode {
+    use ReasonCode as R;
+    match code {
+        R::MalformedRequest
+        | R::PubkeyInvalid
+        | R::CommandInvalid
+        | R::InvalidRequest
+        | R::EndUserInvalid
+        | R::SudoUserInvalid => StatusCode::BAD_REQUEST,
+        R::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        R::HostUnknown | R::NotFound => StatusCode::NOT_FOUND,
+        R::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        R::Internal | R::SigningFailed | R::ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+/// The API routes. Handlers expect a [`Peer`] extension from the mTLS
+/// accept loop.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/hosts", get(hosts))
+        .route("/v1/sign", post(sign))
+        .route("/v1/reload", post(reload))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ReasonCode::NotFound,
+                "no such endpoint",
+            )
+        })
+        .with_state(shared)
+}
+
+/// Routes of the plain-HTTP monitor listener.
+pub fn monitor_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<Shared>>| async move {
+                let hosts = s.runtime().config.hosts.len();
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    s.metrics.render(hosts),
+                )
+            }),
+        )
+        .with_state(shared)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn hosts(
+    State(s): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Result<axum::Json<HostsResponse>, ApiError> {
+    let rt = s.runtime();
+    let cfg = &rt.config;
+    let forwarded = headers
+        .get("x-on-behalf-of")
+        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
+    let caller = match forwarded {
+        Some(b) if !cfg.trusted_forwarders.contains(&peer.cn) => {
+            let _ = b;
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ReasonCode::ForwarderUntrusted,
+                format!("{} is not a trusted forwarder", peer.cn),
+            ));
+        }
+        Some(b) if names::is_name(&b) => b,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ReasonCode::CallerInvalid,
+                "X-On-Behalf-Of has characters outside [A-Za-z0-9._-]",
+            ));
+        }
+        None => peer.cn.clone(),
+    };
+    let Some(policy) = cfg.callers.get(&caller) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ReasonCode::CallerUnknown,
+            format!("caller {caller} is not listed in callers"),
+        ));
+    };
+    let out = cfg
+        .hosts
+        .values()
+        .filter(|h| h.allowed_callers.is_empty() || h.allowed_callers.contains(&caller))
+        .filter(|h| h.groups.iter().any(|g| policy.allowed_groups.contains(g)))
+        .map(|h| {
+            (
+                h.name.clone(),
+                HostInfo {
+                    addr: h.addr.clone(),
+                    user: h.user.clone(),
+                    host_key: h.host_key.clone(),
+                    jump: h.jump.clone(),
+                    allow_sudo: h.allow_sudo,
+                    allow_pty: h.allow_pty,
+                    groups: h.groups.iter().cloned().collect(),
+                },
+            )
+        })
+        .collect();
+    Ok(axum::Json(out))
+}
+
+async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
+    let limited = Limited::new(req.into_body(), MAX_BODY);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes().to_vec()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ReasonCode::BodyTooLarge,
+                format!("request body exceeds {MAX_BODY} bytes"),
+            ))
+        }
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ReasonCode::MalformedRequest,
+            format!("request body could not be read: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ReasonCode::MalformedRequest,
+            "request body not received in time",
+        )),
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn request_fields(rec: &mut Map<String, Value>, req: &SignRequest) {
+    let mut put = |k: &str, v: Value| {
+        rec.insert(k.to_owned(), v);
+    };
+    put("host", req.host.clone().into());
+    put("role", req.role.as_str().into());
+    put("purpose", req.purpose.as_str().into());
+    if let Some(m) = req.session_mode {
+        put("session_mode", m.as_str().into());
+    }
+    if !req.command.is_empty() {
+        put("command", req.command.clone().into());
+    }
+    if req.sudo {
+        put(
+            "sudo_user",
+            req.sudo_user
+                .clone()
+                .unwrap_or_else(|| "root".into())
+                .into(),
+        );
+    }
+    if req.pty {
+        put("pty", true.into());
+    }
+    if let Some(eu) = &req.end_user {
+        put("end_user", eu.clone().into());
+    }
+    if let Some(g) = &req.end_user_groups {
+        put("end_user_groups", g.clone().into());
+    }
+    if let Some(b) = &req.on_behalf_of {
+        put("on_behalf_of", b.clone().into());
+    }
+    if req.approved {
+        put("approved", true.into());
+    }
+    if req.dry_run {
+        put("dry_run", true.into());
+    }
+}
+
+fn plan_fields(rec: &mut Map<String, Value>, plan: &Plan) {
+    rec.insert("caller".into(), plan.caller.clone().into());
+    rec.insert("addr".into(), plan.addr.clone().into());
+    rec.insert("user".into(), plan.user.clone().into());
+    rec.insert("principal".into(), plan.principal.clone().into());
+    rec.insert("key_id".into(), plan.key_id.clone().into());
+    rec.insert("ttl_seconds".into(), plan.ttl.into());
+    if let Some(e) = &plan.elevation {
+        rec.insert("elevation".into(), e.clone().into());
+    }
+    if let Some(fc) = &plan.force_command {
+        rec.insert("force_command".into(), fc.clone().into());
+    }
+    decision_fields(rec, &plan.decision);
+}
+
+fn decision_fields(rec: &mut Map<String, Value>, d: &infrabroker_common::wire::Decision) {
+    rec.insert("reason_code".into(), d.reason_code.as_str().into());
+    if let Some(r) = &d.matched_rule {
+        rec.insert("matched_rule".into(), r.clone().into());
+    }
+    if !d.warnings.is_empty() {
+        rec.insert("warnings".into(), d.warnings.clone().into());
+    }
+}
+
+async fn sign(
+    State(s): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    req: Request<Body>,
+) -> Response {
+    let started = Instant::now();
+    let resp = sign_inner(&s, &peer, req).await;
+    s.metrics.observe(started.elapsed());
+    resp
+}
+
+async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
+    let mut rec = Map::new();
+    rec.insert("cn".into(), peer.cn.clone().into());
+    rec.insert("peer".into(), peer.addr.to_string().into());
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return deny(s, rec, e).await,
+    };
+    let intent: SignRequest = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            let msg = format!("invalid request: {e}");
+            return deny(
+                s,
+                rec,
+                ApiError::new(StatusCode::BAD_REQUEST, ReasonCode::MalformedRequest, msg),
+            )
+            .await;
+        }
+    };
+    request_fields(&mut rec, &intent);
+    let rt = s.runtime();
+    let plan = match issuance::evaluate(&rt, &peer.cn, &intent) {
+        Ok(p) => p,
+        Err(d) => return deny_policy(s, rec, d).await,
+    };
+    plan_fields(&mut rec, &plan);
+    if intent.dry_run {
+        rec.insert("outcome".into(), "dry_run".into());
+        s.metrics.dry_run();
+        if let Err(e) = s.audit.append(rec).await {
+            s.metrics.audit_failure();
+            tracing::error!(error = %e, "audit record of a dry run could not be written");
+            if rt.config.audit_fail_mode == AuditFailMode::Closed {
+                return audit_down(s);
+            }
+        }
+        return axum::Json(SignResponse {
+            certificate: None,
+            serial: None,
+            valid_before: None,
+            elevation_prefix: plan.elevation_prefix.clone(),
+            decision: plan.decision,
+        })
+        .into_response();
+    }
+    let pubkey = match issuance::parse_pubkey(&intent.pubkey) {
+        Ok(k) => k,
+        Err(d) => return deny_policy(s, rec, d).await,
+    };
+    let serial = s.serial();
+    let issued = match issuance::sign(&rt, &plan, &pubkey, serial, now_unix()) {
+        Ok(i) => i,
+        Err(d) => return deny_policy(s, rec, d).await,
+    };
+    rec.insert("outcome".into(), "issued".into());
+    rec.insert("serial".into(), issued.serial.into());
+    rec.insert("valid_after".into(), issued.valid_after.into());
+    rec.insert("valid_before".into(), issued.valid_before.into());
+    if let Some(fp) = Some(pubkey.fingerprint(ssh_key::HashAlg::Sha256).to_string()) {
+        rec.insert("pubkey_fingerprint".into(), fp.into());
+    }
+    if let Err(e) = s.audit.append(rec).await {
+        s.metrics.audit_failure();
+        tracing::error!(error = %e, serial, "audit record of an issuance could not be written");
+        if rt.config.audit_fail_mode == AuditFailMode::Closed {
+            return audit_down(s);
+        }
+    }
+    s.metrics.issued();
+    let _ = intent.role == Role::Target;
+    axum::Json(SignResponse {
+        certificate: Some(issued.certificate),
+        serial: Some(issued.serial),
+        valid_before: Some(issued.valid_before),
+        elevation_prefix: plan.elevation_prefix,
+        decision: plan.decision,
+    })
+    .into_response()
+}
+
+fn audit_down(s: &Shared) -> Response {
+    s.metrics.denied(ReasonCode::AuditUnavailable.as_str());
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ReasonCode::AuditUnavailable,
+        "the audit log cannot be written; nothing was issued",
+    )
+    .into_response()
+}
+
+async fn deny_policy(s: &Shared, mut rec: Map<String, Value>, d: Denial) -> Response {
+    if let Some(dec) = &d.decision {
+        decision_fields(&mut rec, dec);
+    }
+    deny(s, rec, ApiError::new(status_of(d.code), d.code, d.message)).await
+}
+
+/// Audits a refusal and answers it. A refusal is answered even when its
+/// record cannot be written: refusing is already the closed outcome.
+async fn deny(s: &Shared, mut rec: Map<String, Value>, err: ApiError) -> Response {
+    rec.insert("outcome".into(), "denied".into());
+    rec.insert("reason_code".into(), err.body.reason_code.as_str().into());
+    rec.insert("message".into(), err.body.message.clone().into());
+    s.metrics.denied(err.body.reason_code.as_str());
+    if let Err(e) = s.audit.append(rec).await {
+        s.metrics.audit_failure();
+        tracing::error!(error = %e, "audit record of a refusal could not be written");
+    }
+    err.into_response()
+}
+
+async fn reload(State(s): State<Arc<Shared>>, Extension(peer): Extension<Peer>) -> Response {
+    let rt = s.runtime();
+    if !rt.config.reload_callers.contains(&peer.cn) {
+        let mut rec = Map::new();
+        rec.insert("cn".into(), peer.cn.clone().into());
+        let err = ApiError::new(
+            StatusCode::FORBIDDEN,
+            ReasonCode::ReloadForbidden,
+            format!("{} is not in reload_callers", peer.cn),
+        );
+        return deny(&s, rec, err).await;
+    }
+    match s.reload(&format!("api:{}", peer.cn)).await {
+        Ok(hosts) => axum::Json(ReloadResponse {
+            status: "ok".into(),
+            hosts,
+        })
+        .into_response(),
+        Err(errors) => {
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ReasonCode::ReloadFailed,
+                "the new configuration is invalid; the running one was kept",
+            );
+            e.body.errors = errors;
+            e.into_response()
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The signer's audit chain: concurrency, tamper evidence via the verifier,
+//! serials across restarts, and fail-closed issuance.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infrabroker_common::audit::{VerifyOptions, parse_public_key, verify_file};
+use infrabroker_testbed::stack::SignerProc;
+use serde_json::json;
+
+use crate::harness::{Stack, keypair, oneshot};
+
+fn verify(s: &Stack) -> u64 {
+    let key = parse_public_key(&std::fs::read_to_string(s.pki.path("signer-audit.pub")).unwrap())
+        .unwrap();
+    verify_file(
+        s.audit_log(),
+        &key,
+        VerifyOptions {
+            all_signatures: true,
+        },
+    )
+    .unwrap()
+    .records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_signs_give_distinct_serials_and_a_verifiable_log() {
+    let s = Arc::new(Stack::start(|_, _| {}));
+    let clients: Vec<_> = (0..8).map(|_| s.client("broker-1")).collect();
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let c = clients[i % clients.len()].clone();
+        let body = serde_json::to_vec(&oneshot("web", &format!("echo {i}"), &keypair())).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let raw = c
+                .call_raw(hyper::Method::POST, "/v1/sign", Some(body))
+                .await
+                .unwrap();
+            assert_eq!(raw.status.as_u16(), 200);
+            let v: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
+            v["serial"].as_u64().unwrap()
+        }));
+    }
+    let mut serials = BTreeSet::new();
+    for t in tasks {
+        serials.insert(t.await.unwrap());
+    }
+    assert_eq!(serials.len(), 1000);
+    let issued: BTreeSet<u64> = s
+        .audit_records()
+        .iter()
+        .filter(|r| r["outcome"] == "issued")
+        .map(|r| r["serial"].as_u64().unwrap())
+        .collect();
+    assert_eq!(issued, serials, "every certificate has its record");
+    assert!(verify(&s) >= 1001);
+}
+
+#[tokio::test]
+async fn serials_stay_unique_across_restarts() {
+    let mut s = Stack::start(|_, _| {});
+    let key = keypair();
+    let (_, v) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
+    let first = v["serial"].as_u64().unwrap();
+    s.signer.child.stop();
+    s.signer = SignerProc::start_file(s.dir.path(), &s.signer.config_path.clone()).unwrap();
+    let (_, v) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
+    assert!(v["serial"].as_u64().unwrap() > first);
+    verify(&s);
+}
+
+/// Fills a small tmpfs under the audit log: signing must stop (nothing
+/// issued without its record) and resume once space is back.
+#[tokio::test]
+async fn signing_is_refused_while_the_audit_log_cannot_be_written() {
+    if !infrabroker_testbed::require("root (mount tmpfs)", infrabroker_testbed::is_root()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let log = mnt.join("audit.log");
+    let s = Stack::start(|cfg, _| cfg["audit_log"] = json!(log));
+    let key = keypair();
+    let (st, _) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
+    assert_eq!(st, 200);
+
+    let filler = mnt.join("filler");
+    let _ = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", filler.display()))
+        .args(["bs=4k"])
+        .output();
+    // The log's last page may still have room: keep signing until it is
+    // full. Every answer that carries a certificate must have its record.
+    let mut returned = 1;
+    let mut refused = None;
+    for _ in 0..200 {
+        let (st, v) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
+        if st == 200 {
+            returned += 1;
+            continue;
+        }
+        refused = Some((st, v));
+        break;
+    }
+    let (st, v) = refused.expect("a full disk must stop issuance");
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["reason_code"], "audit_unavailable");
+    assert!(v.get("certificate").is_none());
+
+    std::fs::remove_file(&filler).unwrap();
+    let mut ok = false;
+    for _ in 0..50 {
+        let (st, _) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
+        if st == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "signing resumes once the log is writable");
+    returned += 1;
+    let key = parse_public_key(&std::fs::read_to_string(s.pki.path("signer-audit.pub")).unwrap())
+        .unwrap();
+    let report = verify_file(
+        &log,
+        &key,
+        VerifyOptions {
+            all_signatures: true,
+        },
+    )
+    .unwrap();
+    let records = std::fs::read_to_string(&log).unwrap();
+    let issued = records
+        .lines()
+        .filter(|l| l.contains("\"outcome\":\"issued\""))
+        .count();
+    assert_eq!(
+        issued, returned,
+        "exactly the certificates that were returned are in the log"
+    );
+    assert!(report.records >= 3);
+}

@@ -1,0 +1,15 @@
+//! Integration tests of the signer: the real binary over mTLS, real OpenSSH
+//! `sshd` and `ssh` for what a certificate lets a client do.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup aborts the test with its message"
+)]
+
+mod audit;
+mod bad_input;
+mod harness;
+mod reload;
+mod ssh_rules;
