@@ -332,9 +332,9 @@ impl Engine {
 
 /// Awaits every future, keeping order (a tiny join_all without the
 /// `futures` crate).
-async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: Vec<F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();

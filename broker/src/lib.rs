@@ -3,13 +3,13 @@
 //! reusable is ever in the agent's reach.
 //!
 //! # Layout
-//! - [`api`]: the transport-free tool surface (types, errors, [`api::Tools`]).
-//! - [`config`]: `broker.json`.
-//! - [`signer`]: the signer client and the cached host view.
-//! - [`ssh`]: russh connections with pinned host keys, hop through hop.
-//! - [`exec`]: one command on one channel, capped and timed.
-//! - [`engine`]: a tool call end to end, audited.
-//! - [`mcp`]: the MCP frontend (rmcp) over stdio.
+//! - [`api`] — the transport-free tool surface (types, errors, [`api::Tools`]).
+//! - [`config`] — `broker.json`.
+//! - [`signer`] — the signer client and the cached host view.
+//! - [`ssh`] — russh connections with pinned host keys, hop through hop.
+//! - [`exec`] — one command on one channel, capped and timed.
+//! - [`engine`] — a tool call end to end, audited.
+//! - [`mcp`] — the MCP frontend (rmcp) over stdio.
 
 pub mod api;
 pub mod config;

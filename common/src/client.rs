@@ -97,8 +97,12 @@ impl MtlsClient {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
+        // Idle pooled connections are dropped well before the server's own
+        // idle limit (ServeOptions::header_read_timeout, 10 s), so a request
+        // is never sent on a connection the server is closing.
         let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(4))
             .build(connector);
         Ok(MtlsClient {
             base,

@@ -73,7 +73,11 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Decision {
-    pub(crate) fn allow(message: String, matched_rule: Option<String>, source: Option<String>) -> Self {
+    pub(crate) fn allow(
+        message: String,
+        matched_rule: Option<String>,
+        source: Option<String>,
+    ) -> Self {
         Self {
             allowed: true,
             reason_code: ReasonCode::Allowed,
@@ -112,8 +116,16 @@ impl Decision {
             return self;
         }
         let approval = self.reason_code == ReasonCode::NeedsApproval;
-        let what = if approval { "would require approval" } else { "would deny" };
-        let warning = format!("audit: {what} ({}): {}", self.reason_code.as_str(), self.message);
+        let what = if approval {
+            "would require approval"
+        } else {
+            "would deny"
+        };
+        let warning = format!(
+            "audit: {what} ({}): {}",
+            self.reason_code.as_str(),
+            self.message
+        );
         Self {
             allowed: true,
             reason_code: ReasonCode::Allowed,

@@ -110,12 +110,17 @@ pub fn compile(cfg: &PolicyConfig, path: &str) -> Result<CompiledPolicy, Vec<Pol
             ("require_approval", &cfg.require_approval),
         ] {
             if !entries.is_empty() {
-                errors.push(PolicyError::RulesWhenOff { path: path.to_owned(), list });
+                errors.push(PolicyError::RulesWhenOff {
+                    path: path.to_owned(),
+                    list,
+                });
             }
         }
     }
     if cfg.mode == Mode::Denylist && !cfg.allow.is_empty() {
-        errors.push(PolicyError::AllowInDenylist { path: format!("{path}.allow") });
+        errors.push(PolicyError::AllowInDenylist {
+            path: format!("{path}.allow"),
+        });
     }
     let allow = compile_list(&cfg.allow, &format!("{path}.allow"), &mut errors);
     let deny = compile_list(&cfg.deny, &format!("{path}.deny"), &mut errors);
@@ -145,8 +150,14 @@ fn compile_list(patterns: &[String], path: &str, errors: &mut Vec<PolicyError>) 
             errors.push(PolicyError::EmptyPattern { path: entry });
             continue;
         }
-        match RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build() {
-            Ok(regex) => rules.push(Rule { pattern: pattern.clone(), regex }),
+        match RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(regex) => rules.push(Rule {
+                pattern: pattern.clone(),
+                regex,
+            }),
             Err(e) => errors.push(PolicyError::InvalidRegex {
                 path: entry,
                 pattern: pattern.clone(),

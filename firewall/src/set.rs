@@ -53,7 +53,10 @@ impl RuleList {
                 if !set.is_match(text) {
                     return None;
                 }
-                set.matches(text).iter().next().and_then(|i| self.rules.get(i))
+                set.matches(text)
+                    .iter()
+                    .next()
+                    .and_then(|i| self.rules.get(i))
             }
             None => self.rules.iter().find(|r| r.regex.is_match(text)),
         }
@@ -135,7 +138,10 @@ impl PolicySet {
     /// Composes `parts` in the order given; each is `(source, policy)` with a
     /// source such as `group:_default/base`, `group:prod/readonly` or `host`.
     pub fn compose(parts: Vec<(String, CompiledPolicy)>) -> PolicySet {
-        let mut set = PolicySet { enforcement: Enforcement::Audit, ..PolicySet::default() };
+        let mut set = PolicySet {
+            enforcement: Enforcement::Audit,
+            ..PolicySet::default()
+        };
         let mut any_enforce = false;
         for (source, policy) in &parts {
             set.parts.push(ExplainedPart {
@@ -234,8 +240,7 @@ impl PolicySet {
                         first_allow.get_or_insert(rule);
                     }
                     None => {
-                        let message =
-                            format!("{} matches no allow rule", describe(i, total, text));
+                        let message = format!("{} matches no allow rule", describe(i, total, text));
                         return Decision::refuse(
                             ReasonCode::AllowlistNoMatch,
                             "allowlist:no-match".into(),
@@ -317,13 +322,21 @@ fn invalid_basic(command: &str) -> Option<Decision> {
     let (rule, message) = if command.contains('\0') {
         ("invalid:nul", "command contains a NUL byte")
     } else if command.contains(['\r', '\n']) {
-        ("invalid:line_break", "command contains a carriage return or line feed")
+        (
+            "invalid:line_break",
+            "command contains a carriage return or line feed",
+        )
     } else if command.trim_matches([' ', '\t']).is_empty() {
         ("invalid:empty", "command is empty")
     } else {
         return None;
     };
-    Some(Decision::refuse(ReasonCode::CommandInvalid, rule.into(), None, message.into()))
+    Some(Decision::refuse(
+        ReasonCode::CommandInvalid,
+        rule.into(),
+        None,
+        message.into(),
+    ))
 }
 
 fn describe(i: usize, total: usize, text: &str) -> String {

@@ -190,8 +190,13 @@ async fn tools_list_shows_both_tools_with_schemas() {
             .as_str()
             .unwrap_or_default();
         assert!(!description.is_empty(), "{field} has a description");
+        assert!(!description.contains('\n'), "{field}: doc lines are joined");
     }
     assert_eq!(input["required"], json!(["host", "command"]));
+    assert!(
+        input.get("description").is_none(),
+        "no Rust type docs at the root"
+    );
     assert_eq!(properties["timeout_seconds"]["minimum"], 1);
     assert_eq!(properties["timeout_seconds"]["maximum"], 3600);
     let output = exec.output_schema.as_ref().unwrap();

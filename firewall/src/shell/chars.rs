@@ -56,7 +56,10 @@ impl Invisible {
 
 /// The first character of `s` that is refused everywhere, if any.
 pub(crate) fn first_invisible(s: &str) -> Option<Invisible> {
-    if let Some(c) = s.chars().find(|&c| c.is_ascii() && c.is_ascii_control() && c != '\t') {
+    if let Some(c) = s
+        .chars()
+        .find(|&c| c.is_ascii() && c.is_ascii_control() && c != '\t')
+    {
         return Some(Invisible::Control(c));
     }
     if s.is_ascii() {
@@ -66,13 +69,18 @@ pub(crate) fn first_invisible(s: &str) -> Option<Invisible> {
         return s.chars().find(|c| !c.is_ascii()).map(Invisible::Format);
     };
     let c = re.find(s)?.as_str().chars().next()?;
-    Some(if c.is_control() { Invisible::Control(c) } else { Invisible::Format(c) })
+    Some(if c.is_control() {
+        Invisible::Control(c)
+    } else {
+        Invisible::Format(c)
+    })
 }
 
 /// Characters that stand for themselves unquoted in every POSIX shell and
 /// need no quoting when a word is rendered for the regexes.
 pub(crate) fn is_plain(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '%' | '+' | ',' | '-' | '.' | '/' | ':' | '=' | '@' | '_')
+    c.is_ascii_alphanumeric()
+        || matches!(c, '%' | '+' | ',' | '-' | '.' | '/' | ':' | '=' | '@' | '_')
 }
 
 /// Whether `c` may appear inside single or double quotes.
@@ -93,12 +101,30 @@ mod tests {
 
     #[test]
     fn invisible_set_covers_the_known_tricks() {
-        for c in ['\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{00A0}', '\u{3164}', '\u{2028}', '\u{E0041}', '\u{0085}', '\u{FE0F}'] {
-            assert!(first_invisible(&format!("ls{c}x")).is_some(), "U+{:04X}", u32::from(c));
+        for c in [
+            '\u{202E}',
+            '\u{2066}',
+            '\u{200B}',
+            '\u{FEFF}',
+            '\u{00A0}',
+            '\u{3164}',
+            '\u{2028}',
+            '\u{E0041}',
+            '\u{0085}',
+            '\u{FE0F}',
+        ] {
+            assert!(
+                first_invisible(&format!("ls{c}x")).is_some(),
+                "U+{:04X}",
+                u32::from(c)
+            );
         }
         assert_eq!(first_invisible("ls -la\tx"), None);
         assert_eq!(first_invisible("grep 'café' f"), None);
-        assert_eq!(first_invisible("ls\x1b[2J"), Some(Invisible::Control('\x1b')));
+        assert_eq!(
+            first_invisible("ls\x1b[2J"),
+            Some(Invisible::Control('\x1b'))
+        );
     }
 
     #[test]

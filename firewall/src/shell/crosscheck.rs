@@ -91,7 +91,10 @@ fn simple_command(simple: &ast::SimpleCommand) -> Result<Vec<String>, ParseRejec
     let prefix = simple.prefix.iter().flat_map(|p| p.0.iter());
     for item in prefix {
         if let CommandPrefixOrSuffixItem::AssignmentWord(..) = item {
-            return Err(reject(Construct::Assignment, "assignment before the command"));
+            return Err(reject(
+                Construct::Assignment,
+                "assignment before the command",
+            ));
         }
         item_words(item, &mut argv)?;
     }
@@ -118,7 +121,10 @@ fn item_words(
         CommandPrefixOrSuffixItem::AssignmentWord(_, word) => argv.push(decode(word)?),
         CommandPrefixOrSuffixItem::IoRedirect(redirect) => check_redirect(redirect)?,
         CommandPrefixOrSuffixItem::ProcessSubstitution(..) => {
-            return Err(reject(Construct::ProcessSubstitution, "process substitution"));
+            return Err(reject(
+                Construct::ProcessSubstitution,
+                "process substitution",
+            ));
         }
     }
     Ok(())
@@ -141,14 +147,20 @@ fn check_redirect(redirect: &IoRedirect) -> Result<(), ParseRejection> {
                     t == "-" || (t.len() == 1 && t.bytes().all(|b| b.is_ascii_digit()))
                 }
                 IoFileRedirectTarget::ProcessSubstitution(..) => {
-                    return Err(reject(Construct::ProcessSubstitution, "redirect from a process"));
+                    return Err(reject(
+                        Construct::ProcessSubstitution,
+                        "redirect from a process",
+                    ));
                 }
                 IoFileRedirectTarget::Filename(_) => false,
             };
             if dup && target_ok {
                 Ok(())
             } else {
-                Err(reject(Construct::FileRedirect, "redirect to or from a file"))
+                Err(reject(
+                    Construct::FileRedirect,
+                    "redirect to or from a file",
+                ))
             }
         }
         IoRedirect::HereDocument(..) | IoRedirect::HereString(..) => {
@@ -194,11 +206,17 @@ fn literal(piece: &WordPiece, in_double: bool, out: &mut String) -> Result<(), P
             return Err(reject(Construct::ParameterExpansion, "parameter expansion"));
         }
         WordPiece::CommandSubstitution(_) | WordPiece::BackquotedCommandSubstitution(_) => {
-            return Err(reject(Construct::CommandSubstitution, "command substitution"));
+            return Err(reject(
+                Construct::CommandSubstitution,
+                "command substitution",
+            ));
         }
         WordPiece::EscapeSequence(_) => return Err(reject(Construct::Backslash, "escape")),
         WordPiece::ArithmeticExpression(_) => {
-            return Err(reject(Construct::ArithmeticExpansion, "arithmetic expansion"));
+            return Err(reject(
+                Construct::ArithmeticExpansion,
+                "arithmetic expansion",
+            ));
         }
     }
     Ok(())
@@ -211,7 +229,14 @@ mod tests {
     #[test]
     fn decodes_like_the_gate() {
         let got = parse("l''s \"-l\"a 'x y' | grep -v x && dd if=/dev/zero 2>&1").unwrap();
-        assert_eq!(got, vec![vec!["ls", "-la", "x y"], vec!["grep", "-v", "x"], vec!["dd", "if=/dev/zero"]]);
+        assert_eq!(
+            got,
+            vec![
+                vec!["ls", "-la", "x y"],
+                vec!["grep", "-v", "x"],
+                vec!["dd", "if=/dev/zero"]
+            ]
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ impl Lexer {
                 '&' => {
                     self.end_word()?;
                     if self.peek_at(1) != Some('&') {
-                        return Err(reject(Construct::Background, format!("`&` at {}", self.pos)));
+                        return Err(reject(
+                            Construct::Background,
+                            format!("`&` at {}", self.pos),
+                        ));
                     }
                     self.operator(2, Op::And)?;
                 }
@@ -153,18 +156,23 @@ impl Lexer {
             }
             ')' => reject(Construct::Subshell, format!("`)` {at}")),
             '{' | '}' => {
-                let alone = !self.word.started
-                    && matches!(self.peek_at(1), None | Some(' ' | '\t' | ';'));
-                let construct = if alone { Construct::BraceGroup } else { Construct::BraceExpansion };
+                let alone =
+                    !self.word.started && matches!(self.peek_at(1), None | Some(' ' | '\t' | ';'));
+                let construct = if alone {
+                    Construct::BraceGroup
+                } else {
+                    Construct::BraceExpansion
+                };
                 reject(construct, format!("`{c}` {at}"))
             }
             '*' | '?' | '[' | ']' => reject(Construct::Glob, format!("`{c}` {at}")),
             '~' => reject(Construct::Tilde, format!("`~` {at}")),
             '#' => reject(Construct::Comment, format!("`#` {at}")),
             '!' => reject(Construct::Bang, format!("`!` {at}")),
-            c if c.is_ascii_control() => {
-                reject(Construct::ControlChar, format!("U+{:04X} {at}", u32::from(c)))
-            }
+            c if c.is_ascii_control() => reject(
+                Construct::ControlChar,
+                format!("U+{:04X} {at}", u32::from(c)),
+            ),
             c if c.is_ascii() => reject(Construct::SpecialChar, format!("`{c}` {at}")),
             c => reject(
                 Construct::NonAscii,
@@ -220,7 +228,10 @@ impl Lexer {
                 Some('"') => break,
                 Some('$') => return Err(dollar(self.peek_at(1), self.peek_at(2), &at)),
                 Some('`') => {
-                    return Err(reject(Construct::CommandSubstitution, format!("backquote {at}")));
+                    return Err(reject(
+                        Construct::CommandSubstitution,
+                        format!("backquote {at}"),
+                    ));
                 }
                 Some('\\') => return Err(reject(Construct::Backslash, format!("`\\` {at}"))),
                 Some(c) => {
@@ -240,7 +251,11 @@ impl Lexer {
         if quoted_ok(c) {
             return Ok(());
         }
-        let construct = if c.is_control() { Construct::ControlChar } else { Construct::NonAscii };
+        let construct = if c.is_control() {
+            Construct::ControlChar
+        } else {
+            Construct::NonAscii
+        };
         Err(reject(
             construct,
             format!("U+{:04X} inside quotes at char {}", u32::from(c), self.pos),
@@ -269,7 +284,12 @@ impl Lexer {
         }
         let next = self.peek_at(1);
         match (c, next) {
-            (_, Some('(')) => return Err(reject(Construct::ProcessSubstitution, format!("`{c}(` {at}"))),
+            (_, Some('(')) => {
+                return Err(reject(
+                    Construct::ProcessSubstitution,
+                    format!("`{c}(` {at}"),
+                ));
+            }
             ('<', Some('<')) => return Err(reject(Construct::HereDocument, format!("`<<` {at}"))),
             (_, Some('&')) => {}
             _ => return Err(reject(Construct::FileRedirect, format!("`{c}` {at}"))),
@@ -316,7 +336,10 @@ impl Lexer {
         }
         self.words += 1;
         if self.words > MAX_WORDS {
-            return Err(reject(Construct::TooComplex, format!("more than {MAX_WORDS} words")));
+            return Err(reject(
+                Construct::TooComplex,
+                format!("more than {MAX_WORDS} words"),
+            ));
         }
         self.argv.push(word.text);
         Ok(())
@@ -401,8 +424,14 @@ mod tests {
     #[test]
     fn decodes_quotes_like_sh() {
         assert_eq!(ok("l''s \"-l\"a 'x y'"), vec![vec!["ls", "-la", "x y"]]);
-        assert_eq!(ok("ps aux && kill -9 1"), vec![vec!["ps", "aux"], vec!["kill", "-9", "1"]]);
-        assert_eq!(ok("a|b||c;d;"), vec![vec!["a"], vec!["b"], vec!["c"], vec!["d"]]);
+        assert_eq!(
+            ok("ps aux && kill -9 1"),
+            vec![vec!["ps", "aux"], vec!["kill", "-9", "1"]]
+        );
+        assert_eq!(
+            ok("a|b||c;d;"),
+            vec![vec!["a"], vec!["b"], vec!["c"], vec!["d"]]
+        );
         assert_eq!(ok("ls 2>&1 a2>&1 >&- x"), vec![vec!["ls", "a2", "x"]]);
         assert_eq!(ok("echo ''"), vec![vec!["echo", ""]]);
     }

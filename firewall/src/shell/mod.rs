@@ -167,7 +167,10 @@ pub struct ParseRejection {
 
 impl ParseRejection {
     pub(crate) fn new(construct: Construct, detail: impl Into<String>) -> Self {
-        Self { construct, detail: detail.into() }
+        Self {
+            construct,
+            detail: detail.into(),
+        }
     }
 
     /// The `matched_rule` string: `shell-parse:<construct>`, with the program

@@ -57,7 +57,11 @@ pub struct Wrapper {
 }
 
 const fn w(name: &'static str, kind: WrapperKind, versioned: bool) -> Wrapper {
-    Wrapper { name, kind, versioned }
+    Wrapper {
+        name,
+        kind,
+        versioned,
+    }
 }
 
 use WrapperKind::{Builtin, Escape, Interpreter, Runner, Shell};
@@ -220,21 +224,42 @@ pub const EXEC_OPTIONS: &[ExecOption] = &[
     // batch files, which can hold those commands.
     ExecOption {
         program: "ip",
-        exact: &["e", "ex", "exe", "exec", "-b", "-batch", "--batch", "-force"],
+        exact: &[
+            "e", "ex", "exe", "exec", "-b", "-batch", "--batch", "-force",
+        ],
         prefixes: &[],
         short: &[],
     },
     ExecOption {
         program: "tar",
         exact: &[],
-        prefixes: &["--to-", "--checkpoint-a", "--use-", "--rsh", "--rmt", "--inf", "--new-v"],
+        prefixes: &[
+            "--to-",
+            "--checkpoint-a",
+            "--use-",
+            "--rsh",
+            "--rmt",
+            "--inf",
+            "--new-v",
+        ],
         short: &['I', 'F'],
     },
-    ExecOption { program: "rsync", exact: &[], prefixes: &["--rs"], short: &['e'] },
+    ExecOption {
+        program: "rsync",
+        exact: &[],
+        prefixes: &["--rs"],
+        short: &['e'],
+    },
     ExecOption {
         program: "git",
         exact: &["-c"],
-        prefixes: &["--config-env", "--exec-path", "--upload-pack", "--receive-pack", "--exec="],
+        prefixes: &[
+            "--config-env",
+            "--exec-path",
+            "--upload-pack",
+            "--receive-pack",
+            "--exec=",
+        ],
         short: &[],
     },
 ];
@@ -256,7 +281,9 @@ fn strip_version(name: &str) -> &str {
 /// The table row matching `name`, if any.
 pub fn lookup(name: &str) -> Option<&'static Wrapper> {
     let bare = strip_version(name);
-    WRAPPERS.iter().find(|w| w.name == name || (w.versioned && w.name == bare))
+    WRAPPERS
+        .iter()
+        .find(|w| w.name == name || (w.versioned && w.name == bare))
 }
 
 /// Refuses `argv` if its program hides another command.
@@ -299,7 +326,13 @@ fn exec_option(rule: &ExecOption, arg: &str) -> ParseRejection {
 /// git: `-c` and `--config-env` only mean "set config" before the subcommand
 /// (`git log -c` is a diff format); the pack and exec options anywhere.
 fn check_git(rule: &ExecOption, args: &[String]) -> Result<(), ParseRejection> {
-    const TAKES_VALUE: &[&str] = &["-C", "--git-dir", "--work-tree", "--namespace", "--super-prefix"];
+    const TAKES_VALUE: &[&str] = &[
+        "-C",
+        "--git-dir",
+        "--work-tree",
+        "--namespace",
+        "--super-prefix",
+    ];
     let mut global = true;
     let mut skip = false;
     for a in args.iter().map(String::as_str) {
@@ -336,10 +369,24 @@ mod tests {
 
     #[test]
     fn versions_and_paths() {
-        for name in ["python3.11", "python3", "/usr/bin/python2.7", "bash-5.2", "lua5.4", "perl5.36.0"] {
+        for name in [
+            "python3.11",
+            "python3",
+            "/usr/bin/python2.7",
+            "bash-5.2",
+            "lua5.4",
+            "perl5.36.0",
+        ] {
             assert!(check(&argv(name)).is_err(), "{name}");
         }
-        for name in ["ls", "pythonic", "shasum", "sha256sum", "bashful", "envsubst"] {
+        for name in [
+            "ls",
+            "pythonic",
+            "shasum",
+            "sha256sum",
+            "bashful",
+            "envsubst",
+        ] {
             assert!(check(&argv(name)).is_ok(), "{name}");
         }
     }

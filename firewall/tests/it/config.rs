@@ -11,16 +11,27 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 fn allowlist(allow: &[&str]) -> PolicyConfig {
-    PolicyConfig { mode: Mode::Allowlist, allow: strings(allow), ..PolicyConfig::default() }
+    PolicyConfig {
+        mode: Mode::Allowlist,
+        allow: strings(allow),
+        ..PolicyConfig::default()
+    }
 }
 
 fn denylist(deny: &[&str]) -> PolicyConfig {
-    PolicyConfig { mode: Mode::Denylist, deny: strings(deny), ..PolicyConfig::default() }
+    PolicyConfig {
+        mode: Mode::Denylist,
+        deny: strings(deny),
+        ..PolicyConfig::default()
+    }
 }
 
 fn compose(parts: Vec<(&str, PolicyConfig)>) -> PolicySet {
     PolicySet::compose(
-        parts.into_iter().map(|(s, c)| (s.to_owned(), compile(&c, s).unwrap())).collect(),
+        parts
+            .into_iter()
+            .map(|(s, c)| (s.to_owned(), compile(&c, s).unwrap()))
+            .collect(),
     )
 }
 
@@ -58,25 +69,51 @@ fn every_bad_regex_is_reported_with_its_path() {
 
 #[test]
 fn mode_rules_are_config_errors() {
-    let cfg = PolicyConfig { allow: strings(&["^ls"]), ..denylist(&["^rm"]) };
+    let cfg = PolicyConfig {
+        allow: strings(&["^ls"]),
+        ..denylist(&["^rm"])
+    };
     assert_eq!(
         compile(&cfg, "command_policies.x").unwrap_err(),
-        [PolicyError::AllowInDenylist { path: "command_policies.x.allow".into() }]
+        [PolicyError::AllowInDenylist {
+            path: "command_policies.x.allow".into()
+        }]
     );
-    let cfg = PolicyConfig { mode: Mode::Off, deny: strings(&["^rm"]), ..PolicyConfig::default() };
+    let cfg = PolicyConfig {
+        mode: Mode::Off,
+        deny: strings(&["^rm"]),
+        ..PolicyConfig::default()
+    };
     let err = compile(&cfg, "p").unwrap_err();
-    assert_eq!(err, [PolicyError::RulesWhenOff { path: "p".into(), list: "deny" }]);
+    assert_eq!(
+        err,
+        [PolicyError::RulesWhenOff {
+            path: "p".into(),
+            list: "deny"
+        }]
+    );
     assert_eq!(err[0].to_string(), "p: deny has no effect when mode is off");
-    let cfg = PolicyConfig { deny: strings(&["  "]), ..allowlist(&["^ls"]) };
+    let cfg = PolicyConfig {
+        deny: strings(&["  "]),
+        ..allowlist(&["^ls"])
+    };
     assert_eq!(
         compile(&cfg, "p").unwrap_err(),
-        [PolicyError::EmptyPattern { path: "p.deny[0]".into() }]
+        [PolicyError::EmptyPattern {
+            path: "p.deny[0]".into()
+        }]
     );
     // An allowlist with deny entries is fine: deny narrows it.
-    let cfg = PolicyConfig { deny: strings(&["^ls /root"]), ..allowlist(&["^ls"]) };
+    let cfg = PolicyConfig {
+        deny: strings(&["^ls /root"]),
+        ..allowlist(&["^ls"])
+    };
     let set = PolicySet::compose(vec![("host".into(), compile(&cfg, "p").unwrap())]);
     assert!(set.decide("ls /tmp").allowed);
-    assert_eq!(set.decide("ls /root").reason_code, ReasonCode::CommandDenied);
+    assert_eq!(
+        set.decide("ls /root").reason_code,
+        ReasonCode::CommandDenied
+    );
 }
 
 #[test]
@@ -111,16 +148,25 @@ fn allowlists_are_a_union_across_parts() {
 
 #[test]
 fn shell_parse_is_or_and_enforce_beats_audit() {
-    let raw = PolicyConfig { shell_parse: Some(false), ..allowlist(&["^ps"]) };
+    let raw = PolicyConfig {
+        shell_parse: Some(false),
+        ..allowlist(&["^ps"])
+    };
     let parsed = denylist(&[]);
     let set = compose(vec![("a", raw.clone()), ("b", parsed)]);
     assert!(set.explain().shell_parse);
-    assert_eq!(set.decide("ps; rm -rf /").reason_code, ReasonCode::AllowlistNoMatch);
+    assert_eq!(
+        set.decide("ps; rm -rf /").reason_code,
+        ReasonCode::AllowlistNoMatch
+    );
     let set = compose(vec![("a", raw)]);
     assert!(!set.explain().shell_parse);
     assert!(set.decide("ps; rm -rf /").allowed);
 
-    let audit = PolicyConfig { enforcement: Enforcement::Audit, ..denylist(&["^rm "]) };
+    let audit = PolicyConfig {
+        enforcement: Enforcement::Audit,
+        ..denylist(&["^rm "])
+    };
     let set = compose(vec![("a", audit.clone())]);
     assert_eq!(set.explain().enforcement, Enforcement::Audit);
     assert!(set.decide("rm x").allowed);
@@ -135,7 +181,10 @@ fn off_parts_do_not_count() {
     assert!(set.is_empty());
     assert!(set.decide("$(id)").allowed);
     assert!(PolicySet::compose(Vec::new()).is_empty());
-    let set = compose(vec![("off", PolicyConfig::default()), ("host", denylist(&[]))]);
+    let set = compose(vec![
+        ("off", PolicyConfig::default()),
+        ("host", denylist(&[])),
+    ]);
     assert!(!set.is_empty());
     assert_eq!(set.explain().parts.len(), 2);
 }
@@ -146,13 +195,19 @@ fn explain_lists_rules_with_sources() {
         ("group:_default/base", denylist(&["^rm "])),
         (
             "host",
-            PolicyConfig { require_approval: strings(&["^reboot$"]), ..allowlist(&["^ls"]) },
+            PolicyConfig {
+                require_approval: strings(&["^reboot$"]),
+                ..allowlist(&["^ls"])
+            },
         ),
     ]);
     let e = set.explain();
     assert_eq!(e.mode, Mode::Allowlist);
-    let rules: Vec<(RuleKind, &str, &str)> =
-        e.rules.iter().map(|r| (r.kind, r.pattern.as_str(), r.source.as_str())).collect();
+    let rules: Vec<(RuleKind, &str, &str)> = e
+        .rules
+        .iter()
+        .map(|r| (r.kind, r.pattern.as_str(), r.source.as_str()))
+        .collect();
     assert_eq!(
         rules,
         [
@@ -203,5 +258,8 @@ fn judged_text_is_the_canonical_rendering() {
 #[test]
 fn force_command_wraps_in_sh() {
     assert_eq!(force_command("ls -la"), "/bin/sh -c 'ls -la'");
-    assert_eq!(force_command("echo 'a b'"), r"/bin/sh -c 'echo '\''a b'\'''");
+    assert_eq!(
+        force_command("echo 'a b'"),
+        r"/bin/sh -c 'echo '\''a b'\'''"
+    );
 }

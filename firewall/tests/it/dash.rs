@@ -38,7 +38,10 @@ impl Sandbox {
     /// Runs `command` under `shell -c` and returns the recorded argv, sorted
     /// (pipeline stages run concurrently, so order is not meaningful).
     fn run(&self, shell: &[&str], command: &str) -> Vec<Vec<String>> {
-        let out = self.dir.path().join(format!("out-{}", shell[0].replace('/', "_")));
+        let out = self
+            .dir
+            .path()
+            .join(format!("out-{}", shell[0].replace('/', "_")));
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir(&out).unwrap();
         // The recorder needs mktemp from the real PATH; the program names are
@@ -61,8 +64,10 @@ impl Sandbox {
 }
 
 fn read_records(dir: &Path) -> Vec<Vec<String>> {
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
         .iter()
@@ -91,8 +96,11 @@ fn shells() -> Vec<Vec<&'static str>> {
 
 fn list() -> impl Strategy<Value = (Vec<Vec<String>>, String)> {
     let sep = prop::sample::select(&[";", " ; ", "&&", " && ", "|", " | ", ";\t"][..]);
-    (prop::collection::vec(simple(NAMES), 1..4), prop::collection::vec(sep, 3)).prop_map(
-        |(cmds, seps)| {
+    (
+        prop::collection::vec(simple(NAMES), 1..4),
+        prop::collection::vec(sep, 3),
+    )
+        .prop_map(|(cmds, seps)| {
             let mut text = String::new();
             let mut argvs = Vec::new();
             for (i, (argv, encoded)) in cmds.into_iter().enumerate() {
@@ -103,8 +111,7 @@ fn list() -> impl Strategy<Value = (Vec<Vec<String>>, String)> {
                 argvs.push(argv);
             }
             (argvs, text)
-        },
-    )
+        })
 }
 
 proptest! {
@@ -128,12 +135,20 @@ fn table_style_examples_run_as_judged() {
     let sandbox = Sandbox::new();
     for (text, want) in [
         ("z''qa \"-l\"a 'x y'", vec![vec!["zqa", "-la", "x y"]]),
-        ("zqa 'a;b' \"c|d\" '$(id)'", vec![vec!["zqa", "a;b", "c|d", "$(id)"]]),
-        ("zqa 2>&1 x; zqb ''", vec![vec!["zqa", "x"], vec!["zqb", ""]]),
+        (
+            "zqa 'a;b' \"c|d\" '$(id)'",
+            vec![vec!["zqa", "a;b", "c|d", "$(id)"]],
+        ),
+        (
+            "zqa 2>&1 x; zqb ''",
+            vec![vec!["zqa", "x"], vec!["zqb", ""]],
+        ),
         ("zqa a2>&1 b", vec![vec!["zqa", "a2", "b"]]),
     ] {
-        let want: Vec<Vec<String>> =
-            want.iter().map(|a| a.iter().map(|s| (*s).to_owned()).collect()).collect();
+        let want: Vec<Vec<String>> = want
+            .iter()
+            .map(|a| a.iter().map(|s| (*s).to_owned()).collect())
+            .collect();
         assert_eq!(parse_simple_commands(text).unwrap(), want, "{text}");
         for shell in shells() {
             assert_eq!(sandbox.run(&shell, text), want, "{shell:?} -c {text}");

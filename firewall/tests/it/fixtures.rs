@@ -1,5 +1,8 @@
 //! Named policy sets used by the table and the property tests.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use infrabroker_firewall::{Enforcement, Mode, PolicyConfig, PolicySet, compile};
 
 fn cfg(mode: Mode, allow: &[&str], deny: &[&str], approval: &[&str]) -> PolicyConfig {
@@ -26,8 +29,30 @@ fn set(parts: Vec<(&str, PolicyConfig)>) -> PolicySet {
     )
 }
 
-/// The policy set called `name` in the table.
-pub fn fixture(name: &str) -> PolicySet {
+const NAMES: &[&str] = &[
+    "none",
+    "allow_ps",
+    "deny_rm",
+    "hygiene",
+    "allow_any",
+    "raw",
+    "both",
+    "approve",
+    "audit",
+    "audit_mixed",
+    "ops",
+];
+
+static SETS: LazyLock<HashMap<&'static str, PolicySet>> =
+    LazyLock::new(|| NAMES.iter().map(|n| (*n, build(n))).collect());
+
+/// The policy set called `name` in the table (built once).
+pub fn fixture(name: &str) -> &'static PolicySet {
+    SETS.get(name)
+        .unwrap_or_else(|| panic!("no fixture {name}"))
+}
+
+fn build(name: &str) -> PolicySet {
     use Mode::{Allowlist, Denylist};
     match name {
         // No policy at all: the firewall is off.
@@ -35,22 +60,36 @@ pub fn fixture(name: &str) -> PolicySet {
         // The issue's example: allowlist `^ps`.
         "allow_ps" => set(vec![("host", cfg(Allowlist, &["^ps"], &[], &[]))]),
         // Denylist for rm; everything else passes if it parses.
-        "deny_rm" => set(vec![("host", cfg(Denylist, &[], &[r"^(\S*/)?rm( |$)", "^shutdown"], &[]))]),
+        "deny_rm" => set(vec![(
+            "host",
+            cfg(Denylist, &[], &[r"^(\S*/)?rm( |$)", "^shutdown"], &[]),
+        )]),
         // A denylist with no rules: only shell parsing refuses.
-        "hygiene" => set(vec![("group:_default/hygiene", cfg(Denylist, &[], &[], &[]))]),
+        "hygiene" => set(vec![(
+            "group:_default/hygiene",
+            cfg(Denylist, &[], &[], &[]),
+        )]),
         // An allowlist that matches any text: only shell parsing refuses.
         "allow_any" => set(vec![("host", cfg(Allowlist, &["."], &[], &[]))]),
         // Same allowlist with shell parsing off: the raw string is judged.
         "raw" => set(vec![(
             "host",
-            PolicyConfig { shell_parse: Some(false), ..cfg(Allowlist, &["^ps"], &[], &[]) },
+            PolicyConfig {
+                shell_parse: Some(false),
+                ..cfg(Allowlist, &["^ps"], &[], &[])
+            },
         )]),
         // Allow and deny both match `rm -rf …`: deny wins.
         "both" => set(vec![("host", cfg(Allowlist, &["^rm "], &["^rm -rf"], &[]))]),
         // Allow and approval both match restarts: approval.
         "approve" => set(vec![(
             "host",
-            cfg(Allowlist, &["^systemctl (status|restart) [a-z]+$"], &[], &["^systemctl restart "]),
+            cfg(
+                Allowlist,
+                &["^systemctl (status|restart) [a-z]+$"],
+                &[],
+                &["^systemctl restart "],
+            ),
         )]),
         // Everything in audit mode.
         "audit" => set(vec![(
@@ -73,7 +112,10 @@ pub fn fixture(name: &str) -> PolicySet {
         ]),
         // A realistic composition: default deny, a read-only group, the host.
         "ops" => set(vec![
-            ("group:_default/base", cfg(Denylist, &[], &["^rm -rf /$", "/etc/shadow"], &[])),
+            (
+                "group:_default/base",
+                cfg(Denylist, &[], &["^rm -rf /$", "/etc/shadow"], &[]),
+            ),
             (
                 "group:prod/readonly",
                 cfg(
@@ -92,7 +134,15 @@ pub fn fixture(name: &str) -> PolicySet {
                     &[],
                 ),
             ),
-            ("host", cfg(Allowlist, &["^systemctl restart [a-z]+$"], &["^kill -9 1$"], &["^systemctl restart "])),
+            (
+                "host",
+                cfg(
+                    Allowlist,
+                    &["^systemctl restart [a-z]+$"],
+                    &["^kill -9 1$"],
+                    &["^systemctl restart "],
+                ),
+            ),
         ]),
         other => panic!("no fixture {other}"),
     }

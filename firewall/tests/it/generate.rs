@@ -7,13 +7,14 @@ use proptest::prelude::*;
 /// metacharacters (which must end up quoted) and a non-ASCII letter.
 const ALPHABET: &[char] = &[
     'a', 'b', 'z', '0', '9', '-', '.', '/', '=', ':', '@', '%', '+', ',', '_', ' ', '\t', '\'',
-    '"', '$', ';', '|', '&', '*', '?', '[', '~', '#', '(', ')', '{', '}', '<', '>', '`', '\\',
-    '!', '^', 'é',
+    '"', '$', ';', '|', '&', '*', '?', '[', '~', '#', '(', ')', '{', '}', '<', '>', '`', '\\', '!',
+    '^', 'é',
 ];
 
 /// A decoded word (possibly empty).
 pub fn word() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(ALPHABET), 0..7).prop_map(|cs| cs.into_iter().collect())
+    prop::collection::vec(prop::sample::select(ALPHABET), 0..7)
+        .prop_map(|cs| cs.into_iter().collect())
 }
 
 fn plain(c: char) -> bool {
@@ -24,7 +25,11 @@ fn plain(c: char) -> bool {
 /// `choices` so the same word comes out spliced in many ways.
 pub fn encode(word: &str, choices: &[u8]) -> String {
     if word.is_empty() {
-        return if choices.first().is_some_and(|c| c % 2 == 0) { "''".into() } else { "\"\"".into() };
+        return if choices.first().is_some_and(|c| c % 2 == 0) {
+            "''".into()
+        } else {
+            "\"\"".into()
+        };
     }
     let mut out = String::new();
     for (i, c) in word.chars().enumerate() {
@@ -55,7 +60,12 @@ pub fn name(names: &'static [&'static str]) -> impl Strategy<Value = String> {
 
 /// One simple command: (argv, encoded text).
 pub fn simple(names: &'static [&'static str]) -> impl Strategy<Value = (Vec<String>, String)> {
-    (name(names), prop::collection::vec(word(), 0..4), prop::collection::vec(any::<u8>(), 1..8), any::<bool>())
+    (
+        name(names),
+        prop::collection::vec(word(), 0..4),
+        prop::collection::vec(any::<u8>(), 1..8),
+        any::<bool>(),
+    )
         .prop_map(|(name, args, choices, dup)| {
             let mut argv = vec![name];
             argv.extend(args);

@@ -1,4 +1,9 @@
 //! Integration tests for the command firewall (one binary, as house style).
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test on error"
+)]
 
 mod config;
 mod dash;

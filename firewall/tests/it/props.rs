@@ -11,10 +11,19 @@ use crate::fixtures::fixture;
 use crate::generate::{encode, simple};
 
 const NAMES: &[&str] = &["ls", "ps", "grep", "cat", "echo", "df", "kill"];
-const FIXTURES: &[&str] = &["deny_rm", "ops", "allow_any", "raw", "audit", "none", "hygiene"];
+const FIXTURES: &[&str] = &[
+    "deny_rm",
+    "ops",
+    "allow_any",
+    "raw",
+    "audit",
+    "none",
+    "hygiene",
+];
 
 fn is_rm(argv: &[String]) -> bool {
-    argv.first().is_some_and(|p| p == "rm" || p.ends_with("/rm"))
+    argv.first()
+        .is_some_and(|p| p == "rm" || p.ends_with("/rm"))
 }
 
 /// Text built from shell-significant pieces, so random input often gets
@@ -77,6 +86,10 @@ proptest! {
         prop_assert!(!d.allowed, "{:?} allowed", text);
         prop_assert_eq!(d.reason_code, ReasonCode::CommandDenied, "{}: {}", text, d.message);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     #[test]
     fn hundred_kb_inputs_are_bounded(
@@ -108,5 +121,8 @@ fn long_valid_command_is_judged_not_refused() {
     let d = fixture("ops").decide(&input);
     assert!(d.allowed, "{}", d.message);
     let too_long = format!("ls {}", "x".repeat(200 * 1024));
-    assert_eq!(fixture("ops").decide(&too_long).matched_rule.as_deref(), Some("shell-parse:too_long"));
+    assert_eq!(
+        fixture("ops").decide(&too_long).matched_rule.as_deref(),
+        Some("shell-parse:too_long")
+    );
 }

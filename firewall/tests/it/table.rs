@@ -7,13 +7,19 @@
 
 use infrabroker_firewall::ReasonCode;
 use infrabroker_firewall::ReasonCode::{
-    AllowlistNoMatch as NoMatch, Allowed as Ok_, CommandDenied as Denied, CommandInvalid as Invalid,
-    NeedsApproval as Approval, ParseRejected as Rejected,
+    Allowed as Ok_, AllowlistNoMatch as NoMatch, CommandDenied as Denied,
+    CommandInvalid as Invalid, NeedsApproval as Approval, ParseRejected as Rejected,
 };
 
 use crate::fixtures::fixture;
 
-type Row = (&'static str, &'static str, ReasonCode, &'static str, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    ReasonCode,
+    &'static str,
+    &'static str,
+);
 
 const DENY_RM: &str = r"deny:^(\S*/)?rm( |$)";
 
@@ -341,7 +347,9 @@ fn rule_matches(expected: &str, got: Option<&str>) -> bool {
     match (expected, got) {
         ("", _) => true,
         ("-", got) => got.is_none(),
-        (prefix, Some(got)) if prefix.ends_with('*') => got.starts_with(&prefix[..prefix.len() - 1]),
+        (prefix, Some(got)) if prefix.ends_with('*') => {
+            got.starts_with(&prefix[..prefix.len() - 1])
+        }
         (exact, got) => got == Some(exact),
     }
 }
@@ -357,14 +365,22 @@ fn every_row_decides_as_expected() {
     for (command, fixture_name, want, rule, class) in ROWS {
         let decision = fixture(fixture_name).decide(command);
         let allowed_ok = decision.allowed == (*want == Ok_);
-        if decision.reason_code != *want || !allowed_ok || !rule_matches(rule, decision.matched_rule.as_deref()) {
+        if decision.reason_code != *want
+            || !allowed_ok
+            || !rule_matches(rule, decision.matched_rule.as_deref())
+        {
             failures.push(format!(
                 "[{class}] {command:?} under {fixture_name}: want {want:?} {rule:?}, got {:?} {:?} ({})",
                 decision.reason_code, decision.matched_rule, decision.message
             ));
         }
     }
-    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -376,7 +392,11 @@ fn audit_rows_carry_warnings_and_flags() {
     assert!(d.warnings[0].contains("would deny"), "{:?}", d.warnings);
     let d = set.decide("reboot");
     assert!(d.allowed && d.would_require_approval && !d.would_deny && !d.require_approval);
-    assert!(d.warnings[0].contains("would require approval"), "{:?}", d.warnings);
+    assert!(
+        d.warnings[0].contains("would require approval"),
+        "{:?}",
+        d.warnings
+    );
     let d = set.decide("ls");
     assert!(d.allowed && d.warnings.is_empty() && !d.would_deny);
 }

@@ -97,15 +97,36 @@ pub(super) fn output_schema<R: JsonSchema>() -> JsonObject {
     )
 }
 
-/// Drops the root `title`: clients show the tool's own name and
-/// description, and a Rust type name would only add noise.
+/// Drops the root `title` and `description`: clients show the tool's own
+/// name and description, and a Rust type's would only add noise. Field
+/// descriptions come from doc comments; their line breaks are joined.
 fn schema_object(schema: schemars::Schema) -> JsonObject {
-    let mut object = match schema.to_value() {
+    let mut value = schema.to_value();
+    join_description_lines(&mut value);
+    let mut object = match value {
         Value::Object(object) => object,
         // Schemas of structs are objects; anything else cannot describe
         // tool arguments, so advertise "any object" rather than fail.
         _ => JsonObject::from_iter([("type".to_owned(), Value::from("object"))]),
     };
     object.remove("title");
+    object.remove("description");
     object
+}
+
+fn join_description_lines(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object.iter_mut() {
+                match child {
+                    Value::String(text) if key == "description" => {
+                        *text = text.replace('\n', " ");
+                    }
+                    _ => join_description_lines(child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(join_description_lines),
+        _ => {}
+    }
 }

@@ -1,0 +1,15 @@
+//! Integration tests of the broker: the engine and the real `broker`
+//! binary against real `sshd`s (some inside network namespaces) and the
+//! real `signer` process.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup aborts the test with its message"
+)]
+
+mod chain;
+mod direct;
+mod harness;
+mod mcp_stdio;
+mod refusals;
