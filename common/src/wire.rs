@@ -165,6 +165,12 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// One sentence for humans.
     pub message: String,
+    /// Audit mode: an enforced policy would have refused this command.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub would_deny: bool,
+    /// Audit mode: an enforced policy would have required an approval.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub would_require_approval: bool,
 }
 
 impl Decision {
@@ -177,6 +183,8 @@ impl Decision {
             require_approval: false,
             warnings: Vec::new(),
             message: message.into(),
+            would_deny: false,
+            would_require_approval: false,
         }
     }
 }

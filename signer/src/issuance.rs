@@ -534,7 +534,9 @@ pub fn sign(
     })
 }
 
-/// The firewall's decision in wire form.
+/// The firewall's decision in wire form: the one decision shape of the API
+/// (`/v1/sign`, dry runs, `policy explain`). The rule's source is folded
+/// into `matched_rule` as `source: rule`.
 pub fn to_wire(d: infrabroker_firewall::Decision) -> Decision {
     use infrabroker_firewall::ReasonCode as F;
     let reason_code = match d.reason_code {
@@ -556,5 +558,7 @@ pub fn to_wire(d: infrabroker_firewall::Decision) -> Decision {
         require_approval: d.require_approval,
         warnings: d.warnings,
         message: d.message,
+        would_deny: d.would_deny,
+        would_require_approval: d.would_require_approval,
     }
 }

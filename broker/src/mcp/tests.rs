@@ -83,6 +83,8 @@ impl Tools for FakeEngine {
                 require_approval: false,
                 warnings: Vec::new(),
                 message: "rm is denied on web1".into(),
+                would_deny: false,
+                would_require_approval: false,
             })
         } else {
             Ok(Decision::allowed("allowed by web1's policy"))

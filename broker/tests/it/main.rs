@@ -10,6 +10,7 @@
 
 mod chain;
 mod direct;
+mod firewall;
 mod harness;
 mod mcp_stdio;
 mod refusals;

@@ -3,12 +3,12 @@
 //!
 //! Two independent parsers look at every command and must agree:
 //!
-//! 1. [`lexer`], a strict gate written for this crate. It accepts only a tiny,
+//! 1. The gate (`lexer.rs`), a strict lexer written for this crate. It accepts only a tiny,
 //!    flat language (words of literal and quoted text, `|`, `&&`, `||`, `;`
 //!    and fd duplication) and names the first construct outside it. It runs
 //!    in one linear pass with no recursion, so hostile input (deep nesting,
 //!    100 KB strings) costs microseconds and never reaches anything deeper.
-//! 2. [`crosscheck`], the real POSIX/bash parser `brush-parser`, run in sh
+//! 2. The cross-check (`crosscheck.rs`): the real POSIX/bash parser `brush-parser`, run in sh
 //!    mode on what the gate accepted. Its AST is walked with an allowlist of
 //!    node kinds and its words are decoded by its own word parser.
 //!
@@ -17,6 +17,20 @@
 //! other is exactly the kind an attacker would use, and dash and bash (both
 //! ship as `/bin/sh`) differ in places such as `echo 10>&1`. Finally the
 //! [`wrappers`] table refuses programs that hide another command.
+//!
+//! # Parser choice
+//!
+//! The design card named `conch-parser`. Its last release (0.1.1, 2017)
+//! builds on Rust 1.95 only with a future-incompatibility warning and fails
+//! to parse `cat <(ls)`, so it cannot tell a process substitution from a
+//! syntax error. `brush-parser` 0.4 (MIT, maintained) has an sh mode and a
+//! distinct AST node for every construct we refuse; `yash-syntax` is
+//! GPL-3.0. So brush-parser is the parser. It still sits behind the gate
+//! because it is a bash parser (it reads `echo 10>&1` as a redirect where
+//! dash passes `10` as an argument), it recurses (deep nesting would cost
+//! stack), and it allows `unwrap` internally (hence `catch_unwind`). The gate
+//! keeps every input brush sees flat and bounded, and the comparison makes
+//! any remaining disagreement a refusal rather than a bypass.
 //!
 //! # Layout
 //! - `lexer.rs`: the gate and its grammar.
@@ -268,4 +282,30 @@ fn push_single_quoted(out: &mut String, word: &str, quote: &str) {
         }
     }
     out.push('\'');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signer decides on async worker threads (2 MiB stacks). The gate
+    /// caps commands and words, so the worst input brush-parser ever sees
+    /// must parse on a much smaller stack.
+    #[test]
+    fn worst_accepted_input_fits_a_small_stack() {
+        let inputs = [
+            vec!["a"; MAX_SIMPLE_COMMANDS].join(" | "),
+            vec!["a"; MAX_SIMPLE_COMMANDS].join(" && "),
+            vec!["a"; MAX_SIMPLE_COMMANDS].join(";"),
+            format!("a {}", vec!["'b'\"c\"d"; MAX_WORDS - 1].join(" ")),
+            format!("a {}", "2>&1 ".repeat(5000)),
+        ];
+        for input in inputs {
+            let handle = std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn(move || parse_simple_commands(&input).map(|c| c.len()))
+                .unwrap();
+            assert!(handle.join().unwrap().is_ok());
+        }
+    }
 }

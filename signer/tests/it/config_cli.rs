@@ -16,7 +16,11 @@ fn check(path: &std::path::Path) -> (Option<i32>, String) {
         .arg(path)
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code(), text)
 }
 
@@ -101,8 +105,16 @@ fn a_jump_target_becomes_a_bastion_and_must_not_have_a_policy() {
     std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let (code, text) = check(&path);
     assert_eq!(code, Some(64), "{text}");
-    assert!(text.contains("hosts.jump1.command_policy: a host with a command policy cannot be a bastion"), "{text}");
-    assert!(text.contains("hosts.loop-a.jump: the jump chain loops"), "{text}");
+    assert!(
+        text.contains(
+            "hosts.jump1.command_policy: a host with a command policy cannot be a bastion"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosts.loop-a.jump: the jump chain loops"),
+        "{text}"
+    );
     // `_default` alone does not forbid bastions.
     cfg["hosts"] = json!({"jump1": h(json!({})), "target": h(json!({"jump": "jump1"}))});
     std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
@@ -115,26 +127,42 @@ async fn metrics_and_graceful_sigterm() {
     let port = infrabroker_testbed::free_port();
     let mut s = Stack::start(|cfg, _| cfg["monitor_listen"] = json!(format!("127.0.0.1:{port}")));
     let key = crate::harness::keypair();
-    let (st, _) = s.sign("broker-1", &crate::harness::oneshot("web", "id", &key)).await;
+    let (st, _) = s
+        .sign("broker-1", &crate::harness::oneshot("web", "id", &key))
+        .await;
     assert_eq!(st, 200);
-    let (st, _) = s.sign("broker-1", &crate::harness::oneshot("nope", "id", &key)).await;
+    let (st, _) = s
+        .sign("broker-1", &crate::harness::oneshot("nope", "id", &key))
+        .await;
     assert_eq!(st, 404);
     let body = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         c.read_to_string(&mut out).unwrap();
         out
     })
     .await
     .unwrap();
-    assert!(body.contains("infrabroker_signer_certificates_issued_total 1"), "{body}");
-    assert!(body.contains("infrabroker_signer_denied_total{reason_code=\"host_unknown\"} 1"), "{body}");
-    assert!(body.contains("infrabroker_signer_sign_seconds_count 2"), "{body}");
+    assert!(
+        body.contains("infrabroker_signer_certificates_issued_total 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("infrabroker_signer_denied_total{reason_code=\"host_unknown\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("infrabroker_signer_sign_seconds_count 2"),
+        "{body}"
+    );
 
     assert!(s.signer.child.signal(libc_sigterm()));
-    let exited = infrabroker_testbed::wait_until(Duration::from_secs(10), || s.signer.child.try_status().is_some());
+    let exited = infrabroker_testbed::wait_until(Duration::from_secs(10), || {
+        s.signer.child.try_status().is_some()
+    });
     assert!(exited, "signer stops on SIGTERM");
     assert!(s.signer.child.try_status().unwrap().success());
     assert!(s.audit_records().last().unwrap()["outcome"] == "stopped");

@@ -1,18 +1,15 @@
 //! `make demo`: the main job on an embedded default. Makes a dev PKI, starts
-//! the signer and a throwaway sshd on loopback, asks the signer for a
-//! one-shot certificate exactly as a broker does (fresh Ed25519 key, mTLS),
-//! runs the command with OpenSSH's `ssh`, and prints the result and the
-//! correlated audit trail: the signer's record and sshd's log line share the
-//! certificate serial.
+//! the signer and a throwaway sshd on loopback, starts `broker mcp-stdio`,
+//! calls `ssh_execute` over MCP exactly as an agent would, and prints the
+//! result and the three correlated audit lines: the signer's issuance, the
+//! broker's execution and sshd's login share the certificate serial.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use infrabroker_common::client::MtlsClient;
-use infrabroker_common::wire::SignResponse;
 use infrabroker_testbed::stack::{Pki, SignerProc, signer_config};
-use infrabroker_testbed::{SshClient, Sshd, SshdOptions, ensure_user, have_sshd, is_root};
+use infrabroker_testbed::{Sshd, SshdOptions, ensure_user, have_sshd, is_root};
 use serde_json::json;
 
 const USER: &str = "ibdemo";
@@ -53,66 +50,162 @@ fn main() -> anyhow::Result<()> {
     let signer = SignerProc::start(&out, &cfg)?;
     println!("   signer on {}", signer.url);
 
-    println!("== 4. fresh Ed25519 key + one-shot certificate for: {COMMAND}");
-    let key =
-        ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&rand::random()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let resp: SignResponse = rt.block_on(async {
-        let client = MtlsClient::new(
-            &signer.url,
-            &pki.path("ca.crt"),
-            &pki.path("broker-1.crt"),
-            &pki.path("broker-1.key"),
-            Duration::from_secs(10),
-        )?;
-        let req = json!({"host": "demo", "role": "target", "purpose": "oneshot",
-            "command": COMMAND, "pubkey": key.public_key().to_openssh()?});
-        anyhow::Ok(
-            client
-                .call(hyper::Method::POST, "/v1/sign", Some(&req))
-                .await?,
-        )
-    })?;
-    let serial = resp.serial.context("no serial")?;
-    println!(
-        "   serial {serial}, valid until unix {}",
-        resp.valid_before.unwrap_or(0)
-    );
-
-    println!(
-        "== 5. ssh with the certificate (the client asks for `rm -rf /`; the force-command wins)"
-    );
-    let client = SshClient::create(
-        &out,
-        &key,
-        resp.certificate.as_deref().context("no certificate")?,
+    println!("== 4. broker over MCP stdio (caller mcp-stdio, mTLS CN broker-1 toward the signer)");
+    let broker_json = out.join("broker.json");
+    std::fs::write(
+        &broker_json,
+        serde_json::to_vec_pretty(&json!({
+            "signer": {
+                "url": signer.url,
+                "client_cert": pki.path("broker-1.crt"),
+                "client_key": pki.path("broker-1.key"),
+                "ca": pki.path("ca.crt"),
+            },
+            "audit_log": out.join("broker-audit.log"),
+            "audit_key": pki.path("broker-audit.seed"),
+        }))?,
     )?;
-    let result = client.run(&sshd.target(), USER, "rm -rf /", &[])?;
-    print!("{}", String::from_utf8_lossy(&result.stdout));
-    println!("   exit code {:?}", result.status.code());
-
-    println!("== 6. audit trail, joined by serial {serial}");
-    sshd.wait_for_log(&format!("serial {serial}"), Duration::from_secs(5));
-    for line in std::fs::read_to_string(&audit_log)?.lines() {
-        if line.contains(&format!("\"serial\":{serial}")) {
-            println!("   signer: {line}");
-        }
+    let mut mcp = Mcp::start(&broker_json, &out.join("broker.log"))?;
+    mcp.call(
+        "initialize",
+        json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "infrabroker-demo", "version": "0"},
+        }),
+    )?;
+    mcp.notify("notifications/initialized")?;
+    println!("   ssh_execute host=demo command={COMMAND:?}");
+    let result = mcp.call(
+        "tools/call",
+        json!({
+            "name": "ssh_execute",
+            "arguments": {"host": "demo", "command": COMMAND},
+        }),
+    )?;
+    let r = &result["structuredContent"];
+    if result["isError"] == true || r.is_null() {
+        bail!("ssh_execute failed: {result}");
     }
+    println!(
+        "   exit code {}, serial {}, {} ms",
+        r["exit_code"], r["serial"], r["duration_ms"]
+    );
+    for line in r["stdout"].as_str().unwrap_or_default().lines() {
+        println!("   | {line}");
+    }
+    let serial = r["serial"].as_u64().context("no serial")?;
+    drop(mcp);
+
+    println!("== 5. the same serial in the three audit trails");
+    sshd.wait_for_log(&format!("serial {serial}"), Duration::from_secs(5));
+    let find = |path: &std::path::Path| -> anyhow::Result<Option<String>> {
+        Ok(std::fs::read_to_string(path)?
+            .lines()
+            .find(|l| l.contains(&format!("\"serial\":{serial}")))
+            .map(str::to_owned))
+    };
+    println!("   signer: {}", find(&audit_log)?.unwrap_or_default());
+    println!(
+        "   broker: {}",
+        find(&out.join("broker-audit.log"))?.unwrap_or_default()
+    );
     for line in sshd
         .log()
         .lines()
-        .filter(|l| l.contains(&format!("serial {serial}")))
+        .filter(|l| l.contains(&format!("serial {serial}")) && l.contains("Accepted publickey"))
     {
         println!("   sshd:   {}", line.trim());
     }
-    let verify = std::process::Command::new(infrabroker_testbed::bin_path("broker-ctl")?)
-        .args(["audit", "verify"])
-        .arg(&audit_log)
-        .arg("--pubkey")
-        .arg(pki.path("signer-audit.pub"))
-        .output()?;
-    print!("   {}", String::from_utf8_lossy(&verify.stdout));
+    for (log, key) in [
+        (audit_log.clone(), "signer-audit.pub"),
+        (out.join("broker-audit.log"), "broker-audit.pub"),
+    ] {
+        let verify = std::process::Command::new(infrabroker_testbed::bin_path("broker-ctl")?)
+            .args(["audit", "verify"])
+            .arg(&log)
+            .arg("--pubkey")
+            .arg(pki.path(key))
+            .output()?;
+        print!("   {}", String::from_utf8_lossy(&verify.stdout));
+    }
     Ok(())
+}
+
+/// A minimal MCP client over the broker's stdin/stdout: newline-delimited
+/// JSON-RPC, enough for the demo (the tests use the Python SDK).
+struct Mcp {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    next_id: u64,
+}
+
+impl Mcp {
+    fn start(config: &std::path::Path, log: &std::path::Path) -> anyhow::Result<Mcp> {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(infrabroker_testbed::bin_path("broker")?)
+            .arg("mcp-stdio")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .context("starting broker mcp-stdio")?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = std::io::BufReader::new(child.stdout.take().context("no stdout")?);
+        Ok(Mcp {
+            child,
+            stdin,
+            stdout,
+            next_id: 1,
+        })
+    }
+
+    fn notify(&mut self, method: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        writeln!(
+            self.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "method": method})
+        )?;
+        Ok(())
+    }
+
+    fn call(
+        &mut self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        use std::io::{BufRead, Write};
+        let id = self.next_id;
+        self.next_id += 1;
+        writeln!(
+            self.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        )?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line)? == 0 {
+                bail!("the broker closed its output");
+            }
+            let msg: serde_json::Value = serde_json::from_str(&line)?;
+            if msg["id"] == id {
+                if let Some(err) = msg.get("error") {
+                    bail!("{method}: {err}");
+                }
+                return Ok(msg["result"].clone());
+            }
+        }
+    }
+}
+
+impl Drop for Mcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -406,6 +406,8 @@ mod tests {
             require_approval: false,
             warnings: vec!["w".into()],
             message: "rm is denied".into(),
+            would_deny: false,
+            would_require_approval: false,
         };
         assert_eq!(
             render_decision(&refused),
