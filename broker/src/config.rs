@@ -50,6 +50,10 @@ pub struct BrokerConfig {
     pub max_concurrent_per_caller: usize,
     /// Deadline for TCP connect + SSH handshake + authentication per hop.
     pub connect_timeout: Duration,
+    /// Open sessions per caller.
+    pub max_sessions_per_caller: usize,
+    /// Open sessions in total.
+    pub max_sessions_total: usize,
 }
 
 impl BrokerConfig {
@@ -154,6 +158,13 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         root.error("max_concurrent_per_caller", "must be between 1 and 1024");
     }
     let connect_timeout = secs(&root, "connect_timeout_seconds", 15, 1, 300);
+    let max_sessions_per_caller = root.opt_u64("max_sessions_per_caller").unwrap_or(10);
+    let max_sessions_total = root.opt_u64("max_sessions_total").unwrap_or(100);
+    for (key, v) in [("max_sessions_per_caller", max_sessions_per_caller), ("max_sessions_total", max_sessions_total)] {
+        if !(1..=10_000).contains(&v) {
+            root.error(key, "must be between 1 and 10000");
+        }
+    }
     root.finish();
     Some(BrokerConfig {
         signer: signer?,
@@ -168,6 +179,8 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         exec_timeout_max,
         max_concurrent_per_caller: usize::try_from(max_concurrent_per_caller).unwrap_or(8),
         connect_timeout,
+        max_sessions_per_caller: usize::try_from(max_sessions_per_caller).unwrap_or(10),
+        max_sessions_total: usize::try_from(max_sessions_total).unwrap_or(100),
     })
 }
 
