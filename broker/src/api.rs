@@ -140,6 +140,23 @@ pub enum ToolError {
     /// The execution audit record could not be written.
     #[error("the audit log cannot be written; nothing was run")]
     AuditUnavailable,
+    /// No open session with this id belongs to the caller.
+    #[error(
+        "no open session {0:?} of yours: open one with ssh_session_open (ssh_session_list shows yours)"
+    )]
+    SessionUnknown(String),
+    /// Too many open sessions.
+    #[error("session limit reached ({0}); close one with ssh_session_close first")]
+    SessionLimit(String),
+    /// The session ended; the reason says why.
+    #[error("the session is closed: {0}; open a new one")]
+    SessionClosed(String),
+    /// The host's address, account, host key or jump changed since the
+    /// session was opened.
+    #[error(
+        "the host's connection details changed since this session was opened; open a new session"
+    )]
+    SessionChainChanged,
 }
 
 impl ToolError {
@@ -157,8 +174,60 @@ impl ToolError {
             ToolError::Busy(_) => "busy",
             ToolError::Invalid(_) => "invalid_arguments",
             ToolError::AuditUnavailable => "audit_unavailable",
+            ToolError::SessionUnknown(_) => "session_unknown",
+            ToolError::SessionLimit(_) => "session_limit",
+            ToolError::SessionClosed(_) => "session_closed",
+            ToolError::SessionChainChanged => "session_chain_changed",
         }
     }
+}
+
+/// How a session runs commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// One connection, each command on its own channel, no shared state.
+    Exec,
+    /// One `/bin/sh` kept open: `cd`, variables and functions persist.
+    Shell,
+    /// Like `shell` on a pseudo-terminal; stdout and stderr are merged.
+    Pty,
+}
+
+/// `ssh_session_open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOpenRequest {
+    /// Logical host name.
+    pub host: String,
+    /// Mode of the session.
+    pub mode: SessionMode,
+    /// Elevate every command (exec) or the whole shell (shell/pty).
+    pub sudo: bool,
+    /// Target user of `sudo`.
+    pub sudo_user: Option<String>,
+    /// PTY width.
+    pub cols: Option<u32>,
+    /// PTY height.
+    pub rows: Option<u32>,
+}
+
+/// An open session as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SessionInfo {
+    /// Pass this to ssh_session_exec / ssh_session_close.
+    pub session_id: String,
+    /// Logical host name.
+    pub host: String,
+    /// Mode of the session.
+    pub mode: SessionMode,
+    /// Seconds since it was opened.
+    pub age_seconds: u64,
+    /// Seconds since its last command.
+    pub idle_seconds: u64,
+    /// Unix time at which it ends at the latest (its certificate's expiry).
+    pub expires_at: u64,
+    /// Serial of the session's target certificate.
+    pub serial: u64,
 }
 
 /// What frontends need from the engine.
@@ -180,4 +249,46 @@ pub trait Tools: Send + Sync + 'static {
         caller: &Caller,
         req: ExecRequest,
     ) -> impl std::future::Future<Output = Result<Decision, ToolError>> + Send;
+
+    /// Opens a session.
+    fn session_open(
+        &self,
+        _caller: &Caller,
+        _req: SessionOpenRequest,
+    ) -> impl std::future::Future<Output = Result<SessionInfo, ToolError>> + Send {
+        async { Err(ToolError::Invalid("sessions are not available here".into())) }
+    }
+
+    /// Runs one command in an open session of the caller.
+    fn session_exec(
+        &self,
+        _caller: &Caller,
+        _session_id: &str,
+        _command: String,
+        _timeout: Option<Duration>,
+    ) -> impl std::future::Future<Output = Result<ExecResult, ToolError>> + Send {
+        async { Err(ToolError::Invalid("sessions are not available here".into())) }
+    }
+
+    /// Closes one of the caller's sessions.
+    fn session_close(
+        &self,
+        _caller: &Caller,
+        _session_id: &str,
+    ) -> impl std::future::Future<Output = Result<(), ToolError>> + Send {
+        async { Err(ToolError::Invalid("sessions are not available here".into())) }
+    }
+
+    /// The caller's open sessions.
+    fn session_list(
+        &self,
+        _caller: &Caller,
+    ) -> impl std::future::Future<Output = Result<Vec<SessionInfo>, ToolError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Closes every session of `caller` (its client went away).
+    fn close_sessions_of(&self, _caller: &Caller) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }

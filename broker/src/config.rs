@@ -1,10 +1,13 @@
 //! `broker.json`: strict JWCC like the signer's. Hosts never come from here;
 //! they come from the signer.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use infrabroker_common::config::{ConfigErrors, Errors, Obj, parse_jwcc};
+
+use crate::http::settings::{self, HttpSettings, OAuthSettings};
 
 /// How to reach the signer (or a control plane in front of it).
 #[derive(Debug, Clone)]
@@ -54,6 +57,20 @@ pub struct BrokerConfig {
     pub max_sessions_per_caller: usize,
     /// Open sessions in total.
     pub max_sessions_total: usize,
+    /// Listen address of `mcp-http` and `serve` (`ip:port`).
+    pub listen: Option<SocketAddr>,
+    /// TLS server certificate of `mcp-http` (optional there) and `serve`.
+    pub server_cert: Option<PathBuf>,
+    /// Its key (0600).
+    pub server_key: Option<PathBuf>,
+    /// CA whose client certificates `serve` accepts.
+    pub client_ca: Option<PathBuf>,
+    /// Public URL of the MCP endpoint (RFC 9728 `resource`).
+    pub resource_url: Option<String>,
+    /// Bearer-token validation of `mcp-http`.
+    pub oauth: Option<OAuthSettings>,
+    /// Limits of the HTTP listeners.
+    pub http: HttpSettings,
 }
 
 impl BrokerConfig {
@@ -165,6 +182,23 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
             root.error(key, "must be between 1 and 10000");
         }
     }
+    let listen = root.opt_str("listen").and_then(|l| match l.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            root.error("listen", "must be ip:port, e.g. 127.0.0.1:8443");
+            None
+        }
+    });
+    let opt_path = |key: &str| root.raw(key).and_then(|_| path(&root, key, base));
+    let server_cert = opt_path("server_cert");
+    let server_key = opt_path("server_key");
+    if server_cert.is_some() != server_key.is_some() {
+        root.error("server_key", "server_cert and server_key go together");
+    }
+    let client_ca = opt_path("client_ca");
+    let resource_url = settings::read_resource_url(&root);
+    let oauth = settings::read_oauth(&root, base);
+    let http = settings::read_http(&root);
     root.finish();
     Some(BrokerConfig {
         signer: signer?,
@@ -181,6 +215,13 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         connect_timeout,
         max_sessions_per_caller: usize::try_from(max_sessions_per_caller).unwrap_or(10),
         max_sessions_total: usize::try_from(max_sessions_total).unwrap_or(100),
+        listen,
+        server_cert,
+        server_key,
+        client_ca,
+        resource_url,
+        oauth,
+        http,
     })
 }
 

@@ -6,14 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use infrabroker_common::audit::{AuditKey, AuditLog};
-use infrabroker_common::wire::{Decision, HostInfo, HostsResponse, Purpose, Role, SignRequest};
+use infrabroker_common::wire::{
+    Decision, HostInfo, HostsResponse, Purpose, Role, SignRequest, SignResponse,
+};
 use russh::keys::{Certificate, PrivateKey, PublicKey};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api::{Caller, ExecRequest, ExecResult, ServerInfo, ToolError, Tools};
+use crate::api::{
+    Caller, ExecRequest, ExecResult, ServerInfo, SessionInfo, SessionOpenRequest, ToolError, Tools,
+};
 use crate::config::BrokerConfig;
 use crate::exec;
+use crate::session::SessionTable;
 use crate::signer::{HostCache, SignerApi};
 use crate::ssh::{self, Conn, HopTarget};
 
@@ -38,15 +43,19 @@ pub struct Engine {
     hosts: HostCache,
     audit: AuditLog,
     per_caller: Mutex<HashMap<String, Arc<Semaphore>>>,
+    sessions: SessionTable,
 }
 
 /// A hop as planned: where, and which certificate role.
 #[derive(Debug, Clone)]
-struct PlannedHop {
-    name: String,
-    info: HostInfo,
-    host_key: PublicKey,
+pub(crate) struct PlannedHop {
+    pub(crate) name: String,
+    pub(crate) info: HostInfo,
+    pub(crate) host_key: PublicKey,
 }
+
+/// A hop's fresh key, its certificate and the certificate's serial.
+pub(crate) type Credential = (Arc<PrivateKey>, Certificate, u64);
 
 /// A fresh key for one hop. `ssh_key`'s Ed25519 private key zeroizes its
 /// bytes when dropped; it never leaves this process.
@@ -71,6 +80,7 @@ impl Engine {
             hosts: HostCache::new(api),
             audit,
             per_caller: Mutex::new(HashMap::new()),
+            sessions: SessionTable::default(),
         });
         if let Err(e) = engine.hosts.refresh().await {
             tracing::warn!(error = %e, "initial host view unavailable; calls will retry");
@@ -88,7 +98,26 @@ impl Engine {
                 }
             }
         });
+        let weak = Arc::downgrade(&engine);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::session::REAP_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(e) = weak.upgrade() else { break };
+                e.reap().await;
+            }
+        });
         Ok(engine)
+    }
+
+    /// Open sessions.
+    pub(crate) fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// The host view and signer client.
+    pub(crate) fn hosts_cache(&self) -> &HostCache {
+        &self.hosts
     }
 
     /// The configuration.
@@ -123,7 +152,7 @@ impl Engine {
     }
 
     /// Target last: `[outermost bastion, …, target]`.
-    fn plan(
+    pub(crate) fn plan(
         view: &HostsResponse,
         caller: &Caller,
         host: &str,
@@ -190,14 +219,37 @@ impl Engine {
         }
     }
 
-    /// Keys and certificates for every hop, signed concurrently.
+    /// Keys and certificates for every hop of a one-shot call.
     async fn certify(
         &self,
         caller: &Caller,
         hops: &[PlannedHop],
         req: &ExecRequest,
-    ) -> Result<Vec<(Arc<PrivateKey>, Certificate, u64)>, ToolError> {
-        let last = hops.len() - 1;
+    ) -> Result<Vec<Credential>, ToolError> {
+        let target = hops
+            .last()
+            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        let target_req = self.sign_request(caller, target, true, req, String::new());
+        Ok(self.certify_with(caller, hops, target_req).await?.0)
+    }
+
+    /// Keys and certificates for every hop, signed concurrently: bastions
+    /// with role `bastion`, the target with `target_req` (its `pubkey` is
+    /// filled in here). Also returns the signer's answers.
+    pub(crate) async fn certify_with(
+        &self,
+        caller: &Caller,
+        hops: &[PlannedHop],
+        target_req: SignRequest,
+    ) -> Result<(Vec<Credential>, Vec<SignResponse>), ToolError> {
+        let last = hops.len().saturating_sub(1);
+        let no_command = ExecRequest {
+            host: String::new(),
+            command: String::new(),
+            sudo: false,
+            sudo_user: None,
+            timeout: None,
+        };
         let mut pending = Vec::new();
         for (i, hop) in hops.iter().enumerate() {
             let key = fresh_key();
@@ -205,32 +257,43 @@ impl Engine {
                 .public_key()
                 .to_openssh()
                 .map_err(|e| ToolError::Invalid(format!("key encoding: {e}")))?;
-            let sreq = self.sign_request(caller, hop, i == last, req, pubkey);
+            let sreq = if i == last {
+                SignRequest {
+                    pubkey,
+                    ..target_req.clone()
+                }
+            } else {
+                self.sign_request(caller, hop, false, &no_command, pubkey)
+            };
             let api = self.hosts.api().clone();
             pending.push(async move {
                 let resp = api.sign(&sreq).await?;
-                let cert_line = resp.certificate.ok_or_else(|| {
+                let cert_line = resp.certificate.clone().ok_or_else(|| {
                     ToolError::SignerUnreachable("the signer answered without a certificate".into())
                 })?;
                 let cert = Certificate::from_openssh(&cert_line).map_err(|_| {
                     ToolError::SignerUnreachable("the signer sent an unreadable certificate".into())
                 })?;
-                Ok::<_, ToolError>((Arc::new(key), cert, resp.serial.unwrap_or_default()))
+                let serial = resp.serial.unwrap_or_default();
+                Ok::<_, ToolError>(((Arc::new(key), cert, serial), resp))
             });
         }
-        let mut out = Vec::new();
+        let mut creds = Vec::new();
+        let mut answers = Vec::new();
         for r in futures_join_all(pending).await {
-            out.push(r?);
+            let (c, a) = r?;
+            creds.push(c);
+            answers.push(a);
         }
-        Ok(out)
+        Ok((creds, answers))
     }
 
     /// Dials the chain hop by hop. Returns every connection so the
     /// intermediate ones stay open while the target is used.
-    async fn dial(
+    pub(crate) async fn dial_chain(
         &self,
         hops: &[PlannedHop],
-        creds: Vec<(Arc<PrivateKey>, Certificate, u64)>,
+        creds: Vec<Credential>,
     ) -> Result<Vec<Conn>, ToolError> {
         let mut conns: Vec<Conn> = Vec::new();
         for (hop, (key, cert, _)) in hops.iter().zip(creds) {
@@ -247,7 +310,8 @@ impl Engine {
         Ok(conns)
     }
 
-    async fn record(&self, fields: Map<String, Value>) -> Result<(), ToolError> {
+    /// Appends an execution audit record; a failure is an error.
+    pub(crate) async fn write_record(&self, fields: Map<String, Value>) -> Result<(), ToolError> {
         self.audit.append(fields).await.map(|_| ()).map_err(|e| {
             tracing::error!(error = %e, "execution audit record could not be written");
             ToolError::AuditUnavailable
@@ -306,7 +370,7 @@ impl Engine {
         if serials.len() > 1 {
             rec.insert("hop_serials".into(), serials.clone().into());
         }
-        let conns = self.dial(&hops, creds).await?;
+        let conns = self.dial_chain(&hops, creds).await?;
         let target = conns
             .last()
             .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
@@ -409,7 +473,7 @@ impl Tools for Engine {
         // The command already ran; the record is still required so the
         // execution can be joined to its issuance. A failed write turns a
         // result into an error so it is never silently unaudited.
-        self.record(rec).await?;
+        self.write_record(rec).await?;
         result
     }
 
@@ -429,7 +493,40 @@ impl Tools for Engine {
             resp.decision.reason_code.as_str().into(),
         );
         rec.insert("allowed".into(), resp.decision.allowed.into());
-        self.record(rec).await?;
+        self.write_record(rec).await?;
         Ok(resp.decision)
+    }
+
+    async fn session_open(
+        &self,
+        caller: &Caller,
+        req: SessionOpenRequest,
+    ) -> Result<SessionInfo, ToolError> {
+        let _permit = self.permit(caller)?;
+        self.open_session(caller, req).await
+    }
+
+    async fn session_exec(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        command: String,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ExecResult, ToolError> {
+        let _permit = self.permit(caller)?;
+        self.exec_in_session(caller, session_id, command, timeout)
+            .await
+    }
+
+    async fn session_close(&self, caller: &Caller, session_id: &str) -> Result<(), ToolError> {
+        self.close_by_caller(caller, session_id).await
+    }
+
+    async fn session_list(&self, caller: &Caller) -> Result<Vec<SessionInfo>, ToolError> {
+        Ok(self.list_sessions(caller))
+    }
+
+    async fn close_sessions_of(&self, caller: &Caller) {
+        self.close_all_of(caller).await;
     }
 }

@@ -9,12 +9,17 @@
 //! - [`ssh`] — russh connections with pinned host keys, hop through hop.
 //! - [`exec`] — one command on one channel, capped and timed.
 //! - [`engine`] — a tool call end to end, audited.
+//! - [`session`] — sessions in exec, shell and pty modes, recordings.
 //! - [`mcp`] — the MCP frontend (rmcp) over stdio.
+//! - [`http`] — network frontends: MCP over Streamable HTTP with OAuth, and
+//!   the mTLS REST API.
 
 pub mod api;
 pub mod config;
 pub mod engine;
 pub mod exec;
+pub mod http;
 pub mod mcp;
+pub mod session;
 pub mod signer;
 pub mod ssh;

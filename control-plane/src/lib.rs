@@ -1,1 +1,194 @@
-//! placeholder
+//! The infrabroker control plane: a policy enforcement point between
+//! brokers and the signer. It holds no CA key.
+//!
+//! Brokers point their `signer.url` at it. It relays `GET /v1/hosts` and
+//! `POST /v1/sign` to the signer with `on_behalf_of` set to the broker's
+//! CN (the signer honours that only from its `trusted_forwarders`). A sign
+//! that needs an approval — because the signer's policy says
+//! `require_approval`, or because a behaviour guardrail in enforce mode saw
+//! something new — is held: the broker gets `202 {approval_id}` and polls
+//! `GET /v1/sign/result/{id}`. Operators decide with `broker-ctl approval`;
+//! an AI reviewer decides `ai_review` requests over MCP. An approval binds
+//! the exact request and is consumed once; everything is audited in the
+//! control plane's own signed chain.
+//!
+//! # Layout
+//! - [`config`]: `control-plane.json`, read strictly.
+//! - [`approval`]: the approval record, tiers and its state machine.
+//! - [`store`]: [`store::ApprovalStore`] and the in-memory store.
+//! - [`guard`]: behaviour guardrails per subject (rate, novelty).
+//! - [`hold`]: create / decide / escalate / collect / sweep, audited.
+//! - [`sign`]: the forwarding and holding logic of `/v1/sign`.
+//! - [`server`]: the mTLS routes and the monitor routes.
+//! - [`reviewer`]: the AI reviewer's MCP endpoint.
+//! - [`notify`]: log, webhook, Slack and Teams announcements.
+//! - [`upstream`]: the mTLS client toward the signer.
+//! - [`state`], [`metrics`], [`error`]: shared state, counters, errors.
+
+pub mod approval;
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod hold;
+pub mod metrics;
+pub mod notify;
+pub mod reviewer;
+pub mod server;
+pub mod sign;
+pub mod state;
+pub mod store;
+pub mod upstream;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infrabroker_common::audit::{AuditKey, AuditLog};
+use infrabroker_common::config::ConfigErrors;
+use infrabroker_common::tls::{self, ServeOptions};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use crate::config::ControlPlaneConfig;
+pub use crate::error::StartError;
+use crate::guard::Guardrails;
+use crate::notify::Notifier;
+use crate::reviewer::Token;
+use crate::state::{Shared, SystemClock, rec};
+use crate::store::MemoryStore;
+use crate::upstream::Upstream;
+
+/// How often deadlines are applied and old decisions purged.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Loads and validates a configuration file.
+pub fn check(path: &Path) -> Result<ControlPlaneConfig, ConfigErrors> {
+    ControlPlaneConfig::load(path)
+}
+
+fn other(e: impl std::fmt::Display) -> StartError {
+    StartError::Other(e.to_string())
+}
+
+/// Runs the control plane until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    let cfg = check(config_path)?;
+    let key = AuditKey::from_seed_file(&cfg.audit_key)
+        .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
+    let log_path = cfg.audit_log.clone();
+    let audit = tokio::task::spawn_blocking(move || AuditLog::open(log_path, key))
+        .await
+        .map_err(other)?
+        .map_err(|e| StartError::Other(format!("opening the audit log: {e}")))?;
+    let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
+        .map_err(other)?;
+    let upstream = Upstream::new(&cfg.signer)?;
+    let notifier = Notifier::new(&cfg.approval)?;
+    let reviewer = match &cfg.approval.reviewer {
+        Some(r) => Some((r.clone(), Token::load(&r.token_file)?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let local = listener.local_addr().map_err(other)?;
+    let monitor = match cfg.monitor_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            StartError::Other(format!("cannot listen on {addr} (monitor_listen): {e}"))
+        })?),
+        None => None,
+    };
+    let reviewer_listener = match &reviewer {
+        Some((r, _)) => Some(TcpListener::bind(r.listen).await.map_err(|e| {
+            StartError::Other(format!(
+                "cannot listen on {} (approval.reviewer.listen): {e}",
+                r.listen
+            ))
+        })?),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        guard: Guardrails::new(cfg.behavior.clone()),
+        cfg,
+        store: Arc::new(MemoryStore::new()),
+        upstream,
+        notifier,
+        audit,
+        metrics: Arc::default(),
+        clock: Arc::new(SystemClock),
+    });
+
+    let mut start = rec("started");
+    start.insert("listen".into(), local.to_string().into());
+    shared
+        .record(start)
+        .await
+        .map_err(|_| StartError::Other("the audit log is not writable".into()))?;
+
+    if let Some(m) = monitor {
+        let addr = m.local_addr().map_err(other)?;
+        tracing::info!("monitor listening on http://{addr}");
+        let app = server::monitor_router(shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(m, app).await {
+                tracing::error!(error = %e, "monitor listener failed");
+            }
+        });
+    }
+    if let (Some(l), Some((r, token))) = (reviewer_listener, reviewer) {
+        let addr = l.local_addr().map_err(other)?;
+        tracing::info!("reviewer MCP endpoint on http://{addr}/mcp");
+        let app = reviewer::router(shared.clone(), r.name, token);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "reviewer listener failed");
+            }
+        });
+    }
+    let sweeper = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            sweeper.sweep().await;
+        }
+    });
+
+    let hook = shared.clone();
+    let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
+        tracing::info!(%addr, %reason, "TLS handshake refused");
+        let mut r = rec("tls_rejected");
+        r.insert("peer".into(), addr.to_string().into());
+        r.insert("err".into(), reason.into());
+        let s = hook.clone();
+        tokio::spawn(async move { s.record_anyway(r).await });
+    });
+    tracing::info!("control plane listening on https://{local}");
+    tls::serve_mtls(
+        listener,
+        Arc::new(tls_config),
+        server::router(shared.clone()),
+        ServeOptions::default(),
+        on_reject,
+        shutdown_signal(),
+    )
+    .await;
+    shared.record_anyway(rec("stopped")).await;
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+    tracing::info!("shutting down: draining connections");
+}

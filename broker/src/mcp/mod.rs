@@ -35,15 +35,15 @@ pub use tools::definitions as tool_definitions;
 /// Only protocol messages are written to stdout; diagnostics go through
 /// `tracing`, which the binary must point at stderr.
 pub async fn serve_stdio<T: Tools>(tools: Arc<T>, caller: Caller) -> anyhow::Result<()> {
-    let server = BrokerMcp::new(tools, caller);
+    let server = BrokerMcp::new(Arc::clone(&tools), caller.clone());
     let running = server
         .serve(rmcp::transport::stdio())
         .await
         .context("MCP handshake on stdio failed")?;
-    let reason = running
-        .waiting()
-        .await
-        .context("the MCP stdio service stopped abnormally")?;
+    let reason = running.waiting().await;
+    // The client went away: its sessions go with it.
+    tools.close_sessions_of(&caller).await;
+    let reason = reason.context("the MCP stdio service stopped abnormally")?;
     tracing::info!(?reason, "MCP stdio session ended");
     Ok(())
 }

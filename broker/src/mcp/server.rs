@@ -17,7 +17,7 @@ use rmcp::{
 };
 use tokio::{task::JoinHandle, time::Instant};
 
-use super::tools::{self, CANCELLED, INTERNAL_ERROR, ssh_execute, ssh_list_servers};
+use super::tools::{self, CANCELLED, INTERNAL_ERROR, ssh_execute, ssh_list_servers, ssh_session};
 use crate::api::{Caller, Tools};
 
 /// The server name announced in `initialize`.
@@ -28,7 +28,9 @@ without giving you any key or password. ssh_list_servers shows the hosts you may
 ssh_execute runs one command on one of them (each call gets its own short-lived certificate, \
 valid for that command only) and returns stdout, stderr and the exit code. Every command is \
 checked against the host's policy and written to an audit log; a refusal comes back as an \
-error with a reason code. Use dry_run to check a command without running it.";
+error with a reason code. Use dry_run to check a command without running it. For several \
+related commands, ssh_session_open keeps one connection (and, in shell mode, one shell) open; \
+run commands with ssh_session_exec and close it with ssh_session_close.";
 
 /// How often a running call reports progress, when the client asked for it.
 /// Keeps clients whose request timeout resets on progress from giving up on
@@ -84,6 +86,22 @@ impl<T: Tools> BrokerMcp<T> {
             ssh_execute::NAME => {
                 let work = async move { ssh_execute::call(&*tools, &caller, args).await };
                 supervise(ssh_execute::NAME, context, self.heartbeat, work).await
+            }
+            ssh_session::OPEN => {
+                let work = async move { ssh_session::open(&*tools, &caller, args).await };
+                supervise(ssh_session::OPEN, context, self.heartbeat, work).await
+            }
+            ssh_session::EXEC => {
+                let work = async move { ssh_session::exec(&*tools, &caller, args).await };
+                supervise(ssh_session::EXEC, context, self.heartbeat, work).await
+            }
+            ssh_session::CLOSE => {
+                let work = async move { ssh_session::close(&*tools, &caller, args).await };
+                supervise(ssh_session::CLOSE, context, self.heartbeat, work).await
+            }
+            ssh_session::LIST => {
+                let work = async move { ssh_session::list(&*tools, &caller, args).await };
+                supervise(ssh_session::LIST, context, self.heartbeat, work).await
             }
             other => {
                 // Not the agent's command failing: the request cannot be routed.

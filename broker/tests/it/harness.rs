@@ -17,6 +17,7 @@ pub const USER: &str = "ibtest";
 pub struct Bed {
     pub dir: TempDir,
     pub pki: Pki,
+    pub signer_cfg: Value,
     pub signer: SignerProc,
 }
 
@@ -50,7 +51,7 @@ impl Bed {
         cfg["callers"] = json!({"broker-1": {"allowed_groups": ["web"]}});
         cfg["hosts"] = hosts;
         let signer = SignerProc::start(dir.path(), &cfg).unwrap();
-        Bed { dir, pki, signer }
+        Bed { dir, pki, signer_cfg: cfg, signer }
     }
 
     pub fn broker_json(&self, extra: Value) -> PathBuf {

@@ -14,3 +14,4 @@ mod firewall;
 mod harness;
 mod mcp_stdio;
 mod refusals;
+mod sessions;

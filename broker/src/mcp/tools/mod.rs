@@ -7,6 +7,7 @@
 
 pub(super) mod ssh_execute;
 pub(super) mod ssh_list_servers;
+pub(super) mod ssh_session;
 
 use std::sync::LazyLock;
 
@@ -24,8 +25,11 @@ pub(super) const INTERNAL_ERROR: &str = "internal_error";
 pub(super) const CANCELLED: &str = "cancelled";
 
 /// Built once: schema generation is not free and the list never changes.
-static DEFINITIONS: LazyLock<Vec<Tool>> =
-    LazyLock::new(|| vec![ssh_list_servers::definition(), ssh_execute::definition()]);
+static DEFINITIONS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
+    let mut tools = vec![ssh_list_servers::definition(), ssh_execute::definition()];
+    tools.extend(ssh_session::definitions());
+    tools
+});
 
 /// Every tool this server offers, in the order `tools/list` shows them.
 pub fn definitions() -> Vec<Tool> {

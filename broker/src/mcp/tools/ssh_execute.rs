@@ -227,7 +227,7 @@ fn decision_schema() -> Value {
 }
 
 /// Status line, then each non-empty stream, for text-only clients.
-fn render_exec(result: &ExecResult) -> String {
+pub(super) fn render_exec(result: &ExecResult) -> String {
     let status = match (result.exit_code, &result.exit_signal) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),

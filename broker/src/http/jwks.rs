@@ -1,0 +1,255 @@
+//! The issuer's signing keys: found through OIDC discovery, cached, fetched
+//! again when they are old or when a token names an unknown `kid` — the
+//! latter at most once per `jwks_refresh_min`, so a stream of forged `kid`s
+//! cannot turn the broker into a load generator against the issuer.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use infrabroker_common::client::error_chain;
+use infrabroker_common::tls;
+use rustls::{ClientConfig, RootCertStore};
+use serde::Deserialize;
+
+use super::HttpError;
+use super::jws::{Key, parse_jwks};
+use super::settings::{OAuthSettings, check_url};
+
+/// Deadline of one discovery or JWKS request.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest discovery document or JWKS accepted.
+const MAX_DOCUMENT: usize = 1024 * 1024;
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The key.
+    Found(Key),
+    /// Keys are known, but none has this `kid` (even after a refetch, when
+    /// one was allowed).
+    Unknown,
+    /// No keys could be fetched at all.
+    Unavailable(String),
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    keys: Vec<Key>,
+    fetched: Option<Instant>,
+    /// Last fetch attempt, successful or not: the refetch rate limit.
+    attempted: Option<Instant>,
+    jwks_uri: Option<String>,
+    last_error: Option<String>,
+}
+
+/// Fetches and caches the issuer's JWKS.
+#[derive(Debug)]
+pub struct KeySource {
+    issuer: String,
+    jwks_uri: Option<String>,
+    refresh_min: Duration,
+    max_age: Duration,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    cache: RwLock<Cache>,
+    /// One fetch at a time; waiters then see its result.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl KeySource {
+    /// A source for `oauth`'s issuer; nothing is fetched yet.
+    pub fn new(oauth: &OAuthSettings) -> Result<Arc<KeySource>, HttpError> {
+        let roots = match &oauth.ca {
+            Some(ca) => {
+                let mut store = RootCertStore::empty();
+                for cert in tls::load_certs(ca)? {
+                    store
+                        .add(cert)
+                        .map_err(|e| HttpError::Setup(format!("oauth.ca {}: {e}", ca.display())))?;
+                }
+                store
+            }
+            None => RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        };
+        let config = ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpError::Setup(format!("issuer TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(FETCH_TIMEOUT));
+        // http:// is reachable only for loopback URLs: every URL passes
+        // `check_url` before it is fetched.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Arc::new(KeySource {
+            issuer: oauth.issuer.trim_end_matches('/').to_owned(),
+            jwks_uri: oauth.jwks_uri.clone(),
+            refresh_min: oauth.jwks_refresh_min,
+            max_age: oauth.jwks_max_age,
+            client,
+            cache: RwLock::new(Cache::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Cache) -> R) -> R {
+        match self.cache.read() {
+            Ok(c) => f(&c),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> R {
+        match self.cache.write() {
+            Ok(mut c) => f(&mut c),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// The key named `kid`, refetching the JWKS when it is stale or does
+    /// not have it (rate-limited).
+    pub async fn key(&self, kid: &str) -> Lookup {
+        let (found, stale, may_refetch) = self.read(|c| {
+            let found = c.keys.iter().find(|k| k.kid == kid).cloned();
+            let stale = c.fetched.is_none_or(|t| t.elapsed() >= self.max_age);
+            let may_refetch = c.attempted.is_none_or(|t| t.elapsed() >= self.refresh_min);
+            (found, stale, may_refetch)
+        });
+        if let Some(key) = &found
+            && !(stale && may_refetch)
+        {
+            return Lookup::Found(key.clone());
+        }
+        if may_refetch {
+            self.refresh_once().await;
+        }
+        self.read(|c| {
+            if let Some(key) = c.keys.iter().find(|k| k.kid == kid) {
+                Lookup::Found(key.clone())
+            } else if c.keys.is_empty() {
+                Lookup::Unavailable(
+                    c.last_error
+                        .clone()
+                        .unwrap_or_else(|| "no usable signing keys".into()),
+                )
+            } else {
+                Lookup::Unknown
+            }
+        })
+    }
+
+    /// Fetches unless another caller is already doing so (then waits for
+    /// it) or one finished within the rate limit.
+    async fn refresh_once(&self) {
+        let _guard = self.fetching.lock().await;
+        let recent = self.read(|c| c.attempted.is_some_and(|t| t.elapsed() < self.refresh_min));
+        if recent {
+            return;
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refresh failed; keeping the previous keys");
+        }
+    }
+
+    /// Fetches the JWKS now (discovering its location first if needed).
+    pub async fn refresh(&self) -> Result<usize, String> {
+        self.write(|c| c.attempted = Some(Instant::now()));
+        let result = self.fetch_keys().await;
+        self.write(|c| match &result {
+            Ok((uri, keys)) => {
+                c.keys = keys.clone();
+                c.fetched = Some(Instant::now());
+                c.jwks_uri = Some(uri.clone());
+                c.last_error = None;
+            }
+            Err(e) => {
+                // Discover again next time: the location may have moved.
+                c.jwks_uri = None;
+                c.last_error = Some(e.clone());
+            }
+        });
+        let (uri, keys) = result?;
+        tracing::info!(jwks_uri = %uri, keys = keys.len(), "JWKS fetched");
+        Ok(keys.len())
+    }
+
+    async fn fetch_keys(&self) -> Result<(String, Vec<Key>), String> {
+        let uri = match self
+            .jwks_uri
+            .clone()
+            .or_else(|| self.read(|c| c.jwks_uri.clone()))
+        {
+            Some(u) => u,
+            None => self.discover().await?,
+        };
+        let body = self.get(&uri).await?;
+        let keys = parse_jwks(&body).map_err(|e| format!("{uri}: {e}"))?;
+        if keys.is_empty() {
+            return Err(format!("{uri}: no RS256, ES256 or EdDSA signing key"));
+        }
+        Ok((uri, keys))
+    }
+
+    async fn discover(&self) -> Result<String, String> {
+        let url = format!("{}/.well-known/openid-configuration", self.issuer);
+        let body = self.get(&url).await?;
+        let doc: Discovery = serde_json::from_slice(&body)
+            .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
+        // OIDC Discovery §4.3: the document must name the issuer it was
+        // fetched for, or its keys are not that issuer's.
+        if doc.issuer.trim_end_matches('/') != self.issuer {
+            return Err(format!(
+                "{url}: names issuer {:?}, expected {:?}",
+                doc.issuer, self.issuer
+            ));
+        }
+        check_url(&doc.jwks_uri).map_err(|e| format!("jwks_uri {:?} {e}", doc.jwks_uri))?;
+        Ok(doc.jwks_uri)
+    }
+
+    async fn get(&self, url: &str) -> Result<Bytes, String> {
+        let uri = check_url(url).map_err(|e| format!("{url} {e}"))?;
+        let req = Request::get(uri)
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let work = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            if resp.status() != StatusCode::OK {
+                return Err(format!("{url}: HTTP {}", resp.status()));
+            }
+            Limited::new(resp.into_body(), MAX_DOCUMENT)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("{url}: reading the answer: {e}"))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| Err(format!("{url}: no answer within {FETCH_TIMEOUT:?}")))
+    }
+}

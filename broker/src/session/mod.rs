@@ -1,0 +1,594 @@
+//! Sessions: one authenticated chain kept open for several commands.
+//!
+//! * `exec` — each command on its own channel of the same connection.
+//! * `shell` — one `/bin/sh` (elevated whole with `sudo -n … -- /bin/sh`),
+//!   state persists, stdout and stderr apart ([`shell`]).
+//! * `pty` — the same on a pseudo-terminal, streams merged.
+//!
+//! A session certificate carries no force-command, so every command is
+//! first sent to the signer as a dry run (`purpose=session`, the session's
+//! mode and elevation): a refused command is never sent. Sessions end on
+//! request, when idle too long, when the client goes away, and at the
+//! latest when their certificate expires.
+//!
+//! # Layout
+//! - this file: the session table, limits, preflight and the reaper.
+//! - [`shell`]: the marker protocol of shell and pty sessions.
+//! - [`recording`]: asciicast v2 recordings.
+
+pub mod recording;
+pub mod shell;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use infrabroker_common::wire::{HostInfo, Purpose, SessionMode as WireMode, SignRequest};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use self::recording::Recorder;
+use self::shell::Shell;
+use crate::api::{Caller, ExecResult, SessionInfo, SessionMode, SessionOpenRequest, ToolError};
+use crate::engine::Engine;
+use crate::ssh::Conn;
+
+/// How often the reaper looks for idle and expired sessions.
+pub const REAP_EVERY: Duration = Duration::from_millis(500);
+
+enum Runner {
+    Exec,
+    Shell(Box<Shell>),
+}
+
+/// One open session.
+pub struct Session {
+    id: String,
+    owner: (String, Option<String>),
+    host: String,
+    mode: SessionMode,
+    sudo: bool,
+    sudo_user: Option<String>,
+    elevation_prefix: Option<String>,
+    chain: Vec<(String, HostInfo)>,
+    conns: Vec<Conn>,
+    serial: u64,
+    opened: Instant,
+    expires_at: Instant,
+    expires_unix: u64,
+    last_used: Mutex<Instant>,
+    busy: AtomicBool,
+    runner: tokio::sync::Mutex<Runner>,
+    closed: watch::Sender<Option<String>>,
+    recorder: Option<Arc<Recorder>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("host", &self.host)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    fn info(&self) -> SessionInfo {
+        let idle = self
+            .last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        SessionInfo {
+            session_id: self.id.clone(),
+            host: self.host.clone(),
+            mode: self.mode,
+            age_seconds: self.opened.elapsed().as_secs(),
+            idle_seconds: idle.as_secs(),
+            expires_at: self.expires_unix,
+            serial: self.serial,
+        }
+    }
+
+    fn owned_by(&self, caller: &Caller) -> bool {
+        self.owner.0 == caller.id && self.owner.1 == caller.end_user
+    }
+
+    fn closed_reason(&self) -> Option<String> {
+        self.closed.borrow().clone()
+    }
+}
+
+/// Every open session of one engine.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl SessionTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        match self.map.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<Session>> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("s-{hex}")
+}
+
+fn wire_mode(m: SessionMode) -> WireMode {
+    match m {
+        SessionMode::Exec => WireMode::Exec,
+        SessionMode::Shell => WireMode::Shell,
+        SessionMode::Pty => WireMode::Pty,
+    }
+}
+
+fn mode_str(m: SessionMode) -> &'static str {
+    wire_mode(m).as_str()
+}
+
+/// Quotes for POSIX sh as one word.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Engine {
+    fn session_of(&self, caller: &Caller, id: &str) -> Result<Arc<Session>, ToolError> {
+        self.sessions()
+            .lock()
+            .get(id)
+            .filter(|s| s.owned_by(caller))
+            .cloned()
+            .ok_or_else(|| ToolError::SessionUnknown(id.to_owned()))
+    }
+
+    fn session_request(
+        &self,
+        caller: &Caller,
+        host: &str,
+        mode: SessionMode,
+        sudo: bool,
+        sudo_user: Option<String>,
+    ) -> SignRequest {
+        SignRequest {
+            host: host.to_owned(),
+            role: infrabroker_common::wire::Role::Target,
+            purpose: Purpose::Session,
+            command: String::new(),
+            pubkey: String::new(),
+            sudo,
+            sudo_user,
+            pty: mode == SessionMode::Pty,
+            session_mode: Some(wire_mode(mode)),
+            ttl_seconds: None,
+            end_user: caller.end_user.clone(),
+            end_user_groups: caller.end_user_groups.clone(),
+            dry_run: false,
+            on_behalf_of: None,
+            approved: false,
+        }
+    }
+
+    /// Opens a session (see the module docs).
+    pub(crate) async fn open_session(
+        &self,
+        caller: &Caller,
+        req: SessionOpenRequest,
+    ) -> Result<SessionInfo, ToolError> {
+        let limits = (
+            self.config().max_sessions_per_caller,
+            self.config().max_sessions_total,
+        );
+        {
+            let table = self.sessions().lock();
+            if table.len() >= limits.1 {
+                return Err(ToolError::SessionLimit(format!(
+                    "{} sessions in total",
+                    limits.1
+                )));
+            }
+            let mine = table.values().filter(|s| s.owned_by(caller)).count();
+            if mine >= limits.0 {
+                return Err(ToolError::SessionLimit(format!(
+                    "{} sessions per caller",
+                    limits.0
+                )));
+            }
+        }
+        let view = self.hosts_cache().refresh().await?;
+        let hops = Engine::plan(&view, caller, &req.host)?;
+        let target_req =
+            self.session_request(caller, &req.host, req.mode, req.sudo, req.sudo_user.clone());
+        let (creds, responses) = self.certify_with(caller, &hops, target_req).await?;
+        let serial = creds.last().map(|c| c.2).unwrap_or_default();
+        let now = unix_now();
+        let cert_end = responses
+            .iter()
+            .filter_map(|r| r.valid_before)
+            .min()
+            .unwrap_or(now);
+        let max_end = now + self.config().session_max.as_secs();
+        let expires_unix = cert_end.min(max_end);
+        let elevation_prefix = responses.last().and_then(|r| r.elevation_prefix.clone());
+        let conns = self.dial_chain(&hops, creds).await?;
+        let id = new_id();
+        let recorder = match (req.mode, &self.config().session_recording_dir) {
+            (SessionMode::Shell | SessionMode::Pty, Some(dir)) => {
+                let title = format!(
+                    "{} on {} ({})",
+                    caller.end_user.as_deref().unwrap_or(&caller.id),
+                    req.host,
+                    mode_str(req.mode)
+                );
+                Some(Arc::new(
+                    Recorder::create(
+                        dir,
+                        &id,
+                        req.cols.unwrap_or(80),
+                        req.rows.unwrap_or(24),
+                        &title,
+                    )
+                    .map_err(|e| {
+                        ToolError::Broken(format!("cannot create the session recording: {e}"))
+                    })?,
+                ))
+            }
+            _ => None,
+        };
+        let target = conns
+            .last()
+            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        let runner = match req.mode {
+            SessionMode::Exec => Runner::Exec,
+            mode => {
+                let shell_cmd = match &elevation_prefix {
+                    Some(p) => format!("{p} -- /bin/sh"),
+                    None => "/bin/sh".to_owned(),
+                };
+                let pty = (mode == SessionMode::Pty)
+                    .then(|| (req.cols.unwrap_or(80), req.rows.unwrap_or(24)));
+                Runner::Shell(Box::new(
+                    Shell::start(
+                        target,
+                        &shell_cmd,
+                        pty,
+                        recorder.clone(),
+                        self.config().connect_timeout,
+                    )
+                    .await?,
+                ))
+            }
+        };
+        let remaining = Duration::from_secs(expires_unix.saturating_sub(unix_now()));
+        let session = Arc::new(Session {
+            id: id.clone(),
+            owner: (caller.id.clone(), caller.end_user.clone()),
+            host: req.host.clone(),
+            mode: req.mode,
+            sudo: req.sudo,
+            sudo_user: req.sudo_user.clone(),
+            elevation_prefix,
+            chain: hops
+                .iter()
+                .map(|h| (h.name.clone(), h.info.clone()))
+                .collect(),
+            conns,
+            serial,
+            opened: Instant::now(),
+            expires_at: Instant::now() + remaining,
+            expires_unix,
+            last_used: Mutex::new(Instant::now()),
+            busy: AtomicBool::new(false),
+            runner: tokio::sync::Mutex::new(runner),
+            closed: watch::channel(None).0,
+            recorder,
+        });
+        let info = session.info();
+        let admitted = {
+            let mut table = self.sessions().lock();
+            let mine = table.values().filter(|s| s.owned_by(caller)).count();
+            let ok = table.len() < limits.1 && mine < limits.0;
+            if ok {
+                table.insert(id.clone(), session.clone());
+            }
+            ok
+        };
+        if !admitted {
+            // Another open raced this one past the limit.
+            self.shutdown_session(&session, "session limit").await;
+            return Err(ToolError::SessionLimit(format!(
+                "{} sessions per caller, {} in total",
+                limits.0, limits.1
+            )));
+        }
+        let mut rec = self.session_record(caller, &session, "session_open");
+        rec.insert("expires_at".into(), expires_unix.into());
+        if let Some(r) = &session.recorder {
+            rec.insert("recording".into(), r.path().display().to_string().into());
+        }
+        if let Err(e) = self.write_record(rec).await {
+            self.close_session(&session, "its audit record could not be written")
+                .await;
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    fn session_record(&self, caller: &Caller, s: &Session, outcome: &str) -> Map<String, Value> {
+        let mut r = Map::new();
+        r.insert("outcome".into(), outcome.into());
+        r.insert("caller".into(), caller.id.clone().into());
+        if let Some(u) = &caller.end_user {
+            r.insert("end_user".into(), u.clone().into());
+        }
+        r.insert("session_id".into(), s.id.clone().into());
+        r.insert("host".into(), s.host.clone().into());
+        r.insert("mode".into(), mode_str(s.mode).into());
+        r.insert("serial".into(), s.serial.into());
+        if s.sudo {
+            r.insert(
+                "sudo_user".into(),
+                s.sudo_user.clone().unwrap_or_else(|| "root".into()).into(),
+            );
+        }
+        r
+    }
+
+    /// Runs one command in a session after a signer preflight.
+    pub(crate) async fn exec_in_session(
+        &self,
+        caller: &Caller,
+        id: &str,
+        command: String,
+        timeout: Option<Duration>,
+    ) -> Result<ExecResult, ToolError> {
+        let started = Instant::now();
+        let s = self.session_of(caller, id)?;
+        if let Some(reason) = s.closed_reason() {
+            return Err(ToolError::SessionClosed(reason));
+        }
+        let mut rec = self.session_record(caller, &s, "session_exec");
+        rec.insert("command".into(), command.clone().into());
+        if let Err(e) = self.preflight(caller, &s, &command).await {
+            rec.insert("outcome".into(), "session_exec_denied".into());
+            rec.insert("reason_code".into(), e.reason_code().into());
+            rec.insert("error".into(), e.to_string().into());
+            self.write_record(rec).await?;
+            if matches!(e, ToolError::SessionChainChanged) {
+                self.close_session(&s, "the host's connection details changed")
+                    .await;
+            }
+            return Err(e);
+        }
+        let timeout = timeout
+            .unwrap_or(self.config().exec_timeout)
+            .min(self.config().exec_timeout_max);
+        s.busy.store(true, Ordering::SeqCst);
+        let result = self.run_in(&s, &command, timeout).await;
+        s.busy.store(false, Ordering::SeqCst);
+        if let Ok(mut t) = s.last_used.lock() {
+            *t = Instant::now();
+        }
+        rec.insert(
+            "duration_ms".into(),
+            u64::try_from(started.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .into(),
+        );
+        match &result {
+            Ok(out) => {
+                rec.insert(
+                    "exit_code".into(),
+                    out.exit_code.map_or(Value::Null, Value::from),
+                );
+            }
+            Err(e) => {
+                rec.insert("outcome".into(), "session_exec_failed".into());
+                rec.insert("reason_code".into(), e.reason_code().into());
+                rec.insert("error".into(), e.to_string().into());
+            }
+        }
+        self.write_record(rec).await?;
+        let out = result?;
+        Ok(ExecResult {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exit_code: out.exit_code,
+            exit_signal: out.exit_signal,
+            stdout_truncated: out.stdout_truncated,
+            stderr_truncated: out.stderr_truncated,
+            serial: s.serial,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The signer's dry run for this command in this session, after checking
+    /// that the host's connection details are unchanged.
+    async fn preflight(
+        &self,
+        caller: &Caller,
+        s: &Session,
+        command: &str,
+    ) -> Result<(), ToolError> {
+        let view = self.hosts_cache().refresh().await?;
+        let hops = Engine::plan(&view, caller, &s.host)?;
+        let now: Vec<(String, HostInfo)> = hops
+            .iter()
+            .map(|h| (h.name.clone(), h.info.clone()))
+            .collect();
+        let same = now.len() == s.chain.len()
+            && now.iter().zip(&s.chain).all(|((an, a), (bn, b))| {
+                an == bn
+                    && a.addr == b.addr
+                    && a.user == b.user
+                    && a.host_key == b.host_key
+                    && a.jump == b.jump
+            });
+        if !same {
+            return Err(ToolError::SessionChainChanged);
+        }
+        let mut req = self.session_request(caller, &s.host, s.mode, s.sudo, s.sudo_user.clone());
+        req.command = command.to_owned();
+        req.dry_run = true;
+        let resp = self.hosts_cache().api().sign(&req).await?;
+        let d = resp.decision;
+        if !d.allowed {
+            return Err(ToolError::Denied {
+                code: d.reason_code.as_str().to_owned(),
+                message: d.message,
+            });
+        }
+        Ok(())
+    }
+
+    async fn run_in(
+        &self,
+        s: &Session,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<crate::exec::Output, ToolError> {
+        let mut closed = s.closed.subscribe();
+        let mut runner = s.runner.lock().await;
+        if let Some(reason) = s.closed_reason() {
+            return Err(ToolError::SessionClosed(reason));
+        }
+        let cap = self.config().max_output_bytes;
+        let target = s
+            .conns
+            .last()
+            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        let work = async {
+            match &mut *runner {
+                Runner::Exec => {
+                    let wrapped = match &s.elevation_prefix {
+                        Some(p) => format!("{p} -- /bin/sh -c {}", sh_quote(command)),
+                        None => format!("/bin/sh -c {}", sh_quote(command)),
+                    };
+                    crate::exec::run(target, &wrapped, cap, timeout).await
+                }
+                Runner::Shell(sh) => sh.run(command, cap, timeout).await,
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            _ = closed.wait_for(Option::is_some) => {
+                Err(ToolError::SessionClosed(s.closed_reason().unwrap_or_else(|| "closed".into())))
+            }
+            r = work => match (r, s.closed_reason()) {
+                // The connection went down because the session was closed:
+                // say why rather than "broken".
+                (Err(_), Some(reason)) => Err(ToolError::SessionClosed(reason)),
+                (r, _) => r,
+            },
+        };
+        drop(runner);
+        if let (Err(ToolError::TimedOut { seconds }), SessionMode::Shell | SessionMode::Pty) =
+            (&result, s.mode)
+        {
+            let reason = format!(
+                "a command ran past its {seconds} s timeout and the shell's state is unknown"
+            );
+            self.close_session(s, &reason).await;
+        }
+        result
+    }
+
+    /// Marks `s` closed, removes it, disconnects it and audits why.
+    pub(crate) async fn close_session(&self, s: &Session, reason: &str) {
+        if s.closed.send_replace(Some(reason.to_owned())).is_some() {
+            return;
+        }
+        self.sessions().lock().remove(&s.id);
+        self.shutdown_session(s, reason).await;
+        let owner = Caller {
+            id: s.owner.0.clone(),
+            end_user: s.owner.1.clone(),
+            end_user_groups: None,
+        };
+        let mut rec = self.session_record(&owner, s, "session_close");
+        rec.insert("reason".into(), reason.into());
+        if self.write_record(rec).await.is_err() {
+            tracing::error!(session = %s.id, "audit record of a session close could not be written");
+        }
+    }
+
+    async fn shutdown_session(&self, s: &Session, reason: &str) {
+        tracing::info!(session = %s.id, reason, "closing session");
+        if let Ok(runner) = s.runner.try_lock()
+            && let Runner::Shell(sh) = &*runner
+        {
+            sh.close().await;
+        }
+        for c in s.conns.iter().rev() {
+            let _ = c
+                .disconnect(russh::Disconnect::ByApplication, "session closed", "en")
+                .await;
+        }
+    }
+
+    /// Closes the caller's session `id`.
+    pub(crate) async fn close_by_caller(&self, caller: &Caller, id: &str) -> Result<(), ToolError> {
+        let s = self.session_of(caller, id)?;
+        self.close_session(&s, "closed by its owner").await;
+        Ok(())
+    }
+
+    /// The caller's open sessions.
+    pub(crate) fn list_sessions(&self, caller: &Caller) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> = self
+            .sessions()
+            .all()
+            .iter()
+            .filter(|s| s.owned_by(caller))
+            .map(|s| s.info())
+            .collect();
+        v.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        v
+    }
+
+    /// Closes every session of `caller`.
+    pub(crate) async fn close_all_of(&self, caller: &Caller) {
+        for s in self.sessions().all().iter().filter(|s| s.owned_by(caller)) {
+            self.close_session(s, "the client went away").await;
+        }
+    }
+
+    /// One pass of the reaper: expired sessions are closed even when busy;
+    /// idle ones when not busy.
+    pub(crate) async fn reap(&self) {
+        let idle_limit = self.config().session_idle;
+        let now = Instant::now();
+        for s in self.sessions().all() {
+            if now >= s.expires_at {
+                self.close_session(&s, "its certificate expired (the session's hard end)")
+                    .await;
+            } else if !s.busy.load(Ordering::SeqCst)
+                && s.last_used
+                    .lock()
+                    .map(|t| t.elapsed() >= idle_limit)
+                    .unwrap_or(false)
+            {
+                let reason = format!("idle for {} s", idle_limit.as_secs());
+                self.close_session(&s, &reason).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Sessions against real sshd: exec, shell and pty modes, preflight,
+//! limits, expiry, ownership, recordings, and many sessions over a chain.
+
+use std::time::Duration;
+
+use infrabroker_broker::api::{Caller, SessionMode, SessionOpenRequest, ToolError, Tools};
+use infrabroker_broker::engine::Engine;
+use infrabroker_testbed::{Sshd, SshdOptions, TestNet, ensure_user, netns_or_skip, sshd_or_skip};
+use serde_json::json;
+
+use crate::harness::{Bed, USER, caller, host_for, sshd};
+
+fn open_req(host: &str, mode: SessionMode) -> SessionOpenRequest {
+    SessionOpenRequest {
+        host: host.into(),
+        mode,
+        sudo: false,
+        sudo_user: None,
+        cols: None,
+        rows: None,
+    }
+}
+
+async fn exec(
+    e: &Engine,
+    id: &str,
+    cmd: &str,
+) -> Result<infrabroker_broker::api::ExecResult, ToolError> {
+    e.session_exec(&caller(), id, cmd.into(), None).await
+}
+
+struct One {
+    bed: Bed,
+    sshd: Sshd,
+}
+
+fn one(policy: Option<serde_json::Value>, max_ttl: Option<u64>) -> Option<One> {
+    if !sshd_or_skip() {
+        return None;
+    }
+    let (dir, pki) = Bed::pki();
+    let s = sshd(&pki, "web-principal");
+    let mut h = host_for(&s, "web-principal");
+    if let Some(p) = policy {
+        h["command_policy"] = p;
+    }
+    if let Some(t) = max_ttl {
+        h["max_ttl_seconds"] = json!(t);
+    }
+    let mut plain = host_for(&s, "web-principal");
+    plain["allow_pty"] = json!(true);
+    let bed = Bed::start(dir, pki, json!({"web": h, "plain": plain}));
+    Some(One { bed, sshd: s })
+}
+
+#[tokio::test]
+async fn exec_shell_and_pty_sessions_run_sequences_correctly() {
+    let Some(t) = one(None, None) else { return };
+    let rec_dir = t.bed.dir.path().join("casts");
+    let engine = t
+        .bed
+        .engine(json!({"session_recording_dir": rec_dir}))
+        .await;
+
+    // exec: separate channels, separate streams, no shared state.
+    let s = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Exec))
+        .await
+        .unwrap();
+    let r = exec(&engine, &s.session_id, "echo one; echo two >&2; exit 4")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str(), r.exit_code),
+        ("one\n", "two\n", Some(4))
+    );
+    exec(&engine, &s.session_id, "cd /tmp").await.unwrap();
+    assert_ne!(
+        exec(&engine, &s.session_id, "pwd").await.unwrap().stdout,
+        "/tmp\n",
+        "exec mode keeps no state"
+    );
+    assert_eq!(r.serial, s.serial);
+
+    // shell: state persists, streams apart, fake markers do not end a command.
+    let sh = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    let id = sh.session_id.clone();
+    assert_eq!(
+        exec(&engine, &id, "cd /tmp").await.unwrap().exit_code,
+        Some(0)
+    );
+    assert_eq!(exec(&engine, &id, "pwd").await.unwrap().stdout, "/tmp\n");
+    exec(&engine, &id, "X=kept").await.unwrap();
+    let r = exec(&engine, &id, "echo $X; echo oops >&2; false")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str(), r.exit_code),
+        ("kept\n", "oops\n", Some(1))
+    );
+    let r = exec(&engine, &id, "printf 'IBM0000000000000000ffffffffffffffff:0\\n__ib_rc=0\\n'; echo after; exit_code=7; (exit 9)").await.unwrap();
+    assert_eq!(
+        r.stdout,
+        "IBM0000000000000000ffffffffffffffff:0\n__ib_rc=0\nafter\n"
+    );
+    assert_eq!(
+        r.exit_code,
+        Some(9),
+        "a forged marker neither ends the command nor sets its code"
+    );
+    let r = exec(&engine, &id, "cat; echo stdin-is-closed")
+        .await
+        .unwrap();
+    assert_eq!(
+        r.stdout, "stdin-is-closed\n",
+        "commands cannot read the shell's input"
+    );
+    let r = exec(&engine, &id, "printf 'no newline'").await.unwrap();
+    assert_eq!(r.stdout, "no newline");
+
+    // pty: a terminal, streams merged.
+    let mut pty_req = open_req("plain", SessionMode::Pty);
+    pty_req.cols = Some(100);
+    let pty = engine.session_open(&caller(), pty_req).await.unwrap();
+    let r = exec(
+        &engine,
+        &pty.session_id,
+        "[ -t 1 ] && echo terminal; echo out; echo err >&2; cd /var",
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines, ["terminal", "out", "err"], "{r:?}");
+    assert_eq!(r.stderr, "");
+    assert_eq!(
+        exec(&engine, &pty.session_id, "pwd").await.unwrap().stdout,
+        "/var\n"
+    );
+    assert_eq!(
+        exec(&engine, &pty.session_id, "stty size </dev/tty")
+            .await
+            .unwrap()
+            .stdout,
+        "24 100\n"
+    );
+
+    // A command past its timeout: exec sessions stay usable, shells close.
+    let q = engine
+        .session_exec(
+            &caller(),
+            &s.session_id,
+            "sleep 20".into(),
+            Some(Duration::from_secs(1)),
+        )
+        .await;
+    assert_eq!(q.unwrap_err(), ToolError::TimedOut { seconds: 1 });
+    assert_eq!(
+        exec(&engine, &s.session_id, "echo still")
+            .await
+            .unwrap()
+            .stdout,
+        "still\n"
+    );
+    let q = engine
+        .session_exec(
+            &caller(),
+            &id,
+            "sleep 20".into(),
+            Some(Duration::from_secs(1)),
+        )
+        .await;
+    assert_eq!(q.unwrap_err(), ToolError::TimedOut { seconds: 1 });
+    match exec(&engine, &id, "echo gone").await.unwrap_err() {
+        ToolError::SessionUnknown(_) | ToolError::SessionClosed(_) => {}
+        other => panic!("the timed-out shell must be closed, got {other:?}"),
+    }
+
+    // Listing and closing.
+    let mine: Vec<String> = engine
+        .session_list(&caller())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect();
+    assert!(mine.contains(&s.session_id) && mine.contains(&pty.session_id) && !mine.contains(&id));
+    engine
+        .session_close(&caller(), &pty.session_id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        exec(&engine, &pty.session_id, "id").await,
+        Err(ToolError::SessionUnknown(_))
+    ));
+
+    // Recordings: 0600, playable, carrying the shell's output.
+    let cast = rec_dir.join(format!("{}.cast", sh.session_id));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&cast).unwrap().permissions())
+            & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&cast).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(text.contains("\"i\",\"pwd\\n\""), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("\"e\",\"oops\\n")),
+        "{text}"
+    );
+    if infrabroker_testbed::require(
+        "asciinema (apt-get install asciinema)",
+        std::path::Path::new("/usr/bin/asciinema").exists(),
+    ) {
+        let out = std::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!("asciinema cat {}", cast.display()),
+                "/dev/null",
+            ])
+            .output()
+            .unwrap();
+        let played = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{played}");
+        assert!(
+            played.contains("kept") && played.contains("/tmp"),
+            "{played}"
+        );
+    }
+    let audit = t.bed.broker_records();
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["outcome"] == "session_open" && r["session_id"] == sh.session_id.as_str())
+    );
+    assert!(audit.iter().any(|r| r["outcome"] == "session_exec"
+        && r["session_id"] == sh.session_id.as_str()
+        && r["command"] == "pwd"));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["outcome"] == "session_close" && r["session_id"] == id.as_str())
+    );
+    let _ = &t.sshd;
+}
+
+#[tokio::test]
+async fn preflight_refuses_before_anything_is_sent() {
+    let Some(t) = one(
+        Some(json!({"mode": "denylist", "deny": ["^rm( |$)", "^echo secret"]})),
+        None,
+    ) else {
+        return;
+    };
+    let rec_dir = t.bed.dir.path().join("casts");
+    let engine = t
+        .bed
+        .engine(json!({"session_recording_dir": rec_dir}))
+        .await;
+    // Only exec sessions on a host with a command policy.
+    for mode in [SessionMode::Shell, SessionMode::Pty] {
+        let e = engine
+            .session_open(&caller(), open_req("web", mode))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ToolError::Denied { code, .. } if code == "session_mode_not_allowed" || code == "pty_not_allowed"),
+            "{e:?}"
+        );
+    }
+    let s = engine
+        .session_open(&caller(), open_req("web", SessionMode::Exec))
+        .await
+        .unwrap();
+    assert_eq!(
+        exec(&engine, &s.session_id, "echo fine")
+            .await
+            .unwrap()
+            .stdout,
+        "fine\n"
+    );
+    let e = exec(&engine, &s.session_id, "echo secret stuff")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ToolError::Denied { code, .. } if code == "command_denied"),
+        "{e:?}"
+    );
+    assert!(!t.sshd.log().contains("secret"));
+
+    // A shell on the policy-free host, then a reload that adds a policy to it.
+    let sh = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    assert_eq!(
+        exec(&engine, &sh.session_id, "echo before")
+            .await
+            .unwrap()
+            .stdout,
+        "before\n"
+    );
+    assert!(
+        exec(&engine, &s.session_id, "uptime; echo up")
+            .await
+            .unwrap()
+            .stdout
+            .ends_with("up\n")
+    );
+    let mut cfg = t.bed.signer_cfg.clone();
+    cfg["hosts"]["plain"]["command_policy"] = json!({"mode": "denylist", "deny": ["^touch "]});
+    cfg["hosts"]["web"]["command_policy"]["deny"] = json!(["^rm( |$)", "^echo secret", "^uptime"]);
+    t.bed.signer.write_config(&cfg).unwrap();
+    t.bed.signer.hup().unwrap();
+    assert!(infrabroker_testbed::wait_until(
+        Duration::from_secs(10),
+        || {
+            t.bed
+                .signer_records()
+                .iter()
+                .any(|r| r["outcome"] == "reloaded")
+        }
+    ));
+    let e = exec(&engine, &sh.session_id, "echo after-reload")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ToolError::Denied { code, .. } if code == "session_mode_not_allowed"),
+        "{e:?}"
+    );
+    let e = exec(&engine, &s.session_id, "uptime").await.unwrap_err();
+    assert!(
+        matches!(&e, ToolError::Denied { code, .. } if code == "command_denied"),
+        "previously allowed, now denied: {e:?}"
+    );
+    let cast = std::fs::read_to_string(rec_dir.join(format!("{}.cast", sh.session_id))).unwrap();
+    assert!(
+        cast.contains("before") && !cast.contains("after-reload"),
+        "{cast}"
+    );
+    assert!(
+        t.bed
+            .broker_records()
+            .iter()
+            .any(|r| r["outcome"] == "session_exec_denied")
+    );
+}
+
+#[tokio::test]
+async fn limits_idle_expiry_and_ownership() {
+    let Some(t) = one(None, Some(3)) else { return };
+    let engine = t
+        .bed
+        .engine(json!({"max_sessions_per_caller": 2, "session_idle_seconds": 5}))
+        .await;
+    let a = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Exec))
+        .await
+        .unwrap();
+    let _b = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    let e = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Exec))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ToolError::SessionLimit(_)), "{e:?}");
+    // Another caller cannot see or use them.
+    let mallory = Caller::local("mallory");
+    assert!(matches!(
+        engine
+            .session_exec(&mallory, &a.session_id, "id".into(), None)
+            .await,
+        Err(ToolError::SessionUnknown(_))
+    ));
+    assert!(matches!(
+        engine.session_close(&mallory, &a.session_id).await,
+        Err(ToolError::SessionUnknown(_))
+    ));
+    assert!(engine.session_list(&mallory).await.unwrap().is_empty());
+    let other_user = Caller {
+        id: "mcp-stdio".into(),
+        end_user: Some("eve".into()),
+        end_user_groups: None,
+    };
+    assert!(matches!(
+        engine
+            .session_exec(&other_user, &a.session_id, "id".into(), None)
+            .await,
+        Err(ToolError::SessionUnknown(_))
+    ));
+
+    // Idle: closed by the reaper.
+    assert!(
+        wait(&engine, Duration::from_secs(15), |n| n == 0).await,
+        "idle sessions are reaped"
+    );
+    assert!(
+        t.bed
+            .broker_records()
+            .iter()
+            .any(|r| r["outcome"] == "session_close"
+                && r["reason"].as_str().unwrap_or("").starts_with("idle"))
+    );
+
+    // Expiry: "web" has max_ttl 3 s; a busy session is closed at its end.
+    let s = engine
+        .session_open(&caller(), open_req("web", SessionMode::Shell))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(s.expires_at <= now + 3);
+    let e = engine
+        .session_exec(
+            &caller(),
+            &s.session_id,
+            "sleep 30".into(),
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap_err();
+    match e {
+        ToolError::SessionClosed(reason) => assert!(reason.contains("expired"), "{reason}"),
+        other => panic!("expected the session to close at expiry, got {other:?}"),
+    }
+}
+
+async fn wait(engine: &Engine, limit: Duration, ok: impl Fn(usize) -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if ok(engine.session_list(&caller()).await.unwrap().len()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sessions_in_parallel_across_a_bastion_chain() {
+    if !netns_or_skip() {
+        return;
+    }
+    ensure_user(USER).unwrap();
+    let chain = TestNet::bastion_chain(1).unwrap();
+    let (dir, pki) = Bed::pki();
+    let b = &chain.bastions[0];
+    let start = |ns: &str, addr: std::net::Ipv4Addr, p: &str| {
+        let mut o = SshdOptions::new(pki.ssh_ca_pub().unwrap()).with_principals(USER, [p]);
+        o.netns = Some(ns.to_owned());
+        o.listen = addr.into();
+        o.port = Some(2222);
+        o.extra_config = vec!["MaxStartups 100:30:200".into(), "MaxSessions 100".into()];
+        Sshd::start(o).unwrap()
+    };
+    let bastion = start(&b.netns, b.addr, "b-p");
+    let target = start(&chain.target.netns, chain.target.addr, "t-p");
+    let entry = |s: &Sshd, p: &str| json!({"addr": s.addr().to_string(), "user": USER, "host_key": s.host_key_openssh(), "principal": p, "groups": ["web"]});
+    let mut t = entry(&target, "t-p");
+    t["jump"] = json!("bastion");
+    t["source_address"] = json!(b.next.unwrap().to_string());
+    let bed = Bed::start(
+        dir,
+        pki,
+        json!({"bastion": entry(&bastion, "b-p"), "target": t}),
+    );
+    let engine = bed
+        .engine(json!({"max_sessions_per_caller": 40, "max_concurrent_per_caller": 64}))
+        .await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let e = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let mode = if i % 2 == 0 {
+                SessionMode::Shell
+            } else {
+                SessionMode::Exec
+            };
+            let s = e.session_open(&caller(), open_req("target", mode)).await?;
+            for j in 0..3 {
+                let r = e
+                    .session_exec(&caller(), &s.session_id, format!("echo {i}-{j}"), None)
+                    .await?;
+                assert_eq!(r.stdout, format!("{i}-{j}\n"));
+                assert_eq!(r.exit_code, Some(0));
+            }
+            e.session_close(&caller(), &s.session_id).await?;
+            Ok::<_, ToolError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(engine.session_list(&caller()).await.unwrap().is_empty());
+}

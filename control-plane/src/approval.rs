@@ -1,0 +1,604 @@
+//! Approvals: the record of one held sign request and the rules of its
+//! state machine.
+//!
+//! ```text
+//!            approve                collect               signer answers
+//! Pending ─────────────▶ Approved ─────────▶ Issuing ───────────────────▶ Used
+//!    │ deny                 │ timeout            │ signer unreachable
+//!    ▼                      ▼                    ▼
+//! Denied     Expired ◀── (Pending or Approved past their deadline)   Approved
+//! ```
+//!
+//! Every transition is a method on [`Approval`] that checks the current
+//! state first; the store runs it under its lock, so each one is a
+//! compare-and-set and two racing decisions end in exactly one state.
+
+use infrabroker_common::wire::SignRequest;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Who may decide a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Granted by the control plane itself, audited.
+    Auto,
+    /// The AI reviewer (or an operator) may approve.
+    AiReview,
+    /// Only an operator may approve.
+    Human,
+}
+
+impl Tier {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "auto" => Some(Tier::Auto),
+            "ai_review" => Some(Tier::AiReview),
+            "human" => Some(Tier::Human),
+            _ => None,
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Auto => "auto",
+            Tier::AiReview => "ai_review",
+            Tier::Human => "human",
+        }
+    }
+}
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for a decision.
+    Pending,
+    /// Approved, not yet collected by the broker.
+    Approved,
+    /// The broker is collecting it; the signer is being asked.
+    Issuing,
+    /// Collected: the certificate was issued. Never usable again.
+    Used,
+    /// Denied.
+    Denied,
+    /// No decision (or no collection) in time.
+    Expired,
+}
+
+impl Status {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Issuing => "issuing",
+            Status::Used => "used",
+            Status::Denied => "denied",
+            Status::Expired => "expired",
+        }
+    }
+
+    /// Final states, purged some time after they are reached.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Used | Status::Denied | Status::Expired)
+    }
+}
+
+/// How a decision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// An operator with `broker-ctl approval`.
+    Operator,
+    /// The AI reviewer over MCP.
+    AiReviewer,
+    /// The `auto` tier.
+    Auto,
+}
+
+impl Via {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Operator => "operator",
+            Via::AiReviewer => "ai_reviewer",
+            Via::Auto => "auto",
+        }
+    }
+}
+
+/// Someone deciding: an identity and the channel used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    /// Operator CN or the reviewer's configured name.
+    pub id: String,
+    /// Channel.
+    pub via: Via,
+}
+
+/// Something a guardrail has not seen before for a subject, learned once
+/// the approval it caused is collected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Novelty {
+    /// A host never reached by the subject.
+    Host(String),
+    /// A command (first word) never run by the subject.
+    Command(String),
+}
+
+impl Novelty {
+    /// `novel host web1` / `novel command systemctl`.
+    pub fn describe(&self) -> String {
+        match self {
+            Novelty::Host(h) => format!("novel host {h}"),
+            Novelty::Command(c) => format!("novel command {c}"),
+        }
+    }
+}
+
+/// One held sign request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    /// 128-bit random id, lowercase hex.
+    pub id: String,
+    /// The broker CN that asked (only it may collect).
+    pub caller: String,
+    /// The guardrail subject (`caller` or `caller/end_user`).
+    pub subject: String,
+    /// The exact request, signed as is on collection.
+    pub request: SignRequest,
+    /// Who may approve.
+    pub tier: Tier,
+    /// Why it is held, one sentence each.
+    pub reasons: Vec<String>,
+    /// The signer's matched rule, if the policy asked for the approval.
+    pub rule: Option<String>,
+    /// Learned for the subject once collected.
+    pub learn: Vec<Novelty>,
+    /// Current state.
+    pub status: Status,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// Pending: decision deadline. Approved: collection deadline.
+    pub expires_ms: u64,
+    /// Who decided.
+    pub decided_by: Option<Decider>,
+    /// When the final or approved state was reached.
+    pub decided_ms: Option<u64>,
+    /// The decider's reason.
+    pub reason: Option<String>,
+    /// Who moved it to the human queue, and why.
+    pub escalation: Option<(String, String)>,
+}
+
+/// Why a transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The request is not pending any more.
+    #[error("approval {id} is already {}", status.as_str())]
+    NotPending {
+        /// The approval.
+        id: String,
+        /// Its state.
+        status: Status,
+    },
+    /// The decider is the requester.
+    #[error("{who} made this request (or it was made for {who}) and cannot decide it")]
+    SelfApproval {
+        /// The decider.
+        who: String,
+    },
+    /// The AI reviewer tried to approve a request reserved for humans.
+    #[error("approval {id} is in the human tier: only an operator can approve it")]
+    TierForbidden {
+        /// The approval.
+        id: String,
+    },
+    /// Escalating something already in the human queue.
+    #[error("approval {id} is already in the human queue")]
+    AlreadyHuman {
+        /// The approval.
+        id: String,
+    },
+}
+
+/// What polling `GET /v1/sign/result/{id}` finds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Collect {
+    /// Still waiting (`pending` or `issuing`).
+    Wait(Status),
+    /// Approved: the caller now owns the issuing step.
+    Issue(Box<Approval>),
+    /// Denied, with who and why.
+    Denied {
+        /// Decider id.
+        by: String,
+        /// Decider's reason.
+        reason: String,
+    },
+    /// Expired.
+    Expired,
+    /// Already collected once.
+    Used,
+}
+
+impl Approval {
+    fn ensure_pending(&self) -> Result<(), Refusal> {
+        if self.status == Status::Pending {
+            Ok(())
+        } else {
+            Err(Refusal::NotPending {
+                id: self.id.clone(),
+                status: self.status,
+            })
+        }
+    }
+
+    fn is_requester(&self, who: &str) -> bool {
+        who == self.caller || self.request.end_user.as_deref() == Some(who)
+    }
+
+    /// Moves a pending or approved request past its deadline to `Expired`.
+    /// True if it did (the caller audits the timeout).
+    pub fn expire_if_due(&mut self, now_ms: u64) -> bool {
+        let live = matches!(self.status, Status::Pending | Status::Approved);
+        if live && now_ms >= self.expires_ms {
+            self.status = Status::Expired;
+            self.decided_ms = Some(now_ms);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Approves or denies. `collect_window_ms` is how long an approved
+    /// request waits for its broker.
+    pub fn decide(
+        &mut self,
+        who: &Decider,
+        approve: bool,
+        reason: &str,
+        now_ms: u64,
+        collect_window_ms: u64,
+    ) -> Result<(), Refusal> {
+        self.ensure_pending()?;
+        if self.is_requester(&who.id) {
+            return Err(Refusal::SelfApproval { who: who.id.clone() });
+        }
+        if approve && who.via == Via::AiReviewer && self.tier != Tier::AiReview {
+            return Err(Refusal::TierForbidden {
+                id: self.id.clone(),
+            });
+        }
+        self.status = if approve {
+            self.expires_ms = now_ms.saturating_add(collect_window_ms);
+            Status::Approved
+        } else {
+            Status::Denied
+        };
+        self.decided_by = Some(who.clone());
+        self.decided_ms = Some(now_ms);
+        self.reason = Some(reason.to_owned());
+        Ok(())
+    }
+
+    /// Moves an `ai_review` request to the human queue.
+    pub fn escalate(&mut self, who: &Decider, reason: &str) -> Result<(), Refusal> {
+        self.ensure_pending()?;
+        if self.tier == Tier::Human {
+            return Err(Refusal::AlreadyHuman {
+                id: self.id.clone(),
+            });
+        }
+        self.tier = Tier::Human;
+        self.escalation = Some((who.id.clone(), reason.to_owned()));
+        Ok(())
+    }
+
+    /// The broker polls. An approved request moves to `Issuing` here, so
+    /// only one poll ever gets [`Collect::Issue`].
+    pub fn collect(&mut self) -> Collect {
+        match self.status {
+            Status::Pending | Status::Issuing => Collect::Wait(self.status),
+            Status::Approved => {
+                self.status = Status::Issuing;
+                Collect::Issue(Box::new(self.clone()))
+            }
+            Status::Denied => Collect::Denied {
+                by: self
+                    .decided_by
+                    .as_ref()
+                    .map(|d| d.id.clone())
+                    .unwrap_or_default(),
+                reason: self.reason.clone().unwrap_or_default(),
+            },
+            Status::Expired => Collect::Expired,
+            Status::Used => Collect::Used,
+        }
+    }
+
+    /// Ends the issuing step: `Used` once the signer answered, back to
+    /// `Approved` when it could not be reached (the broker polls again).
+    pub fn finish_issuing(&mut self, answered: bool, now_ms: u64) {
+        if self.status == Status::Issuing {
+            if answered {
+                self.status = Status::Used;
+                self.decided_ms = Some(now_ms);
+            } else {
+                self.status = Status::Approved;
+            }
+        }
+    }
+
+    /// What operators and the reviewer see (never the public key).
+    pub fn view(&self) -> ApprovalView {
+        let r = &self.request;
+        ApprovalView {
+            id: self.id.clone(),
+            status: self.status,
+            tier: self.tier,
+            escalated: self.escalation.is_some(),
+            caller: self.caller.clone(),
+            end_user: r.end_user.clone(),
+            host: r.host.clone(),
+            role: r.role.as_str().to_owned(),
+            purpose: r.purpose.as_str().to_owned(),
+            session_mode: r.session_mode.map(|m| m.as_str().to_owned()),
+            command: r.command.clone(),
+            sudo: r.sudo,
+            sudo_user: r
+                .sudo
+                .then(|| r.sudo_user.clone().unwrap_or_else(|| "root".into())),
+            pty: r.pty,
+            dry_run: r.dry_run,
+            reasons: self.reasons.clone(),
+            rule: self.rule.clone(),
+            created_at: rfc3339(self.created_ms),
+            expires_at: rfc3339(self.expires_ms),
+            decided_by: self.decided_by.as_ref().map(|d| d.id.clone()),
+            decided_via: self.decided_by.as_ref().map(|d| d.via),
+            decided_at: self.decided_ms.map(rfc3339),
+            reason: self.reason.clone(),
+            escalated_by: self.escalation.as_ref().map(|e| e.0.clone()),
+            escalation_reason: self.escalation.as_ref().map(|e| e.1.clone()),
+        }
+    }
+}
+
+/// An approval as listed by `GET /v1/approvals` and the reviewer's tools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ApprovalView {
+    /// Approval id.
+    pub id: String,
+    /// `pending`, `approved`, `issuing`, `used`, `denied` or `expired`.
+    #[schemars(with = "String")]
+    pub status: Status,
+    /// `auto`, `ai_review` or `human`.
+    #[schemars(with = "String")]
+    pub tier: Tier,
+    /// Moved from the AI reviewer to the human queue.
+    pub escalated: bool,
+    /// The broker that asked.
+    pub caller: String,
+    /// The human the broker acts for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+    /// Logical host.
+    pub host: String,
+    /// `target` or `bastion`.
+    pub role: String,
+    /// `oneshot` or `session`.
+    pub purpose: String,
+    /// Session mode, for sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_mode: Option<String>,
+    /// The exact command (empty for a session certificate).
+    pub command: String,
+    /// Elevated with sudo.
+    pub sudo: bool,
+    /// Sudo target user, when elevated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo_user: Option<String>,
+    /// A PTY was asked for.
+    pub pty: bool,
+    /// A session command's preflight (judged, not signed).
+    pub dry_run: bool,
+    /// Why it is held.
+    pub reasons: Vec<String>,
+    /// The signer's rule that asked for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: decision deadline (pending) or collection deadline (approved).
+    pub expires_at: String,
+    /// Who decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// `operator`, `ai_reviewer` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub decided_via: Option<Via>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// The decider's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who escalated it to the human queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_by: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_reason: Option<String>,
+}
+
+/// Unix milliseconds as RFC 3339 UTC.
+pub fn rfc3339(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A fresh approval id: 128 random bits in lowercase hex.
+pub fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// True for strings [`new_id`] can produce.
+pub fn is_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infrabroker_common::wire::{Purpose, Role};
+
+    pub(crate) fn sample(tier: Tier) -> Approval {
+        Approval {
+            id: new_id(),
+            caller: "broker-1".into(),
+            subject: "broker-1".into(),
+            request: SignRequest {
+                host: "web".into(),
+                role: Role::Target,
+                purpose: Purpose::Oneshot,
+                command: "systemctl restart nginx".into(),
+                pubkey: "ssh-ed25519 AAAA".into(),
+                sudo: true,
+                sudo_user: None,
+                pty: false,
+                session_mode: None,
+                ttl_seconds: None,
+                end_user: Some("alice".into()),
+                end_user_groups: None,
+                dry_run: false,
+                on_behalf_of: None,
+                approved: false,
+            },
+            tier,
+            reasons: vec!["policy".into()],
+            rule: None,
+            learn: Vec::new(),
+            status: Status::Pending,
+            created_ms: 1_000,
+            expires_ms: 61_000,
+            decided_by: None,
+            decided_ms: None,
+            reason: None,
+            escalation: None,
+        }
+    }
+
+    fn op(id: &str) -> Decider {
+        Decider {
+            id: id.into(),
+            via: Via::Operator,
+        }
+    }
+
+    fn ai() -> Decider {
+        Decider {
+            id: "ai-reviewer".into(),
+            via: Via::AiReviewer,
+        }
+    }
+
+    #[test]
+    fn requester_and_end_user_cannot_decide() {
+        for who in ["broker-1", "alice"] {
+            let mut a = sample(Tier::Human);
+            let e = a.decide(&op(who), true, "ok", 2_000, 1_000).unwrap_err();
+            assert!(matches!(e, Refusal::SelfApproval { .. }), "{who}");
+            assert_eq!(a.status, Status::Pending);
+        }
+    }
+
+    #[test]
+    fn reviewer_approves_only_ai_review_but_denies_anything() {
+        let mut human = sample(Tier::Human);
+        assert!(matches!(
+            human.decide(&ai(), true, "fine", 2_000, 1_000),
+            Err(Refusal::TierForbidden { .. })
+        ));
+        human.decide(&ai(), false, "no", 2_000, 1_000).unwrap();
+        assert_eq!(human.status, Status::Denied);
+        let mut ai_req = sample(Tier::AiReview);
+        ai_req.decide(&ai(), true, "fine", 2_000, 5_000).unwrap();
+        assert_eq!(ai_req.status, Status::Approved);
+        assert_eq!(ai_req.expires_ms, 7_000, "collection window starts at approval");
+    }
+
+    #[test]
+    fn escalation_moves_to_the_human_queue_once() {
+        let mut a = sample(Tier::AiReview);
+        a.escalate(&ai(), "unsure").unwrap();
+        assert_eq!(a.tier, Tier::Human);
+        assert!(matches!(
+            a.escalate(&ai(), "again"),
+            Err(Refusal::AlreadyHuman { .. })
+        ));
+        assert!(matches!(
+            a.decide(&ai(), true, "x", 2_000, 1_000),
+            Err(Refusal::TierForbidden { .. })
+        ));
+        a.decide(&op("operator"), true, "checked", 2_000, 1_000)
+            .unwrap();
+        assert_eq!(a.view().escalated_by.as_deref(), Some("ai-reviewer"));
+    }
+
+    #[test]
+    fn collected_once_then_used() {
+        let mut a = sample(Tier::Human);
+        assert_eq!(a.collect(), Collect::Wait(Status::Pending));
+        a.decide(&op("operator"), true, "ok", 2_000, 1_000).unwrap();
+        assert!(matches!(a.collect(), Collect::Issue(_)));
+        assert_eq!(a.collect(), Collect::Wait(Status::Issuing));
+        a.finish_issuing(true, 2_500);
+        assert_eq!(a.collect(), Collect::Used);
+        assert!(matches!(
+            a.decide(&op("operator"), false, "late", 3_000, 1_000),
+            Err(Refusal::NotPending { .. })
+        ));
+    }
+
+    #[test]
+    fn unreachable_signer_leaves_it_collectable() {
+        let mut a = sample(Tier::Human);
+        a.decide(&op("operator"), true, "ok", 2_000, 1_000).unwrap();
+        assert!(matches!(a.collect(), Collect::Issue(_)));
+        a.finish_issuing(false, 2_100);
+        assert_eq!(a.status, Status::Approved);
+    }
+
+    #[test]
+    fn deadlines_expire_pending_and_uncollected_requests() {
+        let mut a = sample(Tier::Human);
+        assert!(!a.expire_if_due(60_999));
+        assert!(a.expire_if_due(61_000));
+        assert_eq!(a.collect(), Collect::Expired);
+        let mut b = sample(Tier::Human);
+        b.decide(&op("operator"), true, "ok", 2_000, 1_000).unwrap();
+        assert!(b.expire_if_due(3_000));
+        let mut c = sample(Tier::Human);
+        c.decide(&op("operator"), false, "no", 2_000, 1_000).unwrap();
+        assert!(!c.expire_if_due(u64::MAX), "a final state never changes");
+    }
+
+    #[test]
+    fn ids_are_unguessable_hex() {
+        let a = new_id();
+        assert!(is_id(&a));
+        assert_ne!(a, new_id());
+        assert!(!is_id("../etc"));
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

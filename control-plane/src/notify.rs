@@ -1,0 +1,355 @@
+//! Announcing new approvals: a log line, a generic JSON webhook, a Slack
+//! incoming webhook or a Microsoft Teams webhook carrying an Adaptive Card.
+//!
+//! Delivery happens in its own task after the approval exists, with a
+//! bounded number of attempts, each with a deadline; a notifier that fails
+//! is logged and audited by the caller but never blocks or loses the
+//! approval (operators can always `broker-ctl approval list`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use infrabroker_common::client::error_chain;
+use infrabroker_common::tls::{load_certs, provider};
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::{Value, json};
+
+use crate::approval::ApprovalView;
+use crate::config::{ApprovalConfig, NotifierKind};
+use crate::error::StartError;
+
+/// Deadline of one delivery attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before the second attempt; doubled for each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Sends approval announcements.
+#[derive(Debug)]
+pub struct Notifier {
+    kind: NotifierKind,
+    url: Option<String>,
+    template: Option<String>,
+    attempts: u32,
+    client: Option<HttpClient>,
+}
+
+impl Notifier {
+    /// A notifier as configured by `approval`.
+    pub fn new(cfg: &ApprovalConfig) -> Result<Arc<Notifier>, StartError> {
+        let client = match (&cfg.webhook_url, cfg.notifier) {
+            (Some(url), NotifierKind::Webhook | NotifierKind::Slack | NotifierKind::Teams) => {
+                Some(http_client(url, &cfg.webhook_ca)?)
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Notifier {
+            kind: cfg.notifier,
+            url: cfg.webhook_url.clone(),
+            template: cfg.url_template.clone(),
+            attempts: cfg.notify_attempts.max(1),
+            client,
+        }))
+    }
+
+    /// False when nothing is configured.
+    pub fn enabled(&self) -> bool {
+        self.kind != NotifierKind::None
+    }
+
+    /// The link to an approval, from `approval_url_template`.
+    pub fn approval_url(&self, id: &str) -> Option<String> {
+        self.template.as_ref().map(|t| t.replace("{id}", id))
+    }
+
+    /// The body sent for `view`, in this notifier's format.
+    pub fn payload(&self, view: &ApprovalView) -> Value {
+        let url = self.approval_url(&view.id);
+        match self.kind {
+            NotifierKind::Slack => slack(view, url.as_deref()),
+            NotifierKind::Teams => teams(view, url.as_deref()),
+            _ => webhook(view, url.as_deref()),
+        }
+    }
+
+    /// Announces `view`. Returns the number of attempts made on success,
+    /// or why the last attempt failed.
+    pub async fn deliver(&self, view: &ApprovalView) -> Result<u32, String> {
+        match self.kind {
+            NotifierKind::None => Ok(0),
+            NotifierKind::Log => {
+                tracing::info!(
+                    approval_id = %view.id,
+                    caller = %view.caller,
+                    host = %view.host,
+                    command = %view.command,
+                    tier = view.tier.as_str(),
+                    url = self.approval_url(&view.id).unwrap_or_default(),
+                    "approval requested"
+                );
+                Ok(1)
+            }
+            NotifierKind::Webhook | NotifierKind::Slack | NotifierKind::Teams => {
+                let (Some(client), Some(url)) = (&self.client, &self.url) else {
+                    return Err("no webhook_url configured".into());
+                };
+                let body = serde_json::to_vec(&self.payload(view)).map_err(|e| e.to_string())?;
+                let mut last = String::new();
+                let mut pause = FIRST_BACKOFF;
+                for attempt in 1..=self.attempts {
+                    match post(client, url, body.clone()).await {
+                        Ok(()) => return Ok(attempt),
+                        Err(e) => {
+                            tracing::warn!(approval_id = %view.id, attempt, error = %e, "notification failed");
+                            last = e;
+                        }
+                    }
+                    if attempt < self.attempts {
+                        tokio::time::sleep(pause).await;
+                        pause = pause.saturating_mul(2);
+                    }
+                }
+                Err(format!("{} attempt(s) failed; last: {last}", self.attempts))
+            }
+        }
+    }
+}
+
+fn http_client(url: &str, ca_bundle: &std::path::Path) -> Result<HttpClient, StartError> {
+    let mut roots = RootCertStore::empty();
+    // Only an https:// webhook needs trust anchors; reading the bundle for
+    // a plain-HTTP one (a local relay) would make it a needless dependency.
+    if url.starts_with("https://") {
+        let certs = load_certs(ca_bundle)
+            .map_err(|e| StartError::Other(format!("approval.webhook_ca: {e}")))?;
+        let (_, skipped) = roots.add_parsable_certificates(certs);
+        if roots.is_empty() {
+            return Err(StartError::Other(format!(
+                "approval.webhook_ca: {} holds no usable CA certificate ({skipped} skipped)",
+                ca_bundle.display()
+            )));
+        }
+    }
+    let tls = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| StartError::Other(format!("webhook TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+async fn post(client: &HttpClient, url: &str, body: Vec<u8>) -> Result<(), String> {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(url)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let work = async {
+        let resp = client.request(req).await.map_err(|e| error_chain(&e))?;
+        let status = resp.status();
+        // Drain (bounded by the deadline) so the connection can be reused.
+        let _ = resp.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the webhook answered {status}"))
+        }
+    };
+    tokio::time::timeout(ATTEMPT_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())))
+}
+
+/// Generic webhook: the approval as listed by the API, plus the event name
+/// and the link.
+fn webhook(view: &ApprovalView, url: Option<&str>) -> Value {
+    let mut body = match serde_json::to_value(view) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    body.insert("event".into(), "approval_requested".into());
+    body.insert("approval_id".into(), view.id.clone().into());
+    if let Some(u) = url {
+        body.insert("approval_url".into(), u.into());
+    }
+    Value::Object(body)
+}
+
+fn who(view: &ApprovalView) -> String {
+    match &view.end_user {
+        Some(u) => format!("{} (for {u})", view.caller),
+        None => view.caller.clone(),
+    }
+}
+
+fn what(view: &ApprovalView) -> String {
+    if view.command.is_empty() {
+        format!("a {} certificate", view.purpose)
+    } else {
+        view.command.clone()
+    }
+}
+
+/// Slack's mrkdwn treats `&`, `<` and `>` as control characters.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn slack(view: &ApprovalView, url: Option<&str>) -> Value {
+    let elevated = view
+        .sudo_user
+        .as_deref()
+        .map(|u| format!(" as {u} via sudo"))
+        .unwrap_or_default();
+    let summary = format!(
+        "Approval needed ({} tier): {} wants to run `{}` on {}{}",
+        view.tier.as_str(),
+        who(view),
+        what(view),
+        view.host,
+        elevated
+    );
+    let mut blocks = vec![
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+            "*Approval needed* ({} tier)\n*Caller:* {}\n*Host:* {}{}\n*Command:*\n```{}```",
+            view.tier.as_str(), slack_escape(&who(view)), slack_escape(&view.host),
+            slack_escape(&elevated), slack_escape(&what(view)))}}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "id `{}` · {} · expires {}", view.id,
+            slack_escape(&view.reasons.join("; ")), view.expires_at)}]}),
+    ];
+    if let Some(u) = url {
+        blocks.push(json!({"type": "actions", "elements": [{
+            "type": "button", "text": {"type": "plain_text", "text": "Review"}, "url": u}]}));
+    }
+    json!({"text": slack_escape(&summary), "blocks": blocks})
+}
+
+fn teams(view: &ApprovalView, url: Option<&str>) -> Value {
+    let mut facts = vec![
+        json!({"title": "Approval id", "value": view.id}),
+        json!({"title": "Tier", "value": view.tier.as_str()}),
+        json!({"title": "Caller", "value": who(view)}),
+        json!({"title": "Host", "value": view.host}),
+        json!({"title": "Why", "value": view.reasons.join("; ")}),
+        json!({"title": "Expires", "value": view.expires_at}),
+    ];
+    if let Some(u) = &view.sudo_user {
+        facts.push(json!({"title": "Sudo", "value": u}));
+    }
+    let mut card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "size": "Medium", "weight": "Bolder",
+             "text": "infrabroker: approval needed", "wrap": true},
+            {"type": "FactSet", "facts": facts},
+            {"type": "TextBlock", "text": what(view), "fontType": "Monospace", "wrap": true},
+        ],
+    });
+    if let Some(u) = url {
+        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Review", "url": u}]);
+    }
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": card,
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::{Status, Tier};
+
+    fn view() -> ApprovalView {
+        ApprovalView {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            status: Status::Pending,
+            tier: Tier::Human,
+            escalated: false,
+            caller: "broker-1".into(),
+            end_user: None,
+            host: "web".into(),
+            role: "target".into(),
+            purpose: "oneshot".into(),
+            session_mode: None,
+            command: "echo <a> & b".into(),
+            sudo: false,
+            sudo_user: None,
+            pty: false,
+            dry_run: false,
+            reasons: vec!["policy rule".into()],
+            rule: None,
+            created_at: "t0".into(),
+            expires_at: "t1".into(),
+            decided_by: None,
+            decided_via: None,
+            decided_at: None,
+            reason: None,
+            escalated_by: None,
+            escalation_reason: None,
+        }
+    }
+
+    fn notifier(kind: NotifierKind) -> Notifier {
+        Notifier {
+            kind,
+            url: None,
+            template: Some("https://cp.example/a/{id}".into()),
+            attempts: 1,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn slack_escapes_control_characters_and_links_the_approval() {
+        let p = notifier(NotifierKind::Slack).payload(&view());
+        let text = p["text"].as_str().unwrap();
+        assert!(text.contains("echo &lt;a&gt; &amp; b"), "{text}");
+        assert_eq!(
+            p["blocks"][2]["elements"][0]["url"],
+            "https://cp.example/a/0123456789abcdef0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn teams_is_an_adaptive_card() {
+        let p = notifier(NotifierKind::Teams).payload(&view());
+        let att = &p["attachments"][0];
+        assert_eq!(att["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(att["content"]["type"], "AdaptiveCard");
+        assert_eq!(att["content"]["actions"][0]["type"], "Action.OpenUrl");
+    }
+
+    #[test]
+    fn webhook_is_the_listed_approval_plus_event() {
+        let p = notifier(NotifierKind::Webhook).payload(&view());
+        assert_eq!(p["event"], "approval_requested");
+        assert_eq!(p["command"], "echo <a> & b");
+        assert_eq!(p["approval_id"], p["id"]);
+        assert!(p.get("pubkey").is_none());
+    }
+}
