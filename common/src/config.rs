@@ -13,6 +13,8 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -183,6 +185,46 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+/// Reads a configuration file and validates it with `read`, which walks the
+/// parsed value and records problems in the sink. Relative paths inside the
+/// file are meant to be resolved (with [`resolve`]) against the file's
+/// directory, which `read` receives.
+pub fn load_file<T>(
+    path: &Path,
+    read: impl FnOnce(&Value, &Path, &Errors) -> Option<T>,
+) -> Result<T, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    load_text(&text, path.parent().unwrap_or(Path::new(".")), read)
+}
+
+/// [`load_file`] for text already in memory.
+pub fn load_text<T>(
+    text: &str,
+    base: &Path,
+    read: impl FnOnce(&Value, &Path, &Errors) -> Option<T>,
+) -> Result<T, ConfigErrors> {
+    let value = parse_jwcc(text)?;
+    let errs = Errors::new();
+    match read(&value, base, &errs) {
+        Some(v) => errs.finish(v),
+        None => Err(errs
+            .finish(())
+            .err()
+            .unwrap_or_else(|| ConfigErrors::single("", "invalid configuration"))),
+    }
+}
+
+/// Resolves a path from a configuration file against the file's directory.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
 /// Joins a member name onto a JSON path, quoting names that are not plain.
 pub fn join(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
@@ -330,6 +372,28 @@ impl<'a> Obj<'a> {
                 }
             })
             .collect()
+    }
+
+    /// A required, non-empty path, resolved against `base`.
+    pub fn file_path(&self, key: &str, base: &Path) -> Option<PathBuf> {
+        let s = self.str(key)?;
+        if s.is_empty() {
+            self.error(key, "must not be empty");
+            return None;
+        }
+        Some(resolve(base, &s))
+    }
+
+    /// An `ip:port` socket address; required or optional.
+    pub fn socket_addr(&self, key: &str, required: bool) -> Option<SocketAddr> {
+        let s = if required { self.str(key) } else { self.opt_str(key) }?;
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(key, format!("{s:?} is not an address like 127.0.0.1:9443"));
+                None
+            }
+        }
     }
 
     /// An optional nested object.

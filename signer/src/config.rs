@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, parse_jwcc};
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text, resolve};
 use infrabroker_firewall::{CompiledPolicy, Enforcement, Mode, PolicyConfig, PolicySet};
 use regex::Regex;
 use serde_json::Value;
@@ -124,57 +124,17 @@ impl SignerConfig {
     /// Reads and validates `path`. Relative paths inside are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<SignerConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_text(&text, base)
+        load_file(path, read)
     }
 
     /// Validates configuration text; `base` resolves relative paths.
     pub fn from_text(text: &str, base: &Path) -> Result<SignerConfig, ConfigErrors> {
-        let value = parse_jwcc(text)?;
-        let errs = Errors::new();
-        let cfg = read(&value, base, &errs);
-        match cfg {
-            Some(cfg) => errs.finish(cfg),
-            None => Err(errs
-                .finish(())
-                .err()
-                .unwrap_or_else(|| ConfigErrors::single("", "invalid configuration"))),
-        }
-    }
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
+        load_text(text, base, read)
     }
 }
 
 fn req_path(o: &Obj<'_>, key: &str, base: &Path) -> PathBuf {
-    match o.str(key) {
-        Some(s) if !s.is_empty() => resolve(base, &s),
-        Some(_) => {
-            o.error(key, "must not be empty");
-            PathBuf::new()
-        }
-        None => PathBuf::new(),
-    }
-}
-
-fn socket_addr(o: &Obj<'_>, key: &str, required: bool) -> Option<SocketAddr> {
-    let s = if required { o.str(key) } else { o.opt_str(key) }?;
-    match s.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            o.error(key, format!("{s:?} is not an address like 127.0.0.1:9443"));
-            None
-        }
-    }
+    o.file_path(key, base).unwrap_or_default()
 }
 
 fn name_set(o: &Obj<'_>, key: &str, what: &str) -> BTreeSet<String> {
@@ -207,7 +167,7 @@ fn ttl(o: &Obj<'_>, key: &str) -> Option<u64> {
 
 fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let root = Obj::new(v, "", errs)?;
-    let listen = socket_addr(&root, "listen", true);
+    let listen = root.socket_addr("listen", true);
     let server_cert = req_path(&root, "server_cert", base);
     let server_key = req_path(&root, "server_key", base);
     let client_ca = req_path(&root, "client_ca", base);
@@ -227,7 +187,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     };
     let max_ttl = ttl(&root, "max_ttl_seconds").unwrap_or(DEFAULT_MAX_TTL);
     let auto_reload_seconds = root.opt_u64("auto_reload_seconds").unwrap_or(0);
-    let monitor_listen = socket_addr(&root, "monitor_listen", false);
+    let monitor_listen = root.socket_addr("monitor_listen", false);
     let reload_callers = name_set(&root, "reload_callers", "caller CN");
     let trusted_forwarders = name_set(&root, "trusted_forwarders", "caller CN");
     let callers = read_callers(&root);
