@@ -169,11 +169,25 @@ async fn initialize_announces_name_version_and_instructions() {
 }
 
 #[tokio::test]
-async fn tools_list_shows_both_tools_with_schemas() {
+async fn tools_list_shows_every_tool_with_schemas() {
     let harness = start().await;
     let tools = harness.client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
-    assert_eq!(names, ["ssh_list_servers", "ssh_execute"]);
+    assert_eq!(
+        names,
+        [
+            "ssh_list_servers",
+            "ssh_execute",
+            "ssh_session_open",
+            "ssh_session_exec",
+            "ssh_session_close",
+            "ssh_session_list"
+        ]
+    );
+    for tool in &tools {
+        assert!(tool.output_schema.is_some(), "{} has an output schema", tool.name);
+        assert!(!tool.description.as_deref().unwrap_or("").is_empty());
+    }
 
     let exec = &tools[1];
     assert!(exec.description.as_deref().unwrap().contains("dry_run"));
