@@ -125,6 +125,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 check(unknown.is_error, f"unknown host did not give an error result: {text!r}")
                 check("host_unknown" in text, f"unknown host error lacks host_unknown: {text!r}")
                 summary["unknown_host_error"] = text
+
+                # A shell session: state persists between commands; it is
+                # left open on purpose, so the broker must close it when this
+                # client goes away.
+                opened = await session.call_tool(
+                    "ssh_session_open", {"host": args.host, "mode": "shell"}
+                )
+                check(not opened.is_error, f"ssh_session_open failed: {result_text(opened)}")
+                session_id = (opened.structured_content or {}).get("session_id")
+                check(bool(session_id), f"no session_id in {opened.structured_content}")
+                for command, expected in (("cd /tmp", ""), ("pwd", "/tmp\n")):
+                    ran = await session.call_tool(
+                        "ssh_session_exec", {"session_id": session_id, "command": command}
+                    )
+                    check(not ran.is_error, f"ssh_session_exec {command!r}: {result_text(ran)}")
+                    got = (ran.structured_content or {}).get("stdout")
+                    check(got == expected, f"{command!r} printed {got!r}, expected {expected!r}")
+                listed = await session.call_tool("ssh_session_list", {})
+                ids = [s.get("session_id") for s in (listed.structured_content or {}).get("sessions", [])]
+                check(session_id in ids, f"{session_id} not in ssh_session_list {ids}")
+                summary["session_id"] = session_id
     return summary
 
 

@@ -499,3 +499,49 @@ async fn twenty_sessions_in_parallel_across_a_bastion_chain() {
     }
     assert!(engine.session_list(&caller()).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn elevated_sessions_run_through_sudo() {
+    let Some(t) = one(None, None) else { return };
+    let _rule =
+        infrabroker_testbed::sudoers(USER, &format!("{USER} ALL=(root) NOPASSWD: ALL")).unwrap();
+    let mut cfg = t.bed.signer_cfg.clone();
+    cfg["hosts"]["plain"]["allow_sudo"] = json!(true);
+    t.bed.signer.write_config(&cfg).unwrap();
+    t.bed.signer.hup().unwrap();
+    assert!(infrabroker_testbed::wait_until(
+        Duration::from_secs(10),
+        || {
+            t.bed
+                .signer_records()
+                .iter()
+                .any(|r| r["outcome"] == "reloaded")
+        }
+    ));
+    let engine = t.bed.engine(json!({})).await;
+    for mode in [SessionMode::Exec, SessionMode::Shell] {
+        let mut req = open_req("plain", mode);
+        req.sudo = true;
+        let s = engine.session_open(&caller(), req).await.unwrap();
+        let r = exec(&engine, &s.session_id, "id -un").await.unwrap();
+        assert_eq!(r.stdout, "root\n", "{mode:?}: {r:?}");
+    }
+    // Not elevated: the account itself.
+    let s = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    assert_eq!(
+        exec(&engine, &s.session_id, "id -un").await.unwrap().stdout,
+        format!("{USER}\n")
+    );
+    // Elevation to a user the host does not allow is refused at open.
+    let mut req = open_req("plain", SessionMode::Shell);
+    req.sudo = true;
+    req.sudo_user = Some("postgres".into());
+    let e = engine.session_open(&caller(), req).await.unwrap_err();
+    assert!(
+        matches!(&e, ToolError::Denied { code, .. } if code == "sudo_user_not_allowed"),
+        "{e:?}"
+    );
+}
