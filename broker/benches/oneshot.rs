@@ -262,49 +262,92 @@ fn main() {
     // A command in an open exec session versus OpenSSH's multiplexed exec
     // (ControlMaster) over an already established master connection.
     let session = rt
-        .block_on(engine.session_open(&caller, SessionOpenRequest {
-            host: "direct".into(),
-            mode: SessionMode::Exec,
-            sudo: false,
-            sudo_user: None,
-            cols: None,
-            rows: None,
-        }))
+        .block_on(engine.session_open(
+            &caller,
+            SessionOpenRequest {
+                host: "direct".into(),
+                mode: SessionMode::Exec,
+                sudo: false,
+                sudo_user: None,
+                cols: None,
+                rows: None,
+            },
+        ))
         .unwrap();
     // OpenSSH needs a certificate without a force-command for a master
     // that runs several commands: a session certificate.
     let session_cert = dir.path().join("session-cert.pub");
     let r: SignResponse = rt
-        .block_on(client.call(hyper::Method::POST, "/v1/sign", Some(&json!({
-            "host": "direct", "role": "target", "purpose": "session", "session_mode": "exec",
-            "pubkey": key.public_key().to_openssh().unwrap(), "ttl_seconds": 900,
-        }))))
+        .block_on(client.call(
+            hyper::Method::POST,
+            "/v1/sign",
+            Some(&json!({
+                "host": "direct", "role": "target", "purpose": "session", "session_mode": "exec",
+                "pubkey": key.public_key().to_openssh().unwrap(), "ttl_seconds": 900,
+            })),
+        ))
         .unwrap();
     write_cert(&session_cert, &r.certificate.unwrap()).unwrap();
     let control = dir.path().join("cm.sock");
     let mux = |extra: &[&str]| {
         let mut c = Command::new("/usr/bin/ssh");
-        c.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "KexAlgorithms=curve25519-sha256"])
-            .arg("-i").arg(d.join("id"))
-            .arg("-o").arg(format!("CertificateFile={}", session_cert.display()))
-            .arg("-o").arg(format!("UserKnownHostsFile={}", kh.display()))
-            .arg("-o").arg(format!("ControlPath={}", control.display()))
-            .args(["-o", "StrictHostKeyChecking=yes", "-p", &direct.addr().port().to_string()])
-            .args(extra)
-            .arg(format!("{USER}@{}", direct.addr().ip()));
+        c.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "KexAlgorithms=curve25519-sha256",
+        ])
+        .arg("-i")
+        .arg(d.join("id"))
+        .arg("-o")
+        .arg(format!("CertificateFile={}", session_cert.display()))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .arg("-o")
+        .arg(format!("ControlPath={}", control.display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-p",
+            &direct.addr().port().to_string(),
+        ])
+        .args(extra)
+        .arg(format!("{USER}@{}", direct.addr().ip()));
         c
     };
-    let st = mux(&["-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-N", "-f"]).status().unwrap();
+    let st = mux(&[
+        "-o",
+        "ControlMaster=yes",
+        "-o",
+        "ControlPersist=120",
+        "-N",
+        "-f",
+    ])
+    .status()
+    .unwrap();
     assert!(st.success(), "ControlMaster did not start");
     let (mut ours_s, mut theirs_s) = (Vec::new(), Vec::new());
     for i in 0..=ROUNDS * 2 {
         let t = Instant::now();
-        let r = rt.block_on(engine.session_exec(&caller, &session.session_id, "true".into(), None)).unwrap();
+        let r = rt
+            .block_on(engine.session_exec(&caller, &session.session_id, "true".into(), None))
+            .unwrap();
         assert_eq!(r.exit_code, Some(0));
         let a = t.elapsed();
         let t = Instant::now();
-        let out = mux(&["-o", "ControlMaster=no"]).arg("true").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = mux(&["-o", "ControlMaster=no"])
+            .arg("true")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let b = t.elapsed();
         if i > 0 {
             ours_s.push(a);
@@ -314,9 +357,19 @@ fn main() {
     let _ = mux(&["-O", "exit"]).output();
     let (sp50, sp99) = stats(ours_s);
     let (mp50, mp99) = stats(theirs_s);
-    println!("{:<34} {:>9.1} {:>9.1}", "exec session: ssh_session_exec", sp50, sp99);
-    println!("{:<34} {:>9.1} {:>9.1}", "OpenSSH ControlMaster exec", mp50, mp99);
-    println!("{:<34} {:>9.2}", "ratio (ours / OpenSSH), session", sp50 / mp50);
+    println!(
+        "{:<34} {:>9.1} {:>9.1}",
+        "exec session: ssh_session_exec", sp50, sp99
+    );
+    println!(
+        "{:<34} {:>9.1} {:>9.1}",
+        "OpenSSH ControlMaster exec", mp50, mp99
+    );
+    println!(
+        "{:<34} {:>9.2}",
+        "ratio (ours / OpenSSH), session",
+        sp50 / mp50
+    );
 
     let engine = Arc::new(engine);
     let lat = rt.block_on(async {

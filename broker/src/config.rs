@@ -177,18 +177,23 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     let connect_timeout = secs(&root, "connect_timeout_seconds", 15, 1, 300);
     let max_sessions_per_caller = root.opt_u64("max_sessions_per_caller").unwrap_or(10);
     let max_sessions_total = root.opt_u64("max_sessions_total").unwrap_or(100);
-    for (key, v) in [("max_sessions_per_caller", max_sessions_per_caller), ("max_sessions_total", max_sessions_total)] {
+    for (key, v) in [
+        ("max_sessions_per_caller", max_sessions_per_caller),
+        ("max_sessions_total", max_sessions_total),
+    ] {
         if !(1..=10_000).contains(&v) {
             root.error(key, "must be between 1 and 10000");
         }
     }
-    let listen = root.opt_str("listen").and_then(|l| match l.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            root.error("listen", "must be ip:port, e.g. 127.0.0.1:8443");
-            None
-        }
-    });
+    let listen = root
+        .opt_str("listen")
+        .and_then(|l| match l.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                root.error("listen", "must be ip:port, e.g. 127.0.0.1:8443");
+                None
+            }
+        });
     let opt_path = |key: &str| root.raw(key).and_then(|_| path(&root, key, base));
     let server_cert = opt_path("server_cert");
     let server_key = opt_path("server_key");

@@ -129,20 +129,20 @@ impl KeySource {
     /// The key named `kid`, refetching the JWKS when it is stale or does
     /// not have it (rate-limited).
     pub async fn key(&self, kid: &str) -> Lookup {
-        let (found, stale, may_refetch) = self.read(|c| {
-            let found = c.keys.iter().find(|k| k.kid == kid).cloned();
+        let fresh = self.read(|c| {
             let stale = c.fetched.is_none_or(|t| t.elapsed() >= self.max_age);
-            let may_refetch = c.attempted.is_none_or(|t| t.elapsed() >= self.refresh_min);
-            (found, stale, may_refetch)
+            c.keys
+                .iter()
+                .find(|k| k.kid == kid)
+                .filter(|_| !stale)
+                .cloned()
         });
-        if let Some(key) = &found
-            && !(stale && may_refetch)
-        {
-            return Lookup::Found(key.clone());
+        if let Some(key) = fresh {
+            return Lookup::Found(key);
         }
-        if may_refetch {
-            self.refresh_once().await;
-        }
+        // Waits for a fetch in progress (the first one at start-up), and
+        // fetches only if the last attempt is older than the rate limit.
+        self.refresh_once().await;
         self.read(|c| {
             if let Some(key) = c.keys.iter().find(|k| k.kid == kid) {
                 Lookup::Found(key.clone())
@@ -159,8 +159,9 @@ impl KeySource {
     }
 
     /// Fetches unless another caller is already doing so (then waits for
-    /// it) or one finished within the rate limit.
-    async fn refresh_once(&self) {
+    /// it) or one was attempted within the rate limit. Also the start-up
+    /// fetch, so that the first tokens wait for it.
+    pub async fn refresh_once(&self) {
         let _guard = self.fetching.lock().await;
         let recent = self.read(|c| c.attempted.is_some_and(|t| t.elapsed() < self.refresh_min));
         if recent {
@@ -172,7 +173,7 @@ impl KeySource {
     }
 
     /// Fetches the JWKS now (discovering its location first if needed).
-    pub async fn refresh(&self) -> Result<usize, String> {
+    async fn refresh(&self) -> Result<usize, String> {
         self.write(|c| c.attempted = Some(Instant::now()));
         let result = self.fetch_keys().await;
         self.write(|c| match &result {

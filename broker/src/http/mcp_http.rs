@@ -201,7 +201,7 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// The bearer middleware in front of the MCP endpoint.
-async fn authenticate(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+async fn authenticate(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<RemoteAddr>().copied();
     let verified = match bearer(&req) {
         None => Err(AuthError::Missing),
@@ -226,6 +226,8 @@ async fn authenticate(State(guard): State<Arc<Guard>>, req: Request, next: Next)
     {
         return resp;
     }
+    // The token has served its purpose: nothing behind this point sees it.
+    req.headers_mut().remove(header::AUTHORIZATION);
     let deleting = req.method() == Method::DELETE;
     let resp = CALLER.scope(caller.clone(), next.run(req)).await;
     match (&session, resp.headers().get(SESSION_HEADER)) {
@@ -327,11 +329,7 @@ pub async fn serve_mcp_http<T: Tools>(
 
     let keys = KeySource::new(&oauth)?;
     let first_fetch = keys.clone();
-    tokio::spawn(async move {
-        if let Err(e) = first_fetch.refresh().await {
-            tracing::warn!(error = %e, "issuer keys not available yet; retrying on the first token");
-        }
-    });
+    tokio::spawn(async move { first_fetch.refresh_once().await });
 
     let mut session_manager = LocalSessionManager::default();
     session_manager.session_config.keep_alive =
@@ -416,10 +414,16 @@ pub async fn serve_mcp_http<T: Tools>(
         "broker mcp-http listening on {scheme}://{local}{mcp_path} (resource {resource_url}, issuer {})",
         oauth.issuer
     );
+    let grace = cfg.http.shutdown_grace;
     let stop = async move {
         shutdown.await;
-        // Ends open event streams and sessions so the drain can finish.
-        cancel.cancel();
+        // In-flight calls get most of the grace period to finish; then the
+        // event streams and sessions still open are ended so the drain can
+        // complete before the deadline.
+        tokio::spawn(async move {
+            tokio::time::sleep(grace.mul_f32(0.75)).await;
+            cancel.cancel();
+        });
     };
     listen::serve(listener, tls, app, &cfg.http, stop).await;
     tracing::info!("broker mcp-http stopped");

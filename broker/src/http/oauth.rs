@@ -111,9 +111,23 @@ fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// The signer refuses identity strings with control or white space.
-fn clean(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c.is_control() || c.is_whitespace())
+/// The signer's rule for end users: 1–128 of `[A-Za-z0-9._@+:-]`, starting
+/// with a letter or digit. Checked here too, so a token the signer would
+/// refuse on every call is refused once, with the reason, at the door.
+fn is_identity(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | ':' | '-'))
+}
+
+/// The signer's rule for group names: 1–64 of `[A-Za-z0-9._-]`, starting
+/// with a letter or digit.
+fn is_group(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 impl Verifier {
@@ -201,7 +215,7 @@ impl Verifier {
         }
         let user = claim(claims, &s.user_claim)
             .and_then(Value::as_str)
-            .filter(|u| clean(u) && u.len() <= 256)
+            .filter(|u| is_identity(u))
             .ok_or_else(|| AuthError::Claim(s.user_claim.clone()))?
             .to_owned();
         let groups = match &s.groups_claim {
@@ -226,15 +240,19 @@ fn granted_scopes(claims: &Map<String, Value>) -> Vec<&str> {
     out
 }
 
-/// A list of clean strings; anything else fails closed.
+/// A list of valid group names, sorted and without repeats (so the same
+/// groups always compare equal); anything else fails closed.
 fn groups(claims: &Map<String, Value>, name: &str) -> Option<Vec<String>> {
     let Value::Array(items) = claim(claims, name)? else {
         return None;
     };
-    items
+    let mut groups: Vec<String> = items
         .iter()
-        .map(|g| g.as_str().filter(|g| clean(g)).map(str::to_owned))
-        .collect()
+        .map(|g| g.as_str().filter(|g| is_group(g)).map(str::to_owned))
+        .collect::<Option<_>>()?;
+    groups.sort();
+    groups.dedup();
+    Some(groups)
 }
 
 #[cfg(test)]
@@ -324,6 +342,8 @@ mod tests {
                 "{patch}"
             );
         }
+        let sorted = v.check_claims(&claims(json!({"groups": ["b", "a", "b"]})), 1100);
+        assert_eq!(sorted.unwrap().groups, Some(vec!["a".into(), "b".into()]));
         // Within the leeway.
         assert!(v.check_claims(&claims(json!({"iat": 1900})), 2059).is_ok());
         assert!(v.check_claims(&claims(json!({})), 1359).is_ok());

@@ -220,7 +220,8 @@ pub fn read_http(root: &Obj<'_>) -> HttpSettings {
         max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(d.max_body_bytes),
         header_read_timeout: secs(&o, "header_read_timeout_seconds", 10, 1, 300),
         body_read_timeout: secs(&o, "body_read_timeout_seconds", 30, 1, 600),
-        idle_timeout: secs(&o, "idle_timeout_seconds", 120, 5, 3600),
+        // Above the 15 s keep-alive comments of MCP event streams.
+        idle_timeout: secs(&o, "idle_timeout_seconds", 120, 20, 3600),
         max_connections: usize::try_from(count(&o, "max_connections", 256, 1, 100_000))
             .unwrap_or(d.max_connections),
         max_concurrent_requests: usize::try_from(count(
@@ -257,6 +258,59 @@ pub fn read_resource_url(root: &Obj<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BrokerConfig;
+
+    const SIGNER: &str = r#""signer": {"url": "https://127.0.0.1:9443", "client_cert": "c",
+        "client_key": "k", "ca": "ca"}, "audit_log": "a.log", "audit_key": "a.seed""#;
+
+    #[test]
+    fn network_sections_are_read_with_defaults_and_checked() {
+        let cfg = BrokerConfig::from_text(
+            &format!(
+                r#"{{{SIGNER}, "listen": "127.0.0.1:8080",
+                    "resource_url": "https://broker.example.com/mcp",
+                    "oauth": {{"issuer": "https://idp.example.com/realms/ops",
+                               "groups_claim": "groups", "clock_skew_seconds": -1,
+                               "ca": "idp-ca.pem"}},
+                    "http": {{"max_body_bytes": 65536, "allowed_hosts": ["broker.example.com"]}}}}"#
+            ),
+            Path::new("/etc/ib"),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:8080".parse().ok());
+        let oauth = cfg.oauth.unwrap();
+        assert_eq!(oauth.user_claim, "sub");
+        assert_eq!(oauth.clock_skew, Duration::ZERO);
+        assert_eq!(oauth.jwks_refresh_min, Duration::from_secs(30));
+        assert_eq!(oauth.ca, Some(PathBuf::from("/etc/ib/idp-ca.pem")));
+        assert_eq!(cfg.http.max_body_bytes, 65536);
+        assert_eq!(
+            cfg.http.max_connections,
+            HttpSettings::default().max_connections
+        );
+
+        let e = BrokerConfig::from_text(
+            &format!(
+                r#"{{{SIGNER}, "listen": "localhost", "server_cert": "s.crt",
+                    "resource_url": "http://broker.example.com/mcp",
+                    "oauth": {{"issuer": "http://idp.example.com", "extra": 1}},
+                    "http": {{"idle_timeout_seconds": 1}}}}"#
+            ),
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "listen: must be ip:port",
+            "server_key: server_cert and server_key go together",
+            "resource_url: must be https://",
+            "oauth.issuer: must be https://",
+            "oauth.extra: unknown field",
+            "http.idle_timeout_seconds: must be between",
+        ] {
+            assert!(e.contains(needle), "{needle} missing in:\n{e}");
+        }
+    }
 
     #[test]
     fn urls_must_be_https_unless_loopback() {

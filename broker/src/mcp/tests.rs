@@ -185,7 +185,11 @@ async fn tools_list_shows_every_tool_with_schemas() {
         ]
     );
     for tool in &tools {
-        assert!(tool.output_schema.is_some(), "{} has an output schema", tool.name);
+        assert!(
+            tool.output_schema.is_some(),
+            "{} has an output schema",
+            tool.name
+        );
         assert!(!tool.description.as_deref().unwrap_or("").is_empty());
     }
 

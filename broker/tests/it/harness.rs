@@ -51,7 +51,12 @@ impl Bed {
         cfg["callers"] = json!({"broker-1": {"allowed_groups": ["web"]}});
         cfg["hosts"] = hosts;
         let signer = SignerProc::start(dir.path(), &cfg).unwrap();
-        Bed { dir, pki, signer_cfg: cfg, signer }
+        Bed {
+            dir,
+            pki,
+            signer_cfg: cfg,
+            signer,
+        }
     }
 
     pub fn broker_json(&self, extra: Value) -> PathBuf {
