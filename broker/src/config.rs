@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use infrabroker_common::config::{ConfigErrors, Errors, Obj, parse_jwcc};
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, load_file, load_text};
 
 use crate::http::settings::{self, HttpSettings, OAuthSettings};
 
@@ -77,39 +77,17 @@ impl BrokerConfig {
     /// Reads and validates `path`; relative paths are resolved against its
     /// directory.
     pub fn load(path: &Path) -> Result<BrokerConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
-        })?;
-        Self::from_text(&text, path.parent().unwrap_or(Path::new(".")))
+        load_file(path, read)
     }
 
     /// Validates configuration text.
     pub fn from_text(text: &str, base: &Path) -> Result<BrokerConfig, ConfigErrors> {
-        let value = parse_jwcc(text)?;
-        let errs = Errors::new();
-        let cfg = read(&value, base, &errs);
-        match cfg {
-            Some(c) => errs.finish(c),
-            None => Err(errs
-                .finish(())
-                .err()
-                .unwrap_or_else(|| ConfigErrors::single("", "invalid configuration"))),
-        }
+        load_text(text, base, read)
     }
 }
 
 fn path(o: &Obj<'_>, key: &str, base: &Path) -> Option<PathBuf> {
-    let s = o.str(key)?;
-    if s.is_empty() {
-        o.error(key, "must not be empty");
-        return None;
-    }
-    let p = Path::new(&s);
-    Some(if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
-    })
+    o.file_path(key, base)
 }
 
 fn secs(o: &Obj<'_>, key: &str, default: u64, min: u64, max: u64) -> Duration {
