@@ -15,6 +15,8 @@ use crate::config::SignerEndpoint;
 #[derive(Debug, Clone)]
 pub struct SignerApi {
     client: MtlsClient,
+    /// Longest wait for an approval held by a control plane.
+    approval_wait: std::time::Duration,
 }
 
 /// Converts a client failure into the agent-facing error.
@@ -39,6 +41,7 @@ impl SignerApi {
                 &endpoint.client_key,
                 endpoint.request_timeout,
             )?,
+            approval_wait: endpoint.approval_wait,
         })
     }
 
@@ -50,12 +53,110 @@ impl SignerApi {
             .map_err(tool_error)
     }
 
-    /// `POST /v1/sign`.
+    /// `POST /v1/sign`. A control plane may answer `202 {approval_id}`:
+    /// the result is then polled at `GET /v1/sign/result/{id}` until it
+    /// arrives, is refused, or `approval_wait` has passed.
     pub async fn sign(&self, req: &SignRequest) -> Result<SignResponse, ToolError> {
-        self.client
-            .call(Method::POST, "/v1/sign", Some(req))
+        use hyper::StatusCode;
+        use infrabroker_common::client::{RawResponse, decode};
+        use std::time::Duration;
+
+        // Not `ErrorBody`: a control plane has reason codes of its own
+        // that the signer's enum does not list.
+        fn refusal(raw: &RawResponse) -> Option<(String, String)> {
+            let v: serde_json::Value = serde_json::from_slice(&raw.body).ok()?;
+            let code = v.get("reason_code")?.as_str()?.to_owned();
+            let message = v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_owned();
+            Some((code, message))
+        }
+        fn answer(raw: RawResponse) -> Result<SignResponse, ToolError> {
+            if raw.status == StatusCode::TOO_MANY_REQUESTS {
+                let after = raw.retry_after.clone().unwrap_or_else(|| "a while".into());
+                let message = refusal(&raw).map(|r| r.1).unwrap_or_default();
+                return Err(ToolError::Denied {
+                    code: "rate_limited".into(),
+                    message: format!("{message} (Retry-After: {after} s)"),
+                });
+            }
+            if !raw.status.is_success()
+                && let Some((code, message)) = refusal(&raw)
+            {
+                return Err(ToolError::Denied { code, message });
+            }
+            decode(raw).map_err(tool_error)
+        }
+
+        let raw = self
+            .client
+            .call_raw(
+                hyper::Method::POST,
+                "/v1/sign",
+                Some(serde_json::to_vec(req).map_err(|e| ToolError::Invalid(e.to_string()))?),
+            )
             .await
-            .map_err(tool_error)
+            .map_err(tool_error)?;
+        if raw.status != StatusCode::ACCEPTED {
+            return answer(raw);
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&raw.body)
+            .ok()
+            .and_then(|v| v.get("approval_id")?.as_str().map(str::to_owned))
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .ok_or_else(|| {
+                ToolError::SignerUnreachable("202 without a usable approval_id".into())
+            })?;
+        tracing::info!(approval_id = %id, host = %req.host, "waiting for an approval");
+        let deadline = tokio::time::Instant::now() + self.approval_wait;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(ToolError::Denied {
+                    code: "approval_expired".into(),
+                    message: format!(
+                        "approval {id} was not granted within {} s; ask an operator \
+                         (broker-ctl approval allow {id}) and retry",
+                        self.approval_wait.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            let raw = match self
+                .client
+                .call_raw(hyper::Method::GET, &format!("/v1/sign/result/{id}"), None)
+                .await
+            {
+                Ok(raw) => raw,
+                // One lost poll is not a refusal; the deadline still holds.
+                Err(e) => {
+                    tracing::warn!(approval_id = %id, error = %e, "approval poll failed; retrying");
+                    continue;
+                }
+            };
+            match raw.status {
+                StatusCode::ACCEPTED => continue,
+                StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT | StatusCode::GONE => {
+                    let (code, message) = refusal(&raw).unwrap_or_default();
+                    let code = match raw.status {
+                        StatusCode::FORBIDDEN if code.is_empty() => "approval_denied".into(),
+                        StatusCode::REQUEST_TIMEOUT => "approval_expired".into(),
+                        StatusCode::GONE => "approval_used".into(),
+                        _ => code,
+                    };
+                    let message = if message.contains(&id) {
+                        message
+                    } else {
+                        format!("approval {id}: {message}")
+                    };
+                    return Err(ToolError::Denied { code, message });
+                }
+                _ => return answer(raw),
+            }
+        }
     }
 }
 

@@ -386,7 +386,11 @@ impl<'a> Obj<'a> {
 
     /// An `ip:port` socket address; required or optional.
     pub fn socket_addr(&self, key: &str, required: bool) -> Option<SocketAddr> {
-        let s = if required { self.str(key) } else { self.opt_str(key) }?;
+        let s = if required {
+            self.str(key)
+        } else {
+            self.opt_str(key)
+        }?;
         match s.parse() {
             Ok(a) => Some(a),
             Err(_) => {

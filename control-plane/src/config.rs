@@ -235,8 +235,7 @@ fn socket_addr(o: &Obj<'_>, key: &str) -> Option<SocketAddr> {
 pub fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
@@ -587,6 +586,16 @@ mod tests {
         assert_eq!(c.behavior.mode, GuardMode::Off);
         assert_eq!(c.audit_log, Path::new("/etc/ib/cp.log"));
         assert_eq!(c.audit_fail_mode, AuditFailMode::Closed);
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../control-plane.example.json");
+        let c = ControlPlaneConfig::from_text(text, Path::new("/etc/infrabroker")).unwrap();
+        assert_eq!(c.approval.tiers.len(), 2);
+        assert_eq!(c.approval.notifier, NotifierKind::Webhook);
+        assert_eq!(c.behavior.mode, GuardMode::Observe);
+        assert!(c.approval.reviewer.is_some());
     }
 
     #[test]

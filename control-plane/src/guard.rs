@@ -36,7 +36,10 @@ impl Findings {
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self.novelties.iter().map(Novelty::describe).collect();
         if let Some(d) = self.rate_exceeded {
-            out.push(format!("rate limit exceeded (retry after {} s)", d.as_secs()));
+            out.push(format!(
+                "rate limit exceeded (retry after {} s)",
+                d.as_secs()
+            ));
         }
         out
     }
@@ -229,7 +232,12 @@ mod tests {
                 Novelty::Command("systemctl".into())
             ]
         );
-        assert_eq!(g.check("b", "web", "systemctl restart x", 1).novelties.len(), 2);
+        assert_eq!(
+            g.check("b", "web", "systemctl restart x", 1)
+                .novelties
+                .len(),
+            2
+        );
         g.learn("b", &f.novelties, 2);
         assert!(g.check("b", "web", "systemctl restart x", 3).is_clean());
         assert_eq!(

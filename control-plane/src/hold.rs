@@ -86,7 +86,10 @@ impl Shared {
         // than a request refused for a broken log.
         self.record(r).await?;
         if !self.store.insert(a.clone()) {
-            return Err(ApiError::new(Code::AuditUnavailable, "approval id collision; retry"));
+            return Err(ApiError::new(
+                Code::AuditUnavailable,
+                "approval id collision; retry",
+            ));
         }
         self.metrics.created();
         self.announce(a.view());

@@ -15,6 +15,7 @@
 //! # Layout
 //! - [`config`]: `control-plane.json`, read strictly.
 //! - [`approval`]: the approval record, tiers and its state machine.
+//! - [`view`]: an approval as operators and the reviewer see it.
 //! - [`store`]: [`store::ApprovalStore`] and the in-memory store.
 //! - [`guard`]: behaviour guardrails per subject (rate, novelty).
 //! - [`hold`]: create / decide / escalate / collect / sweep, audited.
@@ -38,6 +39,7 @@ pub mod sign;
 pub mod state;
 pub mod store;
 pub mod upstream;
+pub mod view;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -80,8 +82,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .await
         .map_err(other)?
         .map_err(|e| StartError::Other(format!("opening the audit log: {e}")))?;
-    let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
-        .map_err(other)?;
+    let tls_config =
+        tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
     let upstream = Upstream::new(&cfg.signer)?;
     let notifier = Notifier::new(&cfg.approval)?;
     let reviewer = match &cfg.approval.reviewer {

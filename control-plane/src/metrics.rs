@@ -68,16 +68,56 @@ impl Metrics {
     pub fn render(&self, pending: usize, subjects: usize) -> String {
         let mut out = String::new();
         let counters = [
-            ("forwarded_total", "Requests relayed to the signer.", &self.forwarded),
-            ("approvals_created_total", "Approvals created.", &self.approvals_created),
-            ("approvals_granted_total", "Approvals granted.", &self.approvals_granted),
-            ("approvals_denied_total", "Approvals denied.", &self.approvals_denied),
-            ("approvals_expired_total", "Approvals expired.", &self.approvals_expired),
-            ("approvals_collected_total", "Approvals collected by their broker.", &self.approvals_collected),
-            ("rate_limited_total", "Requests refused for their rate.", &self.rate_limited),
-            ("anomalies_total", "Guardrail findings recorded.", &self.anomalies),
-            ("notify_failures_total", "Notifications given up on.", &self.notify_failures),
-            ("audit_failures_total", "Audit records that could not be written.", &self.audit_failures),
+            (
+                "forwarded_total",
+                "Requests relayed to the signer.",
+                &self.forwarded,
+            ),
+            (
+                "approvals_created_total",
+                "Approvals created.",
+                &self.approvals_created,
+            ),
+            (
+                "approvals_granted_total",
+                "Approvals granted.",
+                &self.approvals_granted,
+            ),
+            (
+                "approvals_denied_total",
+                "Approvals denied.",
+                &self.approvals_denied,
+            ),
+            (
+                "approvals_expired_total",
+                "Approvals expired.",
+                &self.approvals_expired,
+            ),
+            (
+                "approvals_collected_total",
+                "Approvals collected by their broker.",
+                &self.approvals_collected,
+            ),
+            (
+                "rate_limited_total",
+                "Requests refused for their rate.",
+                &self.rate_limited,
+            ),
+            (
+                "anomalies_total",
+                "Guardrail findings recorded.",
+                &self.anomalies,
+            ),
+            (
+                "notify_failures_total",
+                "Notifications given up on.",
+                &self.notify_failures,
+            ),
+            (
+                "audit_failures_total",
+                "Audit records that could not be written.",
+                &self.audit_failures,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(

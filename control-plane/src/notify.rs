@@ -339,7 +339,10 @@ mod tests {
     fn teams_is_an_adaptive_card() {
         let p = notifier(NotifierKind::Teams).payload(&view());
         let att = &p["attachments"][0];
-        assert_eq!(att["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            att["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         assert_eq!(att["content"]["type"], "AdaptiveCard");
         assert_eq!(att["content"]["actions"][0]["type"], "Action.OpenUrl");
     }

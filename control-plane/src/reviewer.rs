@@ -78,7 +78,10 @@ impl Token {
     /// Constant-time comparison (of digests, so length leaks nothing).
     pub fn matches(&self, presented: &str) -> bool {
         let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        d.iter().zip(self.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        d.iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -160,7 +163,12 @@ fn schema<A: JsonSchema>() -> JsonObject {
     }
 }
 
-fn tool<A: JsonSchema>(name: &'static str, title: &'static str, desc: &'static str, ro: bool) -> Tool {
+fn tool<A: JsonSchema>(
+    name: &'static str,
+    title: &'static str,
+    desc: &'static str,
+    ro: bool,
+) -> Tool {
     Tool::new(name, desc, schema::<A>())
         .with_title(title)
         .with_annotations(
@@ -279,7 +287,10 @@ impl ReviewerMcp {
                 let v = s.escalate(&id, &self.me(), &reason).await?;
                 Ok(serde_json::to_value(v).unwrap_or_default())
             }
-            _ => Err(ApiError::new(Code::NotFound, format!("unknown tool {name:?}"))),
+            _ => Err(ApiError::new(
+                Code::NotFound,
+                format!("unknown tool {name:?}"),
+            )),
         }
     }
 }
@@ -339,10 +350,20 @@ mod tests {
     #[test]
     fn every_tool_has_an_object_schema() {
         for t in TOOLS.iter() {
-            assert_eq!(t.input_schema.get("type"), Some(&Value::from("object")), "{}", t.name);
+            assert_eq!(
+                t.input_schema.get("type"),
+                Some(&Value::from("object")),
+                "{}",
+                t.name
+            );
         }
         let decide = TOOLS.iter().find(|t| t.name == "deny_request").unwrap();
         let required = decide.input_schema.get("required").unwrap();
-        assert!(required.as_array().unwrap().contains(&Value::from("reason")));
+        assert!(
+            required
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("reason"))
+        );
     }
 }

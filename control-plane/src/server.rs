@@ -219,8 +219,11 @@ async fn decide_route(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !json_body {
-        return ApiError::new(Code::MalformedRequest, "Content-Type must be application/json")
-            .into_response();
+        return ApiError::new(
+            Code::MalformedRequest,
+            "Content-Type must be application/json",
+        )
+        .into_response();
     }
     let body = match read_body(req).await {
         Ok(b) => b,
@@ -241,8 +244,7 @@ async fn decide_route(
         (false, _) => reason,
         (true, true) => "approved by an operator".to_owned(),
         (true, false) => {
-            return ApiError::new(Code::ReasonRequired, "a denial needs a reason")
-                .into_response();
+            return ApiError::new(Code::ReasonRequired, "a denial needs a reason").into_response();
         }
     };
     let who = Decider {

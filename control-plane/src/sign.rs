@@ -260,7 +260,10 @@ async fn hold_novelty(
         tier = tier.max(policy_tier(&s.cfg.approval, &req.host, &req.command));
         reasons.push(format!(
             "policy requires approval ({})",
-            decision.matched_rule.as_deref().unwrap_or("require_approval")
+            decision
+                .matched_rule
+                .as_deref()
+                .unwrap_or("require_approval")
         ));
     }
     let spec = HoldSpec {

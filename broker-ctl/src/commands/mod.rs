@@ -1,6 +1,7 @@
 //! One module per subcommand; this file holds the argument grammar and the
 //! error-to-exit-code mapping.
 
+mod approval;
 mod audit;
 mod pki;
 mod policy;
@@ -74,6 +75,9 @@ enum Command {
     Policy(PolicyCmd),
     /// Ask a running signer to reload its configuration.
     Reload(ServiceArgs),
+    /// Requests held by the control plane for approval.
+    #[command(subcommand)]
+    Approval(approval::ApprovalCmd),
 }
 
 #[derive(Subcommand)]
@@ -169,5 +173,6 @@ pub fn run(cli: Cli) -> Outcome {
             json,
         }) => policy::explain(&config, &host, command.as_deref(), json),
         Command::Reload(args) => reload::run(&args),
+        Command::Approval(cmd) => approval::run(cmd),
     }
 }

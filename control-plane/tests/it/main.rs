@@ -1,1 +1,17 @@
-//! Integration tests of the control plane (filled in below).
+//! Integration tests of the control plane: the real `control-plane`,
+//! `signer` and `broker-ctl` binaries, broker engines and real `sshd`s.
+//! Build the binaries first: `cargo build --workspace --bins`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed setup aborts the test with its message"
+)]
+
+mod approvals;
+mod forwarder;
+mod guardrails;
+mod harness;
+mod mcp_wait;
+mod notify;
+mod reviewer;
