@@ -137,6 +137,11 @@ impl Engine {
                 Ok(m) => m,
                 Err(p) => p.into_inner(),
             };
+            // Forget idle callers (OIDC subjects come and go), so the map
+            // cannot grow without bound.
+            if map.len() > 1024 {
+                map.retain(|_, s| s.available_permits() < limit);
+            }
             map.entry(caller.id.clone())
                 .or_insert_with(|| Arc::new(Semaphore::new(limit)))
                 .clone()
@@ -374,6 +379,10 @@ impl Engine {
         let target = conns
             .last()
             .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        // Durable before anything runs: no command without its record.
+        let mut start_rec = rec.clone();
+        start_rec.insert("outcome".into(), "exec_started".into());
+        self.write_record(start_rec).await?;
         let out = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout).await;
         for c in conns.iter().rev() {
             let _ = c
@@ -438,7 +447,9 @@ impl Tools for Engine {
         let _permit = self.permit(caller)?;
         let mut rec = Self::base_record(caller, &req);
         let started = Instant::now();
+        let mut guard = AbandonGuard::new(self.audit.clone(), rec.clone());
         let result = self.execute_inner(caller, &req, &mut rec).await;
+        guard.disarm();
         rec.insert(
             "duration_ms".into(),
             u64::try_from(started.elapsed().as_millis())
@@ -528,5 +539,51 @@ impl Tools for Engine {
 
     async fn close_sessions_of(&self, caller: &Caller) {
         self.close_all_of(caller).await;
+    }
+}
+
+/// Writes an `abandoned` record if a call is dropped (its client cancelled
+/// or went away) before it recorded how it ended, so a command that may
+/// have run never goes unaudited.
+pub(crate) struct AbandonGuard {
+    audit: AuditLog,
+    record: Option<Map<String, Value>>,
+}
+
+impl AbandonGuard {
+    /// Arms the guard with the call's record so far.
+    pub(crate) fn new(audit: AuditLog, record: Map<String, Value>) -> Self {
+        AbandonGuard {
+            audit,
+            record: Some(record),
+        }
+    }
+
+    /// The call finished and records its own outcome.
+    pub(crate) fn disarm(&mut self) {
+        self.record = None;
+    }
+
+    /// Still waiting for the call to finish.
+    pub(crate) fn armed(&self) -> bool {
+        self.record.is_some()
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        let Some(mut rec) = self.record.take() else {
+            return;
+        };
+        rec.insert("outcome".into(), "abandoned".into());
+        rec.insert("reason_code".into(), "cancelled".into());
+        let audit = self.audit.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = audit.append(rec).await {
+                    tracing::error!(error = %e, "audit record of an abandoned call could not be written");
+                }
+            });
+        }
     }
 }

@@ -44,8 +44,21 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<Output, ToolError> {
     let broken = |e: russh::Error| ToolError::Broken(e.to_string());
-    let mut ch = conn.channel_open_session().await.map_err(broken)?;
-    ch.exec(true, command).await.map_err(broken)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let opened = tokio::time::timeout_at(deadline, async {
+        let ch = conn.channel_open_session().await.map_err(broken)?;
+        ch.exec(true, command).await.map_err(broken)?;
+        Ok::<_, ToolError>(ch)
+    })
+    .await;
+    let mut ch = match opened {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(ToolError::TimedOut {
+                seconds: timeout.as_secs(),
+            });
+        }
+    };
     let mut out = Output::default();
     let read = async {
         while let Some(msg) = ch.wait().await {
@@ -71,7 +84,7 @@ pub async fn run(
         }
         Ok(())
     };
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
         Err(_) => {

@@ -163,16 +163,15 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
-/// Extracts the subject CN of a DER certificate.
+/// Extracts the subject CN of a DER certificate. A certificate with no CN,
+/// more than one, or one that is not UTF-8 has no identity here.
 pub fn subject_cn(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = parsed
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_owned();
+    let mut names = parsed.subject().iter_common_name();
+    let cn = names.next()?.as_str().ok()?.to_owned();
+    if names.next().is_some() {
+        return None;
+    }
     Some(cn)
 }
 
@@ -186,6 +185,9 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Open connections at most; further accepts wait.
     pub max_connections: usize,
+    /// Open connections per remote IP at most; further ones from that IP
+    /// are closed at once, so one client cannot take every slot.
+    pub max_connections_per_ip: usize,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// How long in-flight requests may take to finish after shutdown starts.
@@ -195,9 +197,10 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_ip: 64,
             max_concurrent_streams: 64,
             grace: Duration::from_secs(10),
         }
@@ -233,6 +236,7 @@ pub async fn serve_mtls(
         .timer(TokioTimer::new())
         .max_concurrent_streams(opts.max_concurrent_streams);
     let builder = Arc::new(builder);
+    let per_ip = PerIp::new(opts.max_connections_per_ip);
     tokio::pin!(shutdown);
 
     loop {
@@ -254,6 +258,11 @@ pub async fn serve_mtls(
                 }
             },
         };
+        let Some(slot) = per_ip.take(addr.ip()) else {
+            drop(tcp);
+            on_reject(addr, "too many connections from this address".into());
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -263,6 +272,7 @@ pub async fn serve_mtls(
         let handshake_timeout = opts.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return on_reject(addr, e.to_string()),
@@ -296,5 +306,70 @@ pub async fn serve_mtls(
         .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// Counts open connections per remote address.
+#[derive(Debug, Clone)]
+struct PerIp {
+    limit: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection's place in [`PerIp`]; released on drop.
+#[derive(Debug)]
+struct IpSlot {
+    ip: std::net::IpAddr,
+    owner: PerIp,
+}
+
+impl PerIp {
+    fn new(limit: usize) -> Self {
+        PerIp {
+            limit: limit.max(1),
+            open: Arc::default(),
+        }
+    }
+
+    fn take(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            ip,
+            owner: self.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.owner.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_slots_are_bounded_and_released() {
+        let p = PerIp::new(2);
+        let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+        let a = p.take(ip).unwrap();
+        let _b = p.take(ip).unwrap();
+        assert!(p.take(ip).is_none());
+        assert!(p.take([127, 0, 0, 2].into()).is_some());
+        drop(a);
+        assert!(p.take(ip).is_some());
     }
 }

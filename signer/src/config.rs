@@ -398,19 +398,20 @@ fn read_hosts(
             root.errors()
                 .push(path.clone(), format!("{name:?} is not a valid host name"));
         }
-        let addr = o.str("addr").unwrap_or_default();
-        if !addr.is_empty() && !names::is_host_port(&addr) {
+        let addr = o.str("addr");
+        let addr = addr.unwrap_or_default();
+        if o.raw("addr").is_some() && !names::is_host_port(&addr) {
             o.error("addr", format!("{addr:?} is not host:port"));
         }
         let user = o.str("user").unwrap_or_default();
-        if !user.is_empty() && !names::is_unix_user(&user) {
+        if o.raw("user").is_some() && !names::is_unix_user(&user) {
             o.error("user", format!("{user:?} is not a valid account name"));
         }
         let host_key = o.str("host_key").unwrap_or_default();
         let host_key = match ssh_key::PublicKey::from_openssh(host_key.trim()) {
             Ok(k) => k.to_openssh().unwrap_or_default(),
             Err(_) => {
-                if !host_key.is_empty() {
+                if o.raw("host_key").is_some() {
                     o.error("host_key", "is not an OpenSSH public key line");
                 }
                 String::new()

@@ -114,13 +114,22 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     }
 
     let hook_shared = shared.clone();
+    // Refused handshakes are audited, but at most a few per second: an
+    // unauthenticated peer must not be able to fill the audit disk.
+    let budget = Arc::new(RejectBudget::default());
     let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
         hook_shared.metrics.tls_reject();
         tracing::info!(%addr, %reason, "TLS handshake refused");
+        let Some(suppressed) = budget.admit() else {
+            return;
+        };
         let mut rec = Map::new();
         rec.insert("outcome".into(), "tls_rejected".into());
         rec.insert("peer".into(), addr.to_string().into());
         rec.insert("message".into(), reason.into());
+        if suppressed > 0 {
+            rec.insert("suppressed_before".into(), suppressed.into());
+        }
         let s = hook_shared.clone();
         tokio::spawn(async move {
             if let Err(e) = s.audit().append(rec).await {
@@ -186,4 +195,36 @@ fn spawn_auto_reload(shared: Arc<Shared>, path: std::path::PathBuf, every: u64) 
             }
         }
     });
+}
+
+/// At most [`RejectBudget::PER_SECOND`] audit records of refused handshakes
+/// per second; the rest are counted and reported with the next record.
+#[derive(Debug, Default)]
+struct RejectBudget {
+    state: std::sync::Mutex<(u64, u64, u64)>,
+}
+
+impl RejectBudget {
+    const PER_SECOND: u64 = 20;
+
+    /// `Some(suppressed since the last admitted record)` if this one may be
+    /// written.
+    fn admit(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (second, used, suppressed) = &mut *st;
+        if *second != now {
+            *second = now;
+            *used = 0;
+        }
+        if *used >= Self::PER_SECOND {
+            *suppressed += 1;
+            return None;
+        }
+        *used += 1;
+        Some(std::mem::take(suppressed))
+    }
 }

@@ -37,8 +37,38 @@ pub struct Shared {
     config_path: PathBuf,
     audit: AuditLog,
     next_serial: AtomicU64,
+    reload_lock: tokio::sync::Mutex<()>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+}
+
+/// Settings read only at start-up (listeners, TLS, audit): a reload that
+/// changes them is refused rather than reported as applied.
+fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, same: bool| {
+        if !same {
+            out.push(format!(
+                "{name}: changed; restart the signer to apply it (the running value stays)"
+            ));
+        }
+    };
+    check("listen", old.listen == new.listen);
+    check("server_cert", old.server_cert == new.server_cert);
+    check("server_key", old.server_key == new.server_key);
+    check("client_ca", old.client_ca == new.client_ca);
+    check("audit_log", old.audit_log == new.audit_log);
+    check("audit_key", old.audit_key == new.audit_key);
+    check(
+        "audit_fail_mode",
+        old.audit_fail_mode == new.audit_fail_mode,
+    );
+    check("monitor_listen", old.monitor_listen == new.monitor_listen);
+    check(
+        "auto_reload_seconds",
+        old.auto_reload_seconds == new.auto_reload_seconds,
+    );
+    out
 }
 
 impl Shared {
@@ -55,6 +85,7 @@ impl Shared {
             config_path,
             audit,
             next_serial: AtomicU64::new(clock.max(last_serial.saturating_add(1))),
+            reload_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         }
     }
@@ -75,12 +106,19 @@ impl Shared {
     /// Re-reads the configuration file; on success swaps it in whole, on
     /// failure keeps the running one. Audited either way.
     pub async fn reload(&self, by: &str) -> Result<usize, Vec<String>> {
+        // One reload at a time, so an older file can never win a race.
+        let _serial = self.reload_lock.lock().await;
         let path = self.config_path.clone();
+        let running = self.runtime();
         let loaded =
             tokio::task::spawn_blocking(move || SignerConfig::load(&path).and_then(Runtime::new))
                 .await
                 .map_err(|e| vec![format!("reload task failed: {e}")])
-                .and_then(|r| r.map_err(|e| e.0.iter().map(ToString::to_string).collect()));
+                .and_then(|r| r.map_err(|e| e.0.iter().map(ToString::to_string).collect()))
+                .and_then(|rt| {
+                    let fixed = restart_only_changes(&running.config, &rt.config);
+                    if fixed.is_empty() { Ok(rt) } else { Err(fixed) }
+                });
         let mut rec = Map::new();
         rec.insert("by".into(), by.into());
         let result = match loaded {

@@ -159,6 +159,7 @@ pub async fn serve_rest<T: Tools>(
         max_connections: cfg.http.max_connections,
         max_concurrent_streams: cfg.http.max_concurrent_streams,
         grace: cfg.http.shutdown_grace,
+        ..ServeOptions::default()
     };
     let on_reject: RejectHook = Arc::new(|addr, reason| {
         tracing::info!(%addr, %reason, "TLS handshake refused");

@@ -37,6 +37,45 @@ use crate::ssh::Conn;
 /// How often the reaper looks for idle and expired sessions.
 pub const REAP_EVERY: Duration = Duration::from_millis(500);
 
+/// Longest command line sent to a shell (a terminal drops bytes past 4095).
+const MAX_SHELL_LINE: usize = 4000;
+
+/// Marks a session busy while a command runs. If the call is dropped
+/// (cancelled) before it finishes, the command's end is audited as
+/// `abandoned`, and a shell session is marked for closing: its state is
+/// unknown and its pending output would be credited to the next command.
+struct BusyGuard<'a> {
+    session: &'a Session,
+    abandon: crate::engine::AbandonGuard,
+}
+
+impl<'a> BusyGuard<'a> {
+    fn new(
+        session: &'a Session,
+        audit: infrabroker_common::audit::AuditLog,
+        rec: Map<String, Value>,
+    ) -> Self {
+        session.busy.store(true, Ordering::SeqCst);
+        BusyGuard {
+            session,
+            abandon: crate::engine::AbandonGuard::new(audit, rec),
+        }
+    }
+
+    fn finish(&mut self) {
+        self.abandon.disarm();
+    }
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.session.busy.store(false, Ordering::SeqCst);
+        if self.abandon.armed() && self.session.mode != SessionMode::Exec {
+            self.session.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 enum Runner {
     Exec,
     Shell(Box<Shell>),
@@ -59,6 +98,7 @@ pub struct Session {
     expires_unix: u64,
     last_used: Mutex<Instant>,
     busy: AtomicBool,
+    cancelled: AtomicBool,
     runner: tokio::sync::Mutex<Runner>,
     closed: watch::Sender<Option<String>>,
     recorder: Option<Arc<Recorder>>,
@@ -297,6 +337,7 @@ impl Engine {
             expires_unix,
             last_used: Mutex::new(Instant::now()),
             busy: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             runner: tokio::sync::Mutex::new(runner),
             closed: watch::channel(None).0,
             recorder,
@@ -367,7 +408,12 @@ impl Engine {
         }
         let mut rec = self.session_record(caller, &s, "session_exec");
         rec.insert("command".into(), command.clone().into());
-        if let Err(e) = self.preflight(caller, &s, &command).await {
+        let checked = self.check_session_command(&s, &command);
+        let checked = match checked {
+            Ok(()) => self.preflight(caller, &s, &command).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
             rec.insert("outcome".into(), "session_exec_denied".into());
             rec.insert("reason_code".into(), e.reason_code().into());
             rec.insert("error".into(), e.to_string().into());
@@ -381,9 +427,13 @@ impl Engine {
         let timeout = timeout
             .unwrap_or(self.config().exec_timeout)
             .min(self.config().exec_timeout_max);
-        s.busy.store(true, Ordering::SeqCst);
+        // Durable before anything is sent: no command without its record.
+        let mut start_rec = rec.clone();
+        start_rec.insert("outcome".into(), "session_exec_started".into());
+        self.write_record(start_rec).await?;
+        let mut guard = BusyGuard::new(&s, self.audit().clone(), rec.clone());
         let result = self.run_in(&s, &command, timeout).await;
-        s.busy.store(false, Ordering::SeqCst);
+        guard.finish();
         if let Ok(mut t) = s.last_used.lock() {
             *t = Instant::now();
         }
@@ -418,6 +468,29 @@ impl Engine {
             serial: s.serial,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
+    }
+
+    /// Commands a terminal would edit before the shell sees them (erase,
+    /// kill-line, literal-next…) are refused in shell and pty sessions, as
+    /// are lines a terminal truncates: what is audited must be what runs.
+    fn check_session_command(&self, s: &Session, command: &str) -> Result<(), ToolError> {
+        if s.mode == SessionMode::Exec {
+            return Ok(());
+        }
+        if command
+            .chars()
+            .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+        {
+            return Err(ToolError::Invalid(
+                "control characters are not allowed in shell and pty sessions".into(),
+            ));
+        }
+        if command.len() > MAX_SHELL_LINE {
+            return Err(ToolError::Invalid(format!(
+                "commands in shell and pty sessions are limited to {MAX_SHELL_LINE} bytes"
+            )));
+        }
+        Ok(())
     }
 
     /// The signer's dry run for this command in this session, after checking
@@ -577,7 +650,13 @@ impl Engine {
         let idle_limit = self.config().session_idle;
         let now = Instant::now();
         for s in self.sessions().all() {
-            if now >= s.expires_at {
+            if s.cancelled.load(Ordering::SeqCst) {
+                self.close_session(
+                    &s,
+                    "a command was cancelled and the shell's state is unknown",
+                )
+                .await;
+            } else if now >= s.expires_at {
                 self.close_session(&s, "its certificate expired (the session's hard end)")
                     .await;
             } else if !s.busy.load(Ordering::SeqCst)

@@ -96,6 +96,10 @@ struct Collector {
 
 const TAIL: usize = 512;
 
+/// Output kept while the shell starts (banners, prompts); the rest of it
+/// is dropped, so a chatty host cannot grow the broker's memory.
+const SETUP_CAP: usize = 64 * 1024;
+
 impl Collector {
     fn push(&mut self, data: &[u8], cap: usize, needle: &[u8]) {
         if self.done.is_some() {
@@ -160,13 +164,21 @@ impl Shell {
         timeout: Duration,
     ) -> Result<Shell, ToolError> {
         let broken = |e: russh::Error| ToolError::Broken(e.to_string());
-        let ch = conn.channel_open_session().await.map_err(broken)?;
-        if let Some((cols, rows)) = pty {
-            ch.request_pty(true, "xterm", cols, rows, 0, 0, &[])
-                .await
-                .map_err(broken)?;
-        }
-        ch.exec(true, shell_cmd).await.map_err(broken)?;
+        let opened = tokio::time::timeout(timeout, async {
+            let ch = conn.channel_open_session().await.map_err(broken)?;
+            if let Some((cols, rows)) = pty {
+                ch.request_pty(true, "xterm", cols, rows, 0, 0, &[])
+                    .await
+                    .map_err(broken)?;
+            }
+            ch.exec(true, shell_cmd).await.map_err(broken)?;
+            Ok::<_, ToolError>(ch)
+        })
+        .await;
+        let ch = match opened {
+            Ok(r) => r?,
+            Err(_) => return Err(ToolError::Broken("the remote shell did not start".into())),
+        };
         let (read, write) = ch.split();
         let (tx, events) = mpsc::channel(256);
         let reader = reader(read, tx, recorder.clone());
@@ -183,7 +195,7 @@ impl Shell {
             ""
         };
         shell
-            .run_raw(setup.to_owned(), "", usize::MAX / 2, timeout)
+            .run_raw(setup.to_owned(), "", SETUP_CAP, timeout)
             .await
             .map_err(|e| match e {
                 ToolError::TimedOut { .. } => {
@@ -225,11 +237,13 @@ impl Shell {
     ) -> Result<Output, ToolError> {
         let (m1, m2) = new_marker();
         let needle = format!("{m1}{m2}:");
+        // `unset -f` is a special built-in, which no function can shadow:
+        // a session that redefined `printf` cannot fake its exit codes.
         let report = format!("printf '%s%s:%d\\n' '{m1}' '{m2}' \"$__ib_rc\"");
         let trailer = if self.pty {
-            format!("__ib_rc=$?; {report}\n")
+            format!("__ib_rc=$?; unset -f printf 2>/dev/null; {report}\n")
         } else {
-            format!("__ib_rc=$?; {report}; {report} >&2\n")
+            format!("__ib_rc=$?; unset -f printf 2>/dev/null; {report}; {report} >&2\n")
         };
         self.send(&format!("{prefix}{trailer}")).await?;
         let mut out = Collector::default();

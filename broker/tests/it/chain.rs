@@ -74,7 +74,7 @@ async fn one_bastion_chain_works_and_the_pinned_target_cert_fails_elsewhere() {
     let rec = bed
         .broker_records()
         .into_iter()
-        .find(|x| x["serial"] == r.serial)
+        .find(|x| x["serial"] == r.serial && x["outcome"] == "executed")
         .unwrap();
     assert_eq!(rec["chain"], json!(["bastion", "target"]));
     let bastion_serial = rec["hop_serials"][0].as_u64().unwrap();
@@ -173,7 +173,7 @@ async fn two_bastion_chain_works() {
     let rec = bed
         .broker_records()
         .into_iter()
-        .find(|x| x["serial"] == r.serial)
+        .find(|x| x["serial"] == r.serial && x["outcome"] == "executed")
         .unwrap();
     assert_eq!(rec["chain"], json!(["b1", "b2", "target"]));
     assert_eq!(rec["hop_serials"].as_array().unwrap().len(), 3);

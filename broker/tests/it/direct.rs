@@ -77,7 +77,7 @@ async fn streams_exit_codes_signals_truncation_timeout_and_the_serial_join() {
     let executed = bed
         .broker_records()
         .into_iter()
-        .find(|x| x["serial"] == r.serial)
+        .find(|x| x["serial"] == r.serial && x["outcome"] == "executed")
         .unwrap();
     assert_eq!(executed["outcome"], "executed");
     assert_eq!(executed["exit_code"], 0);

@@ -116,7 +116,7 @@ fn python_sdk_clients_get_per_user_rbac_and_sessions_stay_with_their_user() {
         let executed = bed
             .broker_records()
             .into_iter()
-            .find(|r| r["serial"] == serial)
+            .find(|r| r["serial"] == serial && r["outcome"] == "executed")
             .unwrap();
         assert_eq!(executed["outcome"], "executed");
         assert_eq!(executed["end_user"], who);

@@ -112,7 +112,7 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
         let rec = bed
             .broker_records()
             .into_iter()
-            .find(|r| r["serial"] == serial)
+            .find(|r| r["serial"] == serial && r["outcome"] == "executed")
             .unwrap();
         assert_eq!(rec["outcome"], "executed");
         assert_eq!(rec["caller"], stem);

@@ -120,6 +120,23 @@ async fn exec_shell_and_pty_sessions_run_sequences_correctly() {
     );
     let r = exec(&engine, &id, "printf 'no newline'").await.unwrap();
     assert_eq!(r.stdout, "no newline");
+    // What a terminal would edit is refused: the audited line is what runs.
+    let e = exec(&engine, &id, "echo hi\u{15}rm -rf /tmp/x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason_code(), "invalid_arguments", "{e:?}");
+    // A redefined printf cannot fake exit codes.
+    exec(
+        &engine,
+        &id,
+        "printf() { command printf \"$1\" \"$2\" \"$3\" 0; }",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        exec(&engine, &id, "false").await.unwrap().exit_code,
+        Some(1)
+    );
 
     // pty: a terminal, streams merged.
     let mut pty_req = open_req("plain", SessionMode::Pty);

@@ -52,6 +52,7 @@ fn every_error_is_reported_with_its_path_and_exit_64() {
         "bast": {"addr": "127.0.0.1:22", "user": "u", "host_key": DUMMY_HOST_KEY, "principal": "p",
                  "allow_as_bastion": true, "command_policy": {"mode": "denylist", "deny": ["^rm"]}},
         "_note": {"addr": "x"},
+        "blank": {"addr": "", "user": "", "host_key": "", "principal": "p"},
     });
     let path = dir.path().join("signer.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
@@ -71,6 +72,9 @@ fn every_error_is_reported_with_its_path_and_exit_64() {
         "hosts.web.source_address",
         "hosts.web.jump: no host named \"ghost\"",
         "hosts.bast.command_policy: a host with a command policy cannot be a bastion",
+        "hosts.blank.addr: \"\" is not host:port",
+        "hosts.blank.user: \"\" is not a valid account name",
+        "hosts.blank.host_key: is not an OpenSSH public key line",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

@@ -64,6 +64,27 @@ async fn broken_reload_keeps_the_old_config_and_a_good_one_takes_effect() {
     let (st, v) = s.sign("broker-1", &oneshot("web2", "id", &key)).await;
     assert_eq!(st, 200, "{v}");
     assert!(s.wait_audit(|r| r["outcome"] == "reloaded").is_some());
+
+    // Settings read only at start-up are not silently ignored by a reload.
+    let mut moved = good.clone();
+    moved["client_ca"] = json!(s.pki.path("operator.crt"));
+    moved["audit_log"] = json!(s.dir.path().join("elsewhere.log"));
+    s.signer.write_config(&moved).unwrap();
+    let raw = operator
+        .call_raw(hyper::Method::POST, "/v1/reload", None)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
+    assert_eq!(raw.status.as_u16(), 422, "{body}");
+    let errors = body["errors"].to_string();
+    assert!(
+        errors.contains("client_ca: changed; restart the signer"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("audit_log: changed; restart the signer"),
+        "{errors}"
+    );
 }
 
 #[tokio::test]
