@@ -185,8 +185,8 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Open connections at most; further accepts wait.
     pub max_connections: usize,
-    /// Open connections per remote IP at most; further ones from that IP
-    /// are closed at once, so one client cannot take every slot.
+    /// TLS handshakes in progress per remote IP at most; further ones from
+    /// that IP wait (within `handshake_timeout`) for a turn.
     pub max_connections_per_ip: usize,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
@@ -258,11 +258,7 @@ pub async fn serve_mtls(
                 }
             },
         };
-        let Some(slot) = per_ip.take(addr.ip()) else {
-            drop(tcp);
-            on_reject(addr, "too many connections from this address".into());
-            continue;
-        };
+        let per_ip = per_ip.clone();
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -272,8 +268,13 @@ pub async fn serve_mtls(
         let handshake_timeout = opts.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let _slot = slot;
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let deadline = tokio::time::Instant::now() + handshake_timeout;
+            let Some(slot) = per_ip.take(addr.ip(), handshake_timeout).await else {
+                return on_reject(addr, "too many handshakes from this address".into());
+            };
+            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await;
+            drop(slot);
+            let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return on_reject(addr, e.to_string()),
                 Err(_) => return on_reject(addr, "TLS handshake timed out".into()),
@@ -309,18 +310,13 @@ pub async fn serve_mtls(
     }
 }
 
-/// Counts open connections per remote address.
+/// Handshakes in progress per remote address: one address cannot occupy
+/// every handshake at once; its extra connections wait their turn (within
+/// the handshake deadline) instead of crowding out other clients.
 #[derive(Debug, Clone)]
 struct PerIp {
     limit: usize,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-}
-
-/// One connection's place in [`PerIp`]; released on drop.
-#[derive(Debug)]
-struct IpSlot {
-    ip: std::net::IpAddr,
-    owner: PerIp,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Arc<Semaphore>>>>,
 }
 
 impl PerIp {
@@ -331,29 +327,28 @@ impl PerIp {
         }
     }
 
-    fn take(&self, ip: std::net::IpAddr) -> Option<IpSlot> {
+    fn semaphore(&self, ip: std::net::IpAddr) -> Arc<Semaphore> {
         let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.limit {
-            return None;
+        if map.len() > 4096 {
+            let limit = self.limit;
+            map.retain(|_, s| s.available_permits() < limit);
         }
-        *n += 1;
-        Some(IpSlot {
-            ip,
-            owner: self.clone(),
-        })
+        map.entry(ip)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .clone()
     }
-}
 
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut map = self.owner.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
+    /// A handshake slot for `ip`, or `None` if none frees up in time.
+    async fn take(
+        &self,
+        ip: std::net::IpAddr,
+        wait: Duration,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = self.semaphore(ip);
+        tokio::time::timeout(wait, sem.acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 }
 
@@ -361,15 +356,16 @@ impl Drop for IpSlot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn per_ip_slots_are_bounded_and_released() {
+    #[tokio::test]
+    async fn per_ip_handshake_slots_are_bounded_and_released() {
         let p = PerIp::new(2);
         let ip: std::net::IpAddr = [127, 0, 0, 1].into();
-        let a = p.take(ip).unwrap();
-        let _b = p.take(ip).unwrap();
-        assert!(p.take(ip).is_none());
-        assert!(p.take([127, 0, 0, 2].into()).is_some());
+        let short = Duration::from_millis(20);
+        let a = p.take(ip, short).await.unwrap();
+        let _b = p.take(ip, short).await.unwrap();
+        assert!(p.take(ip, short).await.is_none());
+        assert!(p.take([127, 0, 0, 2].into(), short).await.is_some());
         drop(a);
-        assert!(p.take(ip).is_some());
+        assert!(p.take(ip, short).await.is_some());
     }
 }
