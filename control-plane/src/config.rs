@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, parse_jwcc};
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text, resolve};
 use regex::Regex;
 use serde_json::Value;
 
@@ -174,44 +174,17 @@ impl ControlPlaneConfig {
     /// Reads and validates `path`; relative paths inside are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<ControlPlaneConfig, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
-        })?;
-        Self::from_text(&text, path.parent().unwrap_or(Path::new(".")))
+        load_file(path, read)
     }
 
     /// Validates configuration text; `base` resolves relative paths.
     pub fn from_text(text: &str, base: &Path) -> Result<ControlPlaneConfig, ConfigErrors> {
-        let value = parse_jwcc(text)?;
-        let errs = Errors::new();
-        match read(&value, base, &errs) {
-            Some(cfg) => errs.finish(cfg),
-            None => Err(errs
-                .finish(())
-                .err()
-                .unwrap_or_else(|| ConfigErrors::single("", "invalid configuration"))),
-        }
-    }
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
+        load_text(text, base, read)
     }
 }
 
 fn req_path(o: &Obj<'_>, key: &str, base: &Path) -> Option<PathBuf> {
-    match o.str(key) {
-        Some(s) if !s.is_empty() => Some(resolve(base, &s)),
-        Some(_) => {
-            o.error(key, "must not be empty");
-            None
-        }
-        None => None,
-    }
+    o.file_path(key, base)
 }
 
 /// `host:port`, or Go's `:port` for every interface.
