@@ -123,6 +123,18 @@ impl MtlsClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
+        self.call_raw_with_headers(method, path, body, &[]).await
+    }
+
+    /// [`MtlsClient::call_raw`] with extra request headers (a forwarder's
+    /// `X-On-Behalf-Of`, say).
+    pub async fn call_raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<RawResponse, ClientError> {
         let url = format!("{}{}", self.base, path);
         let unreachable = |reason: String| ClientError::Unreachable {
             url: url.clone(),
@@ -131,6 +143,9 @@ impl MtlsClient {
         let mut req = Request::builder().method(method).uri(&url);
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
