@@ -255,7 +255,9 @@ impl Engine {
             sudo_user: None,
             timeout: None,
         };
-        let mut pending = Vec::new();
+        // The target first: it may wait for an approval, and bastion
+        // certificates issued before a long wait could expire during it.
+        let mut jobs = Vec::new();
         for (i, hop) in hops.iter().enumerate() {
             let key = fresh_key();
             let pubkey = key
@@ -270,8 +272,12 @@ impl Engine {
             } else {
                 self.sign_request(caller, hop, false, &no_command, pubkey)
             };
-            let api = self.hosts.api().clone();
-            pending.push(async move {
+            jobs.push((key, sreq));
+        }
+        let api = self.hosts.api().clone();
+        let issue = move |(key, sreq): (PrivateKey, SignRequest)| {
+            let api = api.clone();
+            async move {
                 let resp = api.sign(&sreq).await?;
                 let cert_line = resp.certificate.clone().ok_or_else(|| {
                     ToolError::SignerUnreachable("the signer answered without a certificate".into())
@@ -281,15 +287,21 @@ impl Engine {
                 })?;
                 let serial = resp.serial.unwrap_or_default();
                 Ok::<_, ToolError>(((Arc::new(key), cert, serial), resp))
-            });
-        }
+            }
+        };
+        let target_job = jobs
+            .pop()
+            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        let target = issue(target_job).await?;
         let mut creds = Vec::new();
         let mut answers = Vec::new();
-        for r in futures_join_all(pending).await {
+        for r in futures_join_all(jobs.into_iter().map(&issue).collect()).await {
             let (c, a) = r?;
             creds.push(c);
             answers.push(a);
         }
+        creds.push(target.0);
+        answers.push(target.1);
         Ok((creds, answers))
     }
 
