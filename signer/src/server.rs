@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use infrabroker_common::audit::AuditLog;
 use infrabroker_common::tls::Peer;
 use infrabroker_common::wire::{
-    ErrorBody, HostInfo, HostsResponse, ReasonCode, ReloadResponse, Role, SignRequest, SignResponse,
+    ErrorBody, HostInfo, HostsResponse, ReasonCode, ReloadResponse, SignRequest, SignResponse,
 };
 use serde_json::{Map, Value, json};
 
@@ -253,8 +253,7 @@ async fn hosts(
         .get("x-on-behalf-of")
         .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
     let caller = match forwarded {
-        Some(b) if !cfg.trusted_forwarders.contains(&peer.cn) => {
-            let _ = b;
+        Some(_) if !cfg.trusted_forwarders.contains(&peer.cn) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 ReasonCode::ForwarderUntrusted,
@@ -473,9 +472,8 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     rec.insert("serial".into(), issued.serial.into());
     rec.insert("valid_after".into(), issued.valid_after.into());
     rec.insert("valid_before".into(), issued.valid_before.into());
-    if let Some(fp) = Some(pubkey.fingerprint(ssh_key::HashAlg::Sha256).to_string()) {
-        rec.insert("pubkey_fingerprint".into(), fp.into());
-    }
+    let fingerprint = pubkey.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+    rec.insert("pubkey_fingerprint".into(), fingerprint.into());
     if let Err(e) = s.audit.append(rec).await {
         s.metrics.audit_failure();
         tracing::error!(error = %e, serial, "audit record of an issuance could not be written");
@@ -484,7 +482,6 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         }
     }
     s.metrics.issued();
-    let _ = intent.role == Role::Target;
     axum::Json(SignResponse {
         certificate: Some(issued.certificate),
         serial: Some(issued.serial),

@@ -260,7 +260,6 @@ async fn exec_shell_and_pty_sessions_run_sequences_correctly() {
             .iter()
             .any(|r| r["outcome"] == "session_close" && r["session_id"] == id.as_str())
     );
-    let _ = &t.sshd;
 }
 
 #[tokio::test]

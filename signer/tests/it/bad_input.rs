@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Stack, keypair, oneshot, pubkey_line};
+use crate::harness::{Stack, keypair, oneshot};
 
 fn stack() -> Stack {
     Stack::start(|cfg, _| {
@@ -40,7 +40,6 @@ async fn expect_refusal(s: &Stack, rule: &str, stem: &str, body: Vec<u8>, status
 async fn bad_requests_are_refused_with_reason_codes_and_audited() {
     let s = stack();
     let key = keypair();
-    let k = pubkey_line(&key);
     let ok = oneshot("web", "id", &key);
     let with = |patch: Value| {
         let mut r = ok.clone();
@@ -258,7 +257,6 @@ async fn bad_requests_are_refused_with_reason_codes_and_audited() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    let _ = k;
 }
 
 #[tokio::test]
