@@ -17,6 +17,7 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -211,34 +212,38 @@ impl Default for ServeOptions {
 /// short reason. Services use it to log, count and audit.
 pub type RejectHook = Arc<dyn Fn(SocketAddr, String) + Send + Sync>;
 
-/// Serves `app` over mTLS on `listener` until `shutdown` resolves, then
-/// drains open connections for at most `opts.grace`. Every request carries
-/// a [`Peer`] extension with the verified client CN; a connection whose
-/// certificate has no CN is closed before any request is read.
-pub async fn serve_mtls(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    app: axum::Router,
-    opts: ServeOptions,
-    on_reject: RejectHook,
-    shutdown: impl Future<Output = ()>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+/// An HTTP/1.1 + HTTP/2 connection builder with a header deadline (which
+/// also bounds idle keep-alive) and a per-connection stream limit.
+pub fn http_builder(header_read_timeout: Duration, max_streams: u32) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout);
+        .header_read_timeout(header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.max_concurrent_streams);
-    let builder = Arc::new(builder);
-    let per_ip = PerIp::new(opts.max_connections_per_ip);
-    tokio::pin!(shutdown);
+        .max_concurrent_streams(max_streams);
+    builder
+}
 
+/// The accept loop every listener shares: at most `max_connections` open
+/// (further accepts wait), each accepted socket handed to `handle` in its
+/// own task with a graceful-shutdown watcher; when `shutdown` resolves, no
+/// more accepts, and open connections get `grace` to finish.
+pub async fn accept_loop<H, F>(
+    listener: TcpListener,
+    max_connections: usize,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+    handle: H,
+) where
+    H: Fn(tokio::net::TcpStream, SocketAddr, Watcher) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             () = &mut shutdown => break,
@@ -258,16 +263,50 @@ pub async fn serve_mtls(
                 }
             },
         };
-        let per_ip = per_ip.clone();
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let on_reject = on_reject.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let handshake_timeout = opts.handshake_timeout;
+        let work = handle(tcp, addr, graceful.watcher());
         tokio::spawn(async move {
             let _permit = permit;
+            work.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// Serves `app` over mTLS on `listener` until `shutdown` resolves, then
+/// drains open connections for at most `opts.grace`. Every request carries
+/// a [`Peer`] extension with the verified client CN; a connection whose
+/// certificate has no CN is closed before any request is read.
+pub async fn serve_mtls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: axum::Router,
+    opts: ServeOptions,
+    on_reject: RejectHook,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let builder = Arc::new(http_builder(
+        opts.header_read_timeout,
+        opts.max_concurrent_streams,
+    ));
+    let per_ip = PerIp::new(opts.max_connections_per_ip);
+    let handshake_timeout = opts.handshake_timeout;
+    let handle = move |tcp: tokio::net::TcpStream, addr: SocketAddr, watcher: Watcher| {
+        let (acceptor, app, on_reject, builder, per_ip) = (
+            acceptor.clone(),
+            app.clone(),
+            on_reject.clone(),
+            builder.clone(),
+            per_ip.clone(),
+        );
+        async move {
             let deadline = tokio::time::Instant::now() + handshake_timeout;
             let Some(slot) = per_ip.take(addr.ip(), handshake_timeout).await else {
                 return on_reject(addr, "too many handshakes from this address".into());
@@ -286,7 +325,7 @@ pub async fn serve_mtls(
                 .and_then(|chain| chain.first())
                 .and_then(subject_cn);
             let Some(cn) = cn else {
-                return on_reject(addr, "client certificate has no subject CN".into());
+                return on_reject(addr, "client certificate has no single subject CN".into());
             };
             let peer = Peer { cn, addr };
             let svc = app.map_request(move |mut req: hyper::Request<Incoming>| {
@@ -299,15 +338,9 @@ pub async fn serve_mtls(
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(opts.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing remaining connections");
-    }
+        }
+    };
+    accept_loop(listener, opts.max_connections, opts.grace, shutdown, handle).await;
 }
 
 /// Handshakes in progress per remote address: one address cannot occupy

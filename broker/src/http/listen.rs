@@ -17,12 +17,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
+use infrabroker_common::tls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
 use super::settings::HttpSettings;
@@ -129,48 +129,15 @@ pub(super) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(tls::http_builder(
+        limits.header_read_timeout,
+        limits.max_concurrent_streams,
+    ));
     let handshake_timeout = limits.header_read_timeout;
     let idle_timeout = limits.idle_timeout;
-    tokio::pin!(shutdown);
-
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (tcp, addr) = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
+    let handle = move |tcp: tokio::net::TcpStream, addr: SocketAddr, watcher: Watcher| {
+        let (acceptor, app, builder) = (acceptor.clone(), app.clone(), builder.clone());
+        async move {
             let activity = Activity::new();
             let svc = app.map_request(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(RemoteAddr(addr));
@@ -204,15 +171,16 @@ pub(super) async fn serve(
             if let Err(e) = served {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing remaining connections");
-    }
+        }
+    };
+    tls::accept_loop(
+        listener,
+        limits.max_connections,
+        limits.shutdown_grace,
+        shutdown,
+        handle,
+    )
+    .await;
 }
 
 fn watched<S>(inner: S, activity: &Arc<Activity>) -> TokioIo<Watched<S>> {
