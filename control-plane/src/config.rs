@@ -286,6 +286,16 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         }
     };
     let monitor_listen = socket_addr(&root, "monitor_listen");
+    if let Some(a) = &approval {
+        // A broker that may also approve could approve other brokers'
+        // requests; keep requesters and approvers apart.
+        for cn in a.callers.intersection(&sign_callers) {
+            errs.push(
+                "approval.callers",
+                format!("{cn:?} is also in sign_callers: a requester may not be an approver"),
+            );
+        }
+    }
     root.finish();
     Some(ControlPlaneConfig {
         listen: listen?,
@@ -559,6 +569,19 @@ mod tests {
         assert_eq!(c.behavior.mode, GuardMode::Off);
         assert_eq!(c.audit_log, Path::new("/etc/ib/cp.log"));
         assert_eq!(c.audit_fail_mode, AuditFailMode::Closed);
+    }
+
+    #[test]
+    fn a_requester_cannot_also_be_an_approver() {
+        let mut v = infrabroker_common::config::parse_jwcc(MINIMAL).unwrap();
+        v["approval"] = serde_json::json!({"callers": ["operator", "broker-1"]});
+        let e = ControlPlaneConfig::from_text(&v.to_string(), Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("approval.callers: \"broker-1\" is also in sign_callers"),
+            "{e}"
+        );
     }
 
     #[test]

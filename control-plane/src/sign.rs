@@ -29,13 +29,38 @@ pub fn is_action(req: &SignRequest) -> bool {
     req.role == Role::Target && (!req.dry_run || req.purpose == Purpose::Session)
 }
 
-/// The tier of a policy approval: the first rule whose hosts and pattern
-/// match, else the default.
-pub fn policy_tier(cfg: &ApprovalConfig, host: &str, command: &str) -> Tier {
-    cfg.tiers
+/// The tier of a policy approval. The command is split into its simple
+/// commands exactly as the signer's firewall judges them, each part gets
+/// the tier of the first rule whose hosts and pattern match it (else the
+/// default), and the strictest part decides: `ps; systemctl stop db` cannot
+/// ride on a lenient rule written for `ps`. A command the parser refuses,
+/// and any elevated or PTY request, is never granted more leniently than
+/// the default tier.
+pub fn policy_tier(cfg: &ApprovalConfig, req: &SignRequest) -> Tier {
+    let of = |text: &str| {
+        cfg.tiers
+            .iter()
+            .find(|r| {
+                (r.hosts.is_empty() || r.hosts.contains(&req.host)) && r.pattern.is_match(text)
+            })
+            .map_or(cfg.default_tier, |r| r.tier)
+    };
+    let parts = match infrabroker_firewall::parse_simple_commands(&req.command) {
+        Ok(parts) if !parts.is_empty() => parts,
+        _ => return cfg.default_tier.max(of(&req.command)),
+    };
+    let mut tier = parts
         .iter()
-        .find(|r| (r.hosts.is_empty() || r.hosts.contains(host)) && r.pattern.is_match(command))
-        .map_or(cfg.default_tier, |r| r.tier)
+        .map(|argv| of(&infrabroker_firewall::render(argv)))
+        .max()
+        .unwrap_or(cfg.default_tier);
+    if parts.len() > 1 {
+        tier = tier.max(of(&req.command));
+    }
+    if req.sudo || req.pty {
+        tier = tier.max(cfg.default_tier);
+    }
+    tier
 }
 
 /// Relays a signer answer unchanged.
@@ -155,7 +180,7 @@ pub async fn sign(s: &Shared, cn: &str, body: &[u8]) -> Response {
             _ => None,
         };
         let spec = HoldSpec {
-            tier: policy_tier(&s.cfg.approval, &req.host, &req.command),
+            tier: policy_tier(&s.cfg.approval, &req),
             reasons: vec![format!(
                 "policy requires approval ({})",
                 rule.as_deref().unwrap_or("require_approval")
@@ -257,7 +282,7 @@ async fn hold_novelty(
         .map(|n| format!("{} for {subject} (guardrail)", n.describe()))
         .collect();
     if decision.require_approval {
-        tier = tier.max(policy_tier(&s.cfg.approval, &req.host, &req.command));
+        tier = tier.max(policy_tier(&s.cfg.approval, req));
         reasons.push(format!(
             "policy requires approval ({})",
             decision
@@ -472,9 +497,36 @@ mod tests {
         let cfg =
             crate::config::ControlPlaneConfig::from_text(text, std::path::Path::new("/")).unwrap();
         let a = &cfg.approval;
-        assert_eq!(policy_tier(a, "db", "systemctl status x"), Tier::Auto);
-        assert_eq!(policy_tier(a, "web", "systemctl restart x"), Tier::AiReview);
-        assert_eq!(policy_tier(a, "db", "systemctl restart x"), Tier::Human);
-        assert_eq!(policy_tier(a, "web", "reboot"), Tier::Human);
+        let tier = |host: &str, command: &str| {
+            let mut r = req(Role::Target, Purpose::Oneshot, false);
+            r.host = host.into();
+            r.command = command.into();
+            policy_tier(a, &r)
+        };
+        assert_eq!(tier("db", "systemctl status x"), Tier::Auto);
+        assert_eq!(tier("web", "systemctl restart x"), Tier::AiReview);
+        assert_eq!(tier("db", "systemctl restart x"), Tier::Human);
+        assert_eq!(tier("web", "reboot"), Tier::Human);
+        // Each simple command is tiered alone; the strictest wins.
+        assert_eq!(
+            tier("db", "systemctl status nginx; systemctl stop postgres"),
+            Tier::Human
+        );
+        assert_eq!(
+            tier("web", "systemctl status a && systemctl restart b"),
+            Tier::AiReview
+        );
+        assert_eq!(
+            tier("db", "systemctl status a | systemctl status b"),
+            Tier::Auto
+        );
+        // Unparseable text never gets a lenient tier.
+        assert_eq!(tier("db", "systemctl status $(reboot)"), Tier::Human);
+        // Elevation never rides on a lenient rule.
+        let mut r = req(Role::Target, Purpose::Oneshot, false);
+        r.host = "db".into();
+        r.command = "systemctl status x".into();
+        r.sudo = true;
+        assert_eq!(policy_tier(a, &r), Tier::Human);
     }
 }

@@ -297,6 +297,12 @@ pub async fn serve_mcp_http<T: Tools>(
     };
     let addr = cfg.listen.ok_or_else(|| missing("listen"))?;
     let oauth = cfg.oauth.clone().ok_or_else(|| missing("oauth"))?;
+    if oauth.groups_claim.is_none() {
+        tracing::warn!(
+            "oauth.groups_claim is not set: no per-user RBAC, every authenticated user \
+             reaches everything this broker can"
+        );
+    }
     let resource_url = cfg
         .resource_url
         .clone()

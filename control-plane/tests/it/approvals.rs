@@ -20,12 +20,9 @@ async fn an_approval_allows_one_run_and_a_denied_command_never_reaches_the_host(
     let s = sshd(&pki, "web-principal");
     let hosts = json!({"web": host_for(&s, "web-principal", &["^echo approve-me"])});
     let bed = Bed::start_in(dir, pki, hosts);
-    // broker-1 is listed as an approver only to show it cannot approve
-    // its own request.
-    let cp = bed.control_plane(
-        "cp",
-        json!({"approval": {"callers": ["operator", "broker-1"]}}),
-    );
+    // A requester can never be an approver (the config refuses a CN in
+    // both lists), so broker-1 cannot approve its own request.
+    let cp = bed.control_plane("cp", json!({"approval": {"callers": ["operator"]}}));
     let engine = bed.engine(&cp, 30).await;
     let cmd = "echo approve-me now";
 
@@ -49,7 +46,7 @@ async fn an_approval_allows_one_run_and_a_denied_command_never_reaches_the_host(
     );
 
     let (ok, _, err) = cp.ctl("broker-1", &["allow", &id1]).await;
-    assert!(!ok && err.contains("self_approval"), "{err}");
+    assert!(!ok && err.contains("approver_forbidden"), "{err}");
     let (ok, out, err) = cp
         .ctl(
             "operator",
@@ -118,7 +115,8 @@ async fn an_approval_allows_one_run_and_a_denied_command_never_reaches_the_host(
     assert_eq!(granted["reason"], "checked the ticket");
     assert!(
         recs.iter()
-            .any(|r| r["outcome"] == "approval-refused" && r["reason_code"] == "self_approval")
+            .any(|r| r["reason_code"] == "approver_forbidden" && r["caller"] == "broker-1"),
+        "the refused approval attempt is audited: {recs:?}"
     );
     let collected = recs
         .iter()
