@@ -208,9 +208,12 @@ fn what(view: &ApprovalView) -> String {
 
 /// Slack's mrkdwn treats `&`, `<` and `>` as control characters.
 fn slack_escape(s: &str) -> String {
+    // Backticks are the agent's text too: one could close the code block
+    // and render the rest as formatted (spoofed) fields.
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        .replace('`', "\u{2018}")
 }
 
 fn slack(view: &ApprovalView, url: Option<&str>) -> Value {
@@ -329,6 +332,10 @@ mod tests {
         let p = notifier(NotifierKind::Slack).payload(&view());
         let text = p["text"].as_str().unwrap();
         assert!(text.contains("echo &lt;a&gt; &amp; b"), "{text}");
+        assert_eq!(
+            slack_escape("a```*Caller:* x"),
+            "a\u{2018}\u{2018}\u{2018}*Caller:* x"
+        );
         assert_eq!(
             p["blocks"][2]["elements"][0]["url"],
             "https://cp.example/a/0123456789abcdef0123456789abcdef"

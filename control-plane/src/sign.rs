@@ -440,7 +440,10 @@ pub async fn result(s: &Shared, cn: &str, id: &str) -> Response {
             let raw = match s.upstream.sign(&fwd).await {
                 Ok(raw) => raw,
                 Err(e) => {
-                    s.end_issuing(id, false);
+                    // The signer may have issued before the answer was
+                    // lost: the approval is spent either way, so a second
+                    // certificate can never come out of one approval.
+                    s.end_issuing(id, true);
                     return refuse(s, r, unreachable(&e)).await;
                 }
             };
