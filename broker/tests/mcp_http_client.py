@@ -19,9 +19,8 @@ exits 1 with a one-line reason on stderr otherwise.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,14 +29,8 @@ from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuth
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-
-class CheckFailed(Exception):
-    """A check on the broker's answers did not hold."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testbed" / "python"))
+from mcp_check import check, decode_escapes, report, result_text  # noqa: E402
 
 
 class MemoryStorage:
@@ -58,15 +51,6 @@ class MemoryStorage:
 
     async def set_client_info(self, client_info) -> None:  # noqa: ANN001
         self.client_info = client_info
-
-
-def result_text(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
-
-
-def decode_escapes(text: str) -> str:
-    """`\\n`, `\\t` and `\\\\` only: other text stays as given."""
-    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -145,31 +129,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def first_leaf(error: BaseException) -> BaseException:
-    """Task groups wrap failures in exception groups; report the real one."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    try:
-        summary = anyio.run(run, args)
-    except BaseException as error:  # noqa: BLE001 - every failure is reported the same way
-        leaf = first_leaf(error)
-        if isinstance(leaf, KeyboardInterrupt):
-            raise
-        if isinstance(leaf, TimeoutError):
-            reason = f"no complete answer within {args.timeout:g} s"
-        elif isinstance(leaf, CheckFailed):
-            reason = str(leaf)
-        else:
-            reason = f"{type(leaf).__name__}: {leaf}"
-        print(f"mcp_http_client: FAIL: {reason}", file=sys.stderr)
-        return 1
-    print(json.dumps({"ok": True, **summary}, sort_keys=True))
-    return 0
+    return report("mcp_http_client", args.timeout, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 import urllib.error
 import urllib.request
 from typing import Any
@@ -34,6 +35,9 @@ import anyio
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testbed" / "python"))
+from mcp_check import check, report, result_text  # noqa: E402
+
 TOOLS = {
     "list_pending_approvals",
     "get_approval",
@@ -41,19 +45,6 @@ TOOLS = {
     "deny_request",
     "escalate_to_human",
 }
-
-
-class CheckFailed(Exception):
-    """A check on the control plane's answers did not hold."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
-
-
-def result_text(result: Any) -> str:
-    return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -188,33 +179,11 @@ async def run(args: argparse.Namespace, token: str) -> dict[str, Any]:
     return summary
 
 
-def first_leaf(error: BaseException) -> BaseException:
-    """Task groups wrap failures in exception groups; report the real one."""
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     with open(args.token_file, encoding="utf-8") as handle:
         token = handle.read().strip()
-    try:
-        summary = anyio.run(run, args, token)
-    except BaseException as error:  # noqa: BLE001 - every failure is reported the same way
-        leaf = first_leaf(error)
-        if isinstance(leaf, KeyboardInterrupt):
-            raise
-        if isinstance(leaf, TimeoutError):
-            reason = f"no complete answer within {args.timeout:g} s"
-        elif isinstance(leaf, CheckFailed):
-            reason = str(leaf)
-        else:
-            reason = f"{type(leaf).__name__}: {leaf}"
-        print(f"ai_reviewer: FAIL: {reason}", file=sys.stderr)
-        return 1
-    print(json.dumps({"ok": True, **summary}, sort_keys=True))
-    return 0
+    return report("ai_reviewer", args.timeout, lambda: run(args, token))
 
 
 if __name__ == "__main__":
