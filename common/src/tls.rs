@@ -227,6 +227,24 @@ pub fn http_builder(header_read_timeout: Duration, max_streams: u32) -> Builder<
     builder
 }
 
+/// Resolves on SIGTERM or SIGINT: the shutdown trigger of every service.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+    tracing::info!("shutting down: draining connections");
+}
+
 /// The accept loop every listener shares: at most `max_connections` open
 /// (further accepts wait), each accepted socket handed to `handle` in its
 /// own task with a graceful-shutdown watcher; when `shutdown` resolves, no

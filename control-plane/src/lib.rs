@@ -49,7 +49,6 @@ use infrabroker_common::audit::{AuditKey, AuditLog};
 use infrabroker_common::config::ConfigErrors;
 use infrabroker_common::tls::{self, ServeOptions};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 
 pub use crate::config::ControlPlaneConfig;
 pub use crate::error::StartError;
@@ -172,25 +171,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         server::router(shared.clone()),
         ServeOptions::default(),
         on_reject,
-        shutdown_signal(),
+        tls::shutdown_signal(),
     )
     .await;
     shared.record_anyway(rec("stopped")).await;
     tracing::info!("control plane stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-    tracing::info!("shutting down: draining connections");
 }

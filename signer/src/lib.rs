@@ -145,7 +145,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         server::router(shared.clone()),
         ServeOptions::default(),
         on_reject,
-        shutdown_signal(),
+        tls::shutdown_signal(),
     )
     .await;
     let mut stop = Map::new();
@@ -153,21 +153,6 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let _ = shared.audit().append(stop).await;
     tracing::info!("signer stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-    tracing::info!("shutting down: draining connections");
 }
 
 fn spawn_sighup(shared: Arc<Shared>) -> Result<(), StartError> {

@@ -39,11 +39,12 @@ use super::limits::{self, BodyLimits};
 use super::listen::{self, RemoteAddr};
 use super::oauth::{AuthError, Verifier};
 use super::settings::{HttpSettings, check_url, is_loopback};
-use super::{HttpError, bind, shutdown_signal};
+use super::{HttpError, bind};
 use crate::api::{Caller, Tools};
 use crate::config::BrokerConfig;
 use crate::engine::Engine;
 use crate::mcp::BrokerMcp;
+use infrabroker_common::tls::shutdown_signal;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const PRM_PATH: &str = "/.well-known/oauth-protected-resource";

@@ -18,10 +18,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::limits::{self, BodyLimits};
-use super::{HttpError, bind, shutdown_signal};
+use super::{HttpError, bind};
 use crate::api::{Caller, ExecRequest, ToolError, Tools};
 use crate::config::BrokerConfig;
 use crate::engine::Engine;
+use infrabroker_common::tls::shutdown_signal;
 
 /// The body of `POST /v1/ssh_run`; unknown fields are refused.
 #[derive(Debug, Deserialize)]
