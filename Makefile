@@ -1,15 +1,23 @@
-# The commands the README and CI use.
-.PHONY: demo test lint bench build
+# The commands the README and CI use. `demo` and `test` install what a fresh
+# Debian machine lacks first (deploy/deps.sh is idempotent and quick when
+# nothing is missing).
+.PHONY: deps deps-demo demo test lint bench build install uninstall
+
+deps:
+	deploy/deps.sh
+
+deps-demo:
+	deploy/deps.sh --demo
 
 build:
 	cargo build --workspace --bins
 
 # The main job on an embedded default (needs root: it starts a private sshd).
-demo: build
+demo: deps-demo build
 	./target/debug/demo
 
 # The whole test suite. Integration tests run the real binaries, so build them first.
-test: build
+test: deps build
 	cargo test --workspace --no-fail-fast
 
 lint:
@@ -20,3 +28,10 @@ lint:
 bench:
 	cargo build --release --workspace --bins
 	cargo bench --workspace
+
+# Release binaries, system users, /etc/infrabroker and the systemd units.
+install:
+	deploy/install.sh
+
+uninstall:
+	deploy/install.sh --uninstall

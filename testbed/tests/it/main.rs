@@ -4,6 +4,7 @@
 // clippy's allow-unwrap-in-tests covers `#[test]` fns, not their helpers.
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
+mod deploy;
 mod netns;
 mod prereq;
 mod process;
