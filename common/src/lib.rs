@@ -7,6 +7,8 @@
 //! - [`wire`]: request and response types of the signer API.
 //! - [`audit`]: the append-only, hash-chained, Ed25519-signed audit log with
 //!   group commit, and its verifier.
+//! - [`krl`]: OpenSSH key revocation lists, written (by the signer) and
+//!   parsed (before `broker-ctl krl fetch` replaces a host's file).
 //! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
 //!   certificates) and the mTLS HTTP accept loop.
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
@@ -14,6 +16,7 @@
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod krl;
 #[cfg(feature = "pki")]
 pub mod pki;
 pub mod tls;
