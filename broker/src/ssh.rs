@@ -142,6 +142,38 @@ pub async fn connect(
     }
 }
 
+/// Dials `hop` directly and checks only that it presents the pinned host
+/// key (no authentication): `broker-ctl doctor`'s host check, through the
+/// same pinning code the broker uses for real calls.
+pub async fn check_host_key(hop: &HopTarget, timeout: Duration) -> Result<(), ToolError> {
+    let mismatch = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler = Pinned {
+        expected: hop.host_key.clone(),
+        mismatch: mismatch.clone(),
+    };
+    let dial = client::connect(config_for(&hop.host_key), hop.addr.as_str(), handler);
+    let result = tokio::time::timeout(timeout, dial).await;
+    if mismatch.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ToolError::HostKeyMismatch {
+            host: hop.name.clone(),
+        });
+    }
+    let reason = match result {
+        Ok(Ok(handle)) => {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "", "")
+                .await;
+            return Ok(());
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no SSH handshake within {} s", timeout.as_secs()),
+    };
+    Err(ToolError::Connect {
+        host: hop.name.clone(),
+        reason,
+    })
+}
+
 /// Splits `host:port` / `[v6]:port`.
 pub fn split_addr(addr: &str) -> Option<(String, u32)> {
     let (host, port) = addr.rsplit_once(':')?;

@@ -71,6 +71,8 @@ pub struct RawResponse {
     pub body: Bytes,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<String>,
+    /// The `Date` header, if any (for clock-skew checks).
+    pub date: Option<String>,
 }
 
 impl MtlsClient {
@@ -157,11 +159,14 @@ impl MtlsClient {
                 .await
                 .map_err(|e| unreachable(error_chain(&e)))?;
             let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(hyper::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let header = |name| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let retry_after = header(hyper::header::RETRY_AFTER);
+            let date = header(hyper::header::DATE);
             let body = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
@@ -171,6 +176,7 @@ impl MtlsClient {
                 status,
                 body,
                 retry_after,
+                date,
             })
         };
         match tokio::time::timeout(self.timeout, work).await {

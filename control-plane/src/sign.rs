@@ -272,6 +272,7 @@ async fn hold_novelty(
             status: StatusCode::FORBIDDEN,
             body: serde_json::to_vec(&body).unwrap_or_default().into(),
             retry_after: None,
+            date: None,
         };
         return finish_forward(s, r, &raw, subject, &[]).await;
     }

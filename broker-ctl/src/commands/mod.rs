@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod doctor;
 mod pki;
 mod policy;
 mod reload;
@@ -78,6 +79,15 @@ enum Command {
     /// Requests held by the control plane for approval.
     #[command(subcommand)]
     Approval(approval::ApprovalCmd),
+    /// Check a signer, broker or control-plane configuration and what it points at.
+    Doctor {
+        /// The configuration file (its kind is detected).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,5 +184,6 @@ pub fn run(cli: Cli) -> Outcome {
         }) => policy::explain(&config, &host, command.as_deref(), json),
         Command::Reload(args) => reload::run(&args),
         Command::Approval(cmd) => approval::run(cmd),
+        Command::Doctor { config, json } => doctor::run(&config, json),
     }
 }

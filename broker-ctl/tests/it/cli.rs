@@ -1,32 +1,11 @@
-//! `broker-ctl` as an operator runs it: the real binary in a temp dir.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed setup aborts the test with its message"
-)]
+//! `broker-ctl pki|audit|policy` as an operator runs them.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use infrabroker_common::audit::{AuditKey, AuditLog};
 use serde_json::{Map, json};
 
-fn ctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_broker-ctl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use super::{ctl, text};
 
 #[test]
 fn pki_init_writes_everything_and_refuses_to_overwrite() {
