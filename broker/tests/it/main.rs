@@ -9,6 +9,7 @@
 )]
 
 mod chain;
+mod conformance;
 mod direct;
 mod firewall;
 mod harness;
