@@ -63,7 +63,7 @@ pub struct MtlsClient {
 }
 
 /// Raw answer of a call: status and body bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RawResponse {
     /// HTTP status.
     pub status: StatusCode,
@@ -73,6 +73,8 @@ pub struct RawResponse {
     pub retry_after: Option<String>,
     /// The `Date` header, if any (for clock-skew checks).
     pub date: Option<String>,
+    /// The `ETag` header, if any.
+    pub etag: Option<String>,
 }
 
 impl MtlsClient {
@@ -167,6 +169,7 @@ impl MtlsClient {
             };
             let retry_after = header(hyper::header::RETRY_AFTER);
             let date = header(hyper::header::DATE);
+            let etag = header(hyper::header::ETAG);
             let body = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
@@ -177,6 +180,7 @@ impl MtlsClient {
                 body,
                 retry_after,
                 date,
+                etag,
             })
         };
         match tokio::time::timeout(self.timeout, work).await {

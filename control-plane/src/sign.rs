@@ -271,8 +271,7 @@ async fn hold_novelty(
         let raw = RawResponse {
             status: StatusCode::FORBIDDEN,
             body: serde_json::to_vec(&body).unwrap_or_default().into(),
-            retry_after: None,
-            date: None,
+            ..RawResponse::default()
         };
         return finish_forward(s, r, &raw, subject, &[]).await;
     }

@@ -4,6 +4,7 @@
 mod approval;
 mod audit;
 mod doctor;
+mod krl;
 mod pki;
 mod policy;
 mod reload;
@@ -79,6 +80,9 @@ enum Command {
     /// Requests held by the control plane for approval.
     #[command(subcommand)]
     Approval(approval::ApprovalCmd),
+    /// Key revocation lists for hosts' `RevokedKeys`.
+    #[command(subcommand)]
+    Krl(KrlCmd),
     /// Check a signer, broker or control-plane configuration and what it points at.
     Doctor {
         /// The configuration file (its kind is detected).
@@ -126,6 +130,22 @@ enum AuditCmd {
         /// How many records.
         #[arg(short = 'n', long, default_value_t = 10)]
         lines: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum KrlCmd {
+    /// Download the signer's KRL and replace OUT atomically, keeping the old
+    /// file when the answer is not a usable, newer KRL.
+    Fetch {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The file sshd's `RevokedKeys` names.
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -185,5 +205,6 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Reload(args) => reload::run(&args),
         Command::Approval(cmd) => approval::run(cmd),
         Command::Doctor { config, json } => doctor::run(&config, json),
+        Command::Krl(KrlCmd::Fetch { service, out, json }) => krl::fetch(&service, &out, json),
     }
 }

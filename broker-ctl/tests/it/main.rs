@@ -9,6 +9,7 @@
 
 mod cli;
 mod doctor;
+mod krl;
 
 use std::process::{Command, Output};
 
