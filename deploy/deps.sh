@@ -56,6 +56,7 @@ if [ "$want" = tests ]; then
   python3 -c 'import mcp, prometheus_client' >/dev/null 2>&1 || py_missing=1
   [ -d broker/tests/oidc/node_modules/oidc-provider ] || node_missing=1
   [ -x broker/tests/conformance/node_modules/.bin/conformance ] || node_missing=1
+  [ -d control-plane/tests/ui/node_modules/playwright-core ] || node_missing=1
 fi
 rust_missing=0
 command -v cargo >/dev/null || rust_missing=1
@@ -64,7 +65,7 @@ if [ "$check_only" = 1 ]; then
   status=0
   [ ${#missing[@]} -gt 0 ] && { echo "missing Debian packages: ${missing[*]}"; status=1; }
   [ $py_missing = 1 ] && { echo "missing Python packages: mcp prometheus_client"; status=1; }
-  [ $node_missing = 1 ] && { echo "missing npm packages under broker/tests/oidc or broker/tests/conformance"; status=1; }
+  [ $node_missing = 1 ] && { echo "missing npm packages under broker/tests/oidc, broker/tests/conformance or control-plane/tests/ui"; status=1; }
   [ $rust_missing = 1 ] && { echo "missing Rust toolchain (cargo)"; status=1; }
   [ $status = 0 ] && echo "nothing missing"
   exit $status
@@ -97,8 +98,10 @@ if [ $py_missing = 1 ]; then
 fi
 
 if [ $node_missing = 1 ]; then
-  echo "deps.sh: installing the local OpenID provider and the MCP conformance suite (npm ci)"
+  echo "deps.sh: installing the local OpenID provider, the MCP conformance suite and playwright-core (npm ci)"
   npm ci --no-audit --no-fund --prefix broker/tests/oidc
   # Brings its own Node 22 (the npm package `node`): the suite needs it.
   npm ci --no-audit --no-fund --prefix broker/tests/conformance
+  # Drives Debian's chromium for the approval web page test.
+  npm ci --no-audit --no-fund --prefix control-plane/tests/ui
 fi

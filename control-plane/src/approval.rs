@@ -98,6 +98,8 @@ pub enum Via {
     AiReviewer,
     /// The `auto` tier.
     Auto,
+    /// An operator on the approval web page (`/ui/approvals`).
+    Web,
 }
 
 impl Via {
@@ -107,6 +109,7 @@ impl Via {
             Via::Operator => "operator",
             Via::AiReviewer => "ai_reviewer",
             Via::Auto => "auto",
+            Via::Web => "web",
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum Code {
     NotFound,
     /// Missing or wrong bearer token (reviewer endpoint).
     Unauthorized,
+    /// A web-page form without this operator's session token.
+    CsrfInvalid,
 }
 
 impl Code {
@@ -83,6 +85,7 @@ impl Code {
             Code::AuditUnavailable => "audit_unavailable",
             Code::NotFound => "not_found",
             Code::Unauthorized => "unauthorized",
+            Code::CsrfInvalid => "csrf_invalid",
         }
     }
 
@@ -97,7 +100,8 @@ impl Code {
             | Code::ApproverForbidden
             | Code::SelfApproval
             | Code::TierForbidden
-            | Code::ApprovalDenied => StatusCode::FORBIDDEN,
+            | Code::ApprovalDenied
+            | Code::CsrfInvalid => StatusCode::FORBIDDEN,
             Code::ApprovalUnknown | Code::NotFound => StatusCode::NOT_FOUND,
             Code::ApprovalDecided => StatusCode::CONFLICT,
             Code::ApprovalExpired => StatusCode::REQUEST_TIMEOUT,

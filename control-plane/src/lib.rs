@@ -38,6 +38,7 @@ pub mod server;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod ui;
 pub mod upstream;
 pub mod view;
 

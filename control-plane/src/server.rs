@@ -8,6 +8,7 @@
 //! | `GET /v1/approvals[?status=…]` | `approval.callers` | the approvals held |
 //! | `GET /v1/approvals/{id}` | `approval.callers` | one approval |
 //! | `POST /v1/approvals/{id}` | `approval.callers` | `{"approve": bool, "reason": "…"}` |
+//! | `GET /ui/approvals[/{id}]`, `POST /ui/approvals/{id}` | `approval.callers` | the approval web page ([`crate::ui`]) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/approvals", get(list_route))
         .route("/v1/approvals/{id}", get(show_route).post(decide_route))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such endpoint") })
-        .with_state(shared)
+        .with_state(shared.clone())
+        .merge(crate::ui::router(shared))
 }
 
 /// Routes of the plain-HTTP monitor listener.

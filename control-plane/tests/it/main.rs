@@ -15,3 +15,4 @@ mod harness;
 mod mcp_wait;
 mod notify;
 mod reviewer;
+mod web;
