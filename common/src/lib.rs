@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`config`]: strict JWCC (JSON with comments) reading that reports every
 //!   error with its JSON path, used by all service configs.
+//! - [`force_command`]: how a judged command is handed to the account's
+//!   login shell (base64 behind a fixed, shell-neutral decoder), for the
+//!   signer's force-commands and the broker's session exec alike.
 //! - [`wire`]: request and response types of the signer API.
 //! - [`audit`]: the append-only, hash-chained, Ed25519-signed audit log with
 //!   group commit, and its verifier.
@@ -16,6 +19,7 @@
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod force_command;
 pub mod krl;
 #[cfg(feature = "pki")]
 pub mod pki;

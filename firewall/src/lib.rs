@@ -31,6 +31,8 @@
 //! 2. No active policy → `allowed`.
 //! 3. Control characters (other than tab) and invisible/format characters
 //!    (bidi overrides, zero-width, non-ASCII spaces, …) → `command_invalid`.
+//!    The signer applies this rule ([`first_invisible`]) to every host, with
+//!    or without a policy, unless the host sets `allow_invisible_characters`.
 //! 4. With `shell_parse` on (the default), [`parse_simple_commands`] splits
 //!    the command into simple commands and decodes their words as `/bin/sh`
 //!    will; anything it cannot prove static is `parse_rejected`, with
@@ -55,6 +57,10 @@
 //!    rule kept in `matched_rule`, a warning, and `would_deny` or
 //!    `would_require_approval` set.
 //!
+//! How the judged command then reaches the host's `/bin/sh` unchanged,
+//! whatever the account's login shell, is `infrabroker_common::force_command`
+//! (used by the signer and the broker; this crate only judges).
+//!
 //! The shell language accepted, the character rule and the wrapper table are
 //! documented in [`shell`], [`parse_simple_commands`] and
 //! [`shell::wrappers`].
@@ -77,4 +83,6 @@ pub use decision::{Decision, ReasonCode};
 pub use error::PolicyError;
 pub use policy::{CompiledPolicy, Enforcement, Mode, PolicyConfig, compile};
 pub use set::{ExplainedPart, ExplainedRule, Explanation, PolicySet, RuleKind};
-pub use shell::{Construct, ParseRejection, force_command, parse_simple_commands, render};
+pub use shell::{
+    Construct, Invisible, ParseRejection, first_invisible, parse_simple_commands, render,
+};

@@ -76,6 +76,10 @@ pub struct Host {
     pub allow_pty: bool,
     /// Marked as bastion, or named as another host's `jump`.
     pub allow_as_bastion: bool,
+    /// `allow_invisible_characters`: do not refuse commands holding control
+    /// characters (other than tab) or invisible/format Unicode characters.
+    /// Off by default; a command policy refuses them anyway.
+    pub allow_invisible_characters: bool,
     /// The composed command firewall (empty = no firewall).
     pub policy: PolicySet,
     /// Which CA signs its certificates (index into [`SignerConfig::ca_keys`]
@@ -454,6 +458,7 @@ fn read_hosts(
         }
         let allow_pty = o.opt_bool("allow_pty").unwrap_or(false);
         let allow_as_bastion = o.opt_bool("allow_as_bastion").unwrap_or(false);
+        let allow_invisible_characters = o.opt_bool("allow_invisible_characters").unwrap_or(false);
         let inline = o.opt_obj("command_policy").and_then(|p| {
             let cfg = read_policy(&p);
             let at = p.path().to_owned();
@@ -503,6 +508,7 @@ fn read_hosts(
                 allowed_sudo_users: allowed_sudo_users.into_iter().collect(),
                 allow_pty,
                 allow_as_bastion,
+                allow_invisible_characters,
                 policy: PolicySet::compose(parts),
                 ca_group,
             },

@@ -19,6 +19,8 @@ use ssh_key::{Algorithm, PrivateKey, PublicKey};
 use crate::config::{Host, SignerConfig};
 use crate::names;
 
+mod command;
+
 /// How far back a certificate's validity starts, for clock skew between the
 /// signer and the hosts (SPEC: at most 60 s).
 pub const BACKDATE_SECONDS: u64 = 30;
@@ -180,11 +182,6 @@ fn contains_any(
     b.into_iter().any(|x| a.contains(x.as_ref()))
 }
 
-/// Quotes `s` for POSIX sh as one word: `'…'` with each `'` as `'\''`.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// Checks `req` from the mTLS caller `cn` against `rt` (SPEC §3 and §5).
 pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denial> {
     use ReasonCode as R;
@@ -256,12 +253,7 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
             format!("the end user's groups do not reach host {}", host.name),
         ));
     }
-    if req.command.contains(['\n', '\r', '\0']) {
-        return Err(Denial::new(
-            R::CommandInvalid,
-            "the command contains a newline, carriage return or NUL",
-        ));
-    }
+    command::check_characters(host, &req.command)?;
     if req.sudo_user.is_some() && !req.sudo {
         return Err(Denial::new(R::InvalidRequest, "sudo_user needs sudo: true"));
     }
@@ -311,11 +303,9 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
     let prefix = sudo_user.as_ref().map(|u| sudo_prefix(u));
     let force_command = match (req.role, req.purpose) {
         (Role::Bastion, _) => Some("/bin/false".to_owned()),
-        (Role::Target, Purpose::Oneshot) => Some(match &prefix {
-            Some(p) => format!("{p} -- /bin/sh -c {}", shell_quote(&req.command)),
-            None if !host.policy.is_empty() => format!("/bin/sh -c {}", shell_quote(&req.command)),
-            None => req.command.clone(),
-        }),
+        (Role::Target, Purpose::Oneshot) => {
+            Some(command::force_command(prefix.as_deref(), &req.command)?)
+        }
         (Role::Target, Purpose::Session) => None,
     };
     let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));

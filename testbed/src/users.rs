@@ -23,12 +23,10 @@ static USERS: Mutex<()> = Mutex::new(());
 /// directory and an unlocked, password-less entry (`*`), which sshd with
 /// `UsePAM no` needs to accept a certificate login. Idempotent.
 pub fn ensure_user(name: &str) -> anyhow::Result<()> {
-    check_name(name)?;
-    let _threads = USERS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let lock = sys::lock_file("users.lock")?;
-    lock.lock().context("cannot lock users.lock")?;
+    locked(name, || create_user(name))
+}
+
+fn create_user(name: &str) -> anyhow::Result<()> {
     if !user_exists(name) {
         let created = sys::run_args("useradd", &["-m", "-s", "/bin/sh", name]);
         // Another tool may have created it since the check; only then is a
@@ -45,6 +43,29 @@ pub fn ensure_user(name: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot unlock test user {name}"))?;
     }
     Ok(())
+}
+
+/// Sets the login shell of the existing test account `name` to `shell`
+/// (`usermod -s`; sshd runs every command through it, and does not consult
+/// `/etc/shells` with `UsePAM no`). Give each shell its own account: other
+/// tests may be using a shared one at the same time.
+pub fn set_login_shell(name: &str, shell: &Path) -> anyhow::Result<()> {
+    locked(name, || {
+        sys::run_args("usermod", &["-s", &shell.to_string_lossy(), name])
+            .with_context(|| format!("cannot set the login shell of {name}"))?;
+        Ok(())
+    })
+}
+
+/// Runs `change` on account `name` (checked first) under both locks.
+fn locked(name: &str, change: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    check_name(name)?;
+    let _threads = USERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let lock = sys::lock_file("users.lock")?;
+    lock.lock().context("cannot lock users.lock")?;
+    change()
 }
 
 fn user_exists(name: &str) -> bool {

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use infrabroker_common::force_command::wrap_elevated;
 use infrabroker_common::wire::{HostInfo, Purpose, SessionMode as WireMode, SignRequest};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -183,11 +184,6 @@ fn wire_mode(m: SessionMode) -> WireMode {
 
 fn mode_str(m: SessionMode) -> &'static str {
     wire_mode(m).as_str()
-}
-
-/// Quotes for POSIX sh as one word.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 impl Engine {
@@ -551,10 +547,10 @@ impl Engine {
         let work = async {
             match &mut *runner {
                 Runner::Exec => {
-                    let wrapped = match &s.elevation_prefix {
-                        Some(p) => format!("{p} -- /bin/sh -c {}", sh_quote(command)),
-                        None => format!("/bin/sh -c {}", sh_quote(command)),
-                    };
+                    // The same string the signer bakes into one-shot
+                    // certificates: inert in every login shell.
+                    let wrapped = wrap_elevated(s.elevation_prefix.as_deref(), command)
+                        .map_err(|e| ToolError::Invalid(e.to_string()))?;
                     crate::exec::run(target, &wrapped, cap, timeout).await
                 }
                 Runner::Shell(sh) => sh.run(command, cap, timeout).await,

@@ -73,7 +73,10 @@ async fn streams_exit_codes_signals_truncation_timeout_and_the_serial_join() {
         .find(|x| x["serial"] == r.serial)
         .unwrap();
     assert_eq!(issued["outcome"], "issued");
-    assert_eq!(issued["force_command"], "echo joined");
+    assert_eq!(
+        issued["force_command"],
+        infrabroker_common::force_command::wrap(&[], "echo joined").unwrap()
+    );
     let executed = bed
         .broker_records()
         .into_iter()

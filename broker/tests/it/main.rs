@@ -17,6 +17,7 @@ mod http_harness;
 mod http_limits;
 mod http_mcp;
 mod http_rest;
+mod login_shells;
 mod mcp_stdio;
 mod refusals;
 mod sessions;

@@ -12,13 +12,24 @@
 //! - **Outside quotes**: printable ASCII only, so no look-alike of a shell
 //!   metacharacter (fullwidth `；` U+FF1B, `｜` U+FF5C, Greek question mark
 //!   U+037E, …) can pass for syntax in a review.
-//! - **Inside quotes**: ASCII, or a non-ASCII letter, combining mark or digit.
-//!   Non-ASCII punctuation, symbols and spaces are refused, so every
-//!   character that could be mistaken for syntax is the ASCII one.
+//! - **Inside quotes**: ASCII, or a non-ASCII letter, combining mark,
+//!   number, punctuation or symbol (`grep 'café' f`, `printf '€'`,
+//!   `echo '日本語 — “ok”'`). Text inside quotes is data to every shell, and
+//!   the command reaches `/bin/sh` byte for byte whatever the login shell
+//!   (see `infrabroker_common::force_command` and the broker's login-shell
+//!   matrix test). Non-ASCII spaces stay refused (they are in the nowhere
+//!   set).
+//! - **Program names and options**: ASCII only, even when quoted. The first
+//!   word of each simple command, and the name part of any word starting
+//!   with `-` (up to its first `=`), must be ASCII, so a look-alike program
+//!   (`'cаt'` with a Cyrillic `а`) or option (`'--fоrce'`) cannot pass for
+//!   the one a rule or a reviewer expects.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::{Construct, ParseRejection};
 
 /// Code points refused everywhere. Compiled once; if it ever failed to
 /// compile, every non-ASCII character is treated as invisible (fail closed).
@@ -33,11 +44,11 @@ static INVISIBLE: LazyLock<Option<Regex>> = LazyLock::new(|| {
 
 /// Non-ASCII characters allowed inside quotes.
 static QUOTED_OK: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^[\p{L}\p{M}\p{N}]$").ok());
+    LazyLock::new(|| Regex::new(r"^[\p{L}\p{M}\p{N}\p{P}\p{S}]$").ok());
 
 /// A character that is refused wherever it appears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Invisible {
+pub enum Invisible {
     /// C0/C1 control or DEL.
     Control(char),
     /// Format, separator, private-use, unassigned or blank-looking character.
@@ -46,7 +57,7 @@ pub(crate) enum Invisible {
 
 impl Invisible {
     /// `U+202E` style description for messages.
-    pub(crate) fn describe(self) -> String {
+    pub fn describe(self) -> String {
         match self {
             Self::Control(c) => format!("control character U+{:04X}", u32::from(c)),
             Self::Format(c) => format!("invisible or format character U+{:04X}", u32::from(c)),
@@ -54,8 +65,9 @@ impl Invisible {
     }
 }
 
-/// The first character of `s` that is refused everywhere, if any.
-pub(crate) fn first_invisible(s: &str) -> Option<Invisible> {
+/// The first character of `s` that is refused everywhere, if any: the
+/// hidden-character rule the signer also applies to hosts without a policy.
+pub fn first_invisible(s: &str) -> Option<Invisible> {
     if let Some(c) = s
         .chars()
         .find(|&c| c.is_ascii() && c.is_ascii_control() && c != '\t')
@@ -81,6 +93,32 @@ pub(crate) fn first_invisible(s: &str) -> Option<Invisible> {
 pub(crate) fn is_plain(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(c, '%' | '+' | ',' | '-' | '.' | '/' | ':' | '=' | '@' | '_')
+}
+
+/// Refuses non-ASCII in the program name of `argv` and in the name part of
+/// its options (see the module docs).
+pub(crate) fn check_names(argv: &[String]) -> Result<(), ParseRejection> {
+    for (i, word) in argv.iter().enumerate() {
+        let name = if i == 0 {
+            word.as_str()
+        } else if word.starts_with('-') {
+            word.split('=').next().unwrap_or_default()
+        } else {
+            continue;
+        };
+        if let Some(c) = name.chars().find(|c| !c.is_ascii()) {
+            let what = if i == 0 {
+                "the program name"
+            } else {
+                "an option name"
+            };
+            return Err(ParseRejection::new(
+                Construct::NonAscii,
+                format!("U+{:04X} in {what} (word {})", u32::from(c), i + 1),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `c` may appear inside single or double quotes.
@@ -128,14 +166,19 @@ mod tests {
     }
 
     #[test]
-    fn quoted_allows_letters_not_lookalike_punctuation() {
+    fn quoted_allows_printable_text_but_no_controls_or_spaces() {
         assert!(quoted_ok('é'));
         assert!(quoted_ok('ж'));
         assert!(quoted_ok('Ｒ'));
-        assert!(!quoted_ok('；'));
-        assert!(!quoted_ok('｜'));
-        assert!(!quoted_ok('\u{2019}'));
-        assert!(!quoted_ok('\u{2014}'));
-        assert!(!quoted_ok('\u{037E}'));
+        // Punctuation and symbols are data inside quotes.
+        for c in [
+            '€', '；', '｜', '\u{2019}', '\u{2014}', '\u{037E}', '©', '😀',
+        ] {
+            assert!(quoted_ok(c), "U+{:04X}", u32::from(c));
+        }
+        // Controls and non-ASCII spaces never are.
+        for c in ['\u{0085}', '\u{009B}', '\u{00A0}', '\u{2028}', '\u{3000}'] {
+            assert!(!quoted_ok(c), "U+{:04X}", u32::from(c));
+        }
     }
 }

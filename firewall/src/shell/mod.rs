@@ -45,7 +45,7 @@ pub mod wrappers;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use chars::{Invisible, first_invisible};
+pub use chars::{Invisible, first_invisible};
 
 /// Inputs longer than this are refused before parsing (`too_long`).
 pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
@@ -103,8 +103,9 @@ pub enum Construct {
     PipeStderr,
     /// An unquoted ASCII character with no safe literal meaning (`^`).
     SpecialChar,
-    /// Non-ASCII outside quotes, or a non-ASCII non-letter inside quotes
-    /// (fullwidth `；`, look-alike quotes and dashes …).
+    /// Non-ASCII outside quotes (fullwidth `；`, look-alike quotes and
+    /// dashes …), in a program name or option name even when quoted
+    /// (`'cаt'`), or a non-ASCII space inside quotes.
     NonAscii,
     /// A control character (other than tab).
     ControlChar,
@@ -226,6 +227,7 @@ pub fn parse_simple_commands(command: &str) -> Result<Vec<Vec<String>>, ParseRej
         ));
     }
     for argv in &gate {
+        chars::check_names(argv)?;
         wrappers::check(argv)?;
     }
     Ok(gate)
@@ -253,21 +255,6 @@ pub fn render(argv: &[String]) -> String {
             push_single_quoted(&mut out, word, "'\"'\"'");
         }
     }
-    out
-}
-
-/// The `force-command` for a certificate: `/bin/sh -c '<command>'`.
-///
-/// sshd hands a force-command to the user's login shell, which could be
-/// bash, zsh or fish with their own parsing. Wrapping the command in a
-/// single-quoted argument to `/bin/sh -c` makes every POSIX login shell pass
-/// it through untouched, so the command that runs is the one judged here.
-/// (fish also treats `\\` inside single quotes as an escape; the firewall
-/// refuses backslashes outside single quotes, but a host whose login shell is
-/// fish should not carry single-quoted backslashes.)
-pub fn force_command(command: &str) -> String {
-    let mut out = String::from("/bin/sh -c ");
-    push_single_quoted(&mut out, command, "'\\''");
     out
 }
 

@@ -3,7 +3,7 @@
 
 use infrabroker_firewall::{
     Decision, Enforcement, Mode, PolicyConfig, PolicyError, PolicySet, ReasonCode, RuleKind,
-    compile, force_command, parse_simple_commands, render,
+    compile, parse_simple_commands, render,
 };
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -253,13 +253,4 @@ fn judged_text_is_the_canonical_rendering() {
     assert_eq!(render(&argv[0]), r#"ls -la 'a b' '' 'it'"'"'s'"#);
     // The rendering parses back to the same argv.
     assert_eq!(parse_simple_commands(&render(&argv[0])).unwrap(), argv);
-}
-
-#[test]
-fn force_command_wraps_in_sh() {
-    assert_eq!(force_command("ls -la"), "/bin/sh -c 'ls -la'");
-    assert_eq!(
-        force_command("echo 'a b'"),
-        r"/bin/sh -c 'echo '\''a b'\'''"
-    );
 }

@@ -10,6 +10,7 @@
 
 mod audit;
 mod bad_input;
+mod characters;
 mod config_cli;
 mod harness;
 mod reload;

@@ -117,7 +117,11 @@ async fn sudo_form_runs_through_sudo_n() {
         .unwrap();
     assert_eq!(
         rec["force_command"],
-        "sudo -n -- /bin/sh -c 'id -u; echo '\\''quoted $HOME'\\'''"
+        infrabroker_common::force_command::wrap(
+            &["sudo", "-n", "--"],
+            "id -u; echo 'quoted $HOME'"
+        )
+        .unwrap()
     );
 }
 
@@ -241,7 +245,8 @@ async fn ssh_keygen_shows_one_principal_key_id_serial_and_validity() {
         .split_whitespace()
         .collect();
     assert_eq!(principals, ["web-principal"], "{text}");
-    assert!(text.contains("force-command uptime"), "{text}");
+    let wrapped = infrabroker_common::force_command::wrap(&[], "uptime").unwrap();
+    assert!(text.contains(&format!("force-command {wrapped}")), "{text}");
     assert!(text.contains("Valid: from "), "{text}");
     assert!(
         !text.contains("permit-port-forwarding")
