@@ -91,3 +91,47 @@ fn ordinary_uses_of_the_same_programs_still_pass() {
         );
     }
 }
+
+/// The abbreviation rows are not theoretical: real GNU tar runs the command
+/// given to `--checkpoint-=exec=` and `--use=`, and the firewall refuses
+/// exactly those argv.
+#[test]
+fn gnu_tar_really_runs_abbreviated_exec_options() {
+    use std::process::Command;
+    if Command::new("tar").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs GNU tar");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), "x").unwrap();
+    let set = loose();
+    for (args, marker) in [
+        (
+            vec![
+                "--checkpoint=1",
+                "--checkpoint-=exec=touch m1",
+                "-cf",
+                "/dev/null",
+                "f",
+            ],
+            "m1",
+        ),
+        (vec!["--use=touch m2; cat", "-cf", "a.tar", "f"], "m2"),
+    ] {
+        let _ = Command::new("tar")
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            dir.path().join(marker).exists(),
+            "tar {args:?} did not run the command"
+        );
+        let argv: Vec<String> = std::iter::once("tar")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        let d = set.decide(&infrabroker_firewall::render(&argv));
+        assert_eq!(d.reason_code.as_str(), "exec_option", "{argv:?}: {d:?}");
+    }
+}
