@@ -204,6 +204,9 @@ pub enum ReasonCode {
     AllowlistNoMatch,
     /// The shell parser refused the command.
     ParseRejected,
+    /// An allowed program was given an option or subcommand that runs
+    /// another command (the firewall's exec-option table).
+    ExecOption,
     /// Empty command or one with a newline, carriage return or NUL.
     CommandInvalid,
     /// The body is not valid JSON or has unknown or mistyped fields.
@@ -264,6 +267,7 @@ impl ReasonCode {
             ReasonCode::CommandDenied => "command_denied",
             ReasonCode::AllowlistNoMatch => "allowlist_no_match",
             ReasonCode::ParseRejected => "parse_rejected",
+            ReasonCode::ExecOption => "exec_option",
             ReasonCode::CommandInvalid => "command_invalid",
             ReasonCode::MalformedRequest => "malformed_request",
             ReasonCode::BodyTooLarge => "body_too_large",
@@ -358,6 +362,7 @@ mod tests {
             ReasonCode::CommandDenied,
             ReasonCode::AllowlistNoMatch,
             ReasonCode::ParseRejected,
+            ReasonCode::ExecOption,
             ReasonCode::CommandInvalid,
             ReasonCode::MalformedRequest,
             ReasonCode::BodyTooLarge,

@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::Criterion;
+use infrabroker_firewall::argv::ArgvRuleConfig;
 use infrabroker_firewall::{Mode, PolicyConfig, PolicySet, compile, parse_simple_commands};
 
 const COMMANDS: &[(&str, &str)] = &[
@@ -28,6 +29,16 @@ const COMMANDS: &[(&str, &str)] = &[
         "curl -s http://169.254.169.254/latest/meta-data/",
     ),
     ("parse_rejected", "cat /etc/hosts $(id)"),
+    // Admitted by a structured rule after every regex missed.
+    (
+        "structured",
+        "git -C /srv/repos/app log -n 5 --oneline HEAD",
+    ),
+    // Refused by the exec-option table (abbreviated tar option).
+    (
+        "exec_option",
+        "tar --checkpoint=1 --checkpoint-=exec=id -cf /dev/null x",
+    ),
 ];
 
 fn strings(v: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -78,6 +89,7 @@ fn hundred_rule_set() -> PolicySet {
     let host = PolicyConfig {
         mode: Mode::Allowlist,
         allow: strings((0..10).map(|i| format!("^systemctl (status|restart) svc{i}$"))),
+        allow_argv: structured_rules(),
         deny: strings((0..5).map(|i| format!("^kill -9 {i}$"))),
         require_approval: strings((0..5).map(|i| format!("^systemctl restart svc{i}$"))),
         ..PolicyConfig::default()
@@ -99,6 +111,29 @@ fn hundred_rule_set() -> PolicySet {
             .map(|(s, c)| (s.to_owned(), compile(&c, s).unwrap()))
             .collect(),
     )
+}
+
+/// Five structured rules (not counted in the 100 regexes), the git one last.
+fn structured_rules() -> Vec<ArgvRuleConfig> {
+    let mut rules: Vec<ArgvRuleConfig> = ["df", "free", "uptime", "id"]
+        .iter()
+        .map(|p| {
+            serde_json::from_value(serde_json::json!({"program": p, "options": {"-h": "flag"}}))
+                .unwrap()
+        })
+        .collect();
+    rules.push(
+        serde_json::from_value(serde_json::json!({
+            "program": "git",
+            "global_options": {"-C": {"value": "/srv/repos/[a-z0-9-]+"}},
+            "subcommand": ["log"],
+            "options": {"--oneline": "flag", "-n": {"value": "[0-9]{1,3}"}, "--max-count": {"value": "[0-9]{1,3}"}},
+            "args": ["[A-Za-z0-9._/~^-]+"],
+            "max_args": 2,
+        }))
+        .unwrap(),
+    );
+    rules
 }
 
 fn percentiles(set: &PolicySet) {

@@ -17,6 +17,9 @@ pub enum ReasonCode {
     AllowlistNoMatch,
     /// Shell parsing refused a construct it cannot judge statically.
     ParseRejected,
+    /// An option or subcommand that makes an allowed program run another
+    /// command (`git rebase --exec`, `tar --use=…`), from the built-in table.
+    ExecOption,
     /// The command is empty or carries NUL, CR, LF, other control characters
     /// or invisible/format characters. Never softened by audit mode.
     CommandInvalid,
@@ -31,6 +34,7 @@ impl ReasonCode {
             Self::CommandDenied => "command_denied",
             Self::AllowlistNoMatch => "allowlist_no_match",
             Self::ParseRejected => "parse_rejected",
+            Self::ExecOption => "exec_option",
             Self::CommandInvalid => "command_invalid",
         }
     }

@@ -22,10 +22,18 @@ pub enum PolicyError {
         path: String,
     },
     /// `allow` entries on a denylist policy would be silently ignored.
-    #[error("{path}: allow has no effect in denylist mode")]
+    #[error("{path}: allow rules have no effect in denylist mode")]
     AllowInDenylist {
         /// Config path of the `allow` list.
         path: String,
+    },
+    /// An `allow_argv` entry that cannot be compiled.
+    #[error("{path}: {reason}")]
+    InvalidArgvRule {
+        /// Config path of the offending part of the entry.
+        path: String,
+        /// What is wrong, on one line.
+        reason: String,
     },
     /// A policy in mode `off` carries rules that would be silently ignored.
     #[error("{path}: {list} has no effect when mode is off")]

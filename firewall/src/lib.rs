@@ -45,15 +45,20 @@
 //!    `grep 'a b' f`.
 //!    With `shell_parse` off the raw string is judged once as a whole, so
 //!    `ps; rm -rf /` passes an allow rule `^ps`: that is why it defaults on.
-//! 5. Regexes are unanchored (`is_match`, as upstream); write `^…$`.
+//! 5. Each simple command's argv is read against the exec-option table
+//!    ([`exec_options`]): an option or subcommand that makes the program run
+//!    another command (`git rebase -x`, `tar --rs=…`, `rg --pre`) →
+//!    `exec_option` (`exec-option:<row>`), whatever the rules allow.
+//! 6. Regexes are unanchored (`is_match`, as upstream); write `^…$`.
 //!    Any simple command matching a deny rule → `command_denied`
 //!    (`deny:<pattern>`). Else, if any part is an allowlist, every simple
-//!    command must match some allow rule → else `allowlist_no_match`
-//!    (`allowlist:no-match`). Else any simple command matching an approval
+//!    command must match some allow rule or structured `allow_argv` rule
+//!    ([`argv`]; `allow_argv:<program> <subcommand…>`) → else
+//!    `allowlist_no_match` (`allowlist:no-match`). Else any simple command matching an approval
 //!    rule → `needs_approval` (`require_approval:<pattern>`,
 //!    `allowed: false`, `require_approval: true`). Else `allowed`.
-//! 6. Audit enforcement (only when no active part enforces): a refusal from
-//!    steps 4–5 becomes `allowed: true`, `reason_code: allowed`, with the
+//! 7. Audit enforcement (only when no active part enforces): a refusal from
+//!    steps 4–6 becomes `allowed: true`, `reason_code: allowed`, with the
 //!    rule kept in `matched_rule`, a warning, and `would_deny` or
 //!    `would_require_approval` set.
 //!
@@ -69,18 +74,27 @@
 //! - `policy.rs`: [`PolicyConfig`] (plain config data) and [`compile`].
 //! - `set.rs`: [`PolicySet`] composition, [`PolicySet::decide`],
 //!   [`Explanation`].
+//! - `judge.rs`: the per-command steps 5–6 and the trace behind
+//!   [`PolicySet::explain_command`].
+//! - `argv/`: structured rules, option normalisation.
+//! - `exec_options/`: the exec-option table and its scanner.
 //! - `decision.rs`: [`Decision`] and [`ReasonCode`].
 //! - `shell/`: parsing, the character rule, the wrapper table.
 //! - `error.rs`: [`PolicyError`], config errors with their paths.
 
+pub mod argv;
 mod decision;
 mod error;
+pub mod exec_options;
+mod judge;
 mod policy;
 mod set;
 pub mod shell;
 
 pub use decision::{Decision, ReasonCode};
 pub use error::PolicyError;
+pub use exec_options::Context;
+pub use judge::{CommandExplanation, DecidedBy, JudgedCommand, RuleForm};
 pub use policy::{CompiledPolicy, Enforcement, Mode, PolicyConfig, compile};
 pub use set::{ExplainedPart, ExplainedRule, Explanation, PolicySet, RuleKind};
 pub use shell::{

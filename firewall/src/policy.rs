@@ -8,6 +8,7 @@
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::argv::{ArgvRule, ArgvRuleConfig, compile_rules};
 use crate::error::PolicyError;
 
 /// Upper bound on one compiled pattern. The `regex` crate matches in linear
@@ -51,6 +52,9 @@ pub struct PolicyConfig {
     /// Regexes a command must match in allowlist mode (unanchored, like
     /// upstream; write `^…$` to anchor).
     pub allow: Vec<String>,
+    /// Structured allow rules (program, subcommand, options, arguments);
+    /// see [`crate::argv`]. Allowlist mode only.
+    pub allow_argv: Vec<ArgvRuleConfig>,
     /// Regexes that refuse a command in any active mode.
     pub deny: Vec<String>,
     /// Regexes that make an otherwise allowed command wait for approval.
@@ -73,6 +77,7 @@ pub(crate) struct Rule {
 pub struct CompiledPolicy {
     pub(crate) mode: Mode,
     pub(crate) allow: Vec<Rule>,
+    pub(crate) allow_argv: Vec<ArgvRule>,
     pub(crate) deny: Vec<Rule>,
     pub(crate) require_approval: Vec<Rule>,
     pub(crate) shell_parse: bool,
@@ -104,12 +109,13 @@ impl CompiledPolicy {
 pub fn compile(cfg: &PolicyConfig, path: &str) -> Result<CompiledPolicy, Vec<PolicyError>> {
     let mut errors = Vec::new();
     if cfg.mode == Mode::Off {
-        for (list, entries) in [
-            ("allow", &cfg.allow),
-            ("deny", &cfg.deny),
-            ("require_approval", &cfg.require_approval),
+        for (list, empty) in [
+            ("allow", cfg.allow.is_empty()),
+            ("allow_argv", cfg.allow_argv.is_empty()),
+            ("deny", cfg.deny.is_empty()),
+            ("require_approval", cfg.require_approval.is_empty()),
         ] {
-            if !entries.is_empty() {
+            if !empty {
                 errors.push(PolicyError::RulesWhenOff {
                     path: path.to_owned(),
                     list,
@@ -117,12 +123,24 @@ pub fn compile(cfg: &PolicyConfig, path: &str) -> Result<CompiledPolicy, Vec<Pol
             }
         }
     }
-    if cfg.mode == Mode::Denylist && !cfg.allow.is_empty() {
-        errors.push(PolicyError::AllowInDenylist {
-            path: format!("{path}.allow"),
+    for (list, empty) in [
+        ("allow", cfg.allow.is_empty()),
+        ("allow_argv", cfg.allow_argv.is_empty()),
+    ] {
+        if cfg.mode == Mode::Denylist && !empty {
+            errors.push(PolicyError::AllowInDenylist {
+                path: format!("{path}.{list}"),
+            });
+        }
+    }
+    if !cfg.allow_argv.is_empty() && cfg.shell_parse == Some(false) {
+        errors.push(PolicyError::InvalidArgvRule {
+            path: format!("{path}.allow_argv"),
+            reason: "structured rules need shell_parse (they match decoded words)".into(),
         });
     }
     let allow = compile_list(&cfg.allow, &format!("{path}.allow"), &mut errors);
+    let allow_argv = compile_rules(&cfg.allow_argv, &format!("{path}.allow_argv"), &mut errors);
     let deny = compile_list(&cfg.deny, &format!("{path}.deny"), &mut errors);
     let require_approval = compile_list(
         &cfg.require_approval,
@@ -135,6 +153,7 @@ pub fn compile(cfg: &PolicyConfig, path: &str) -> Result<CompiledPolicy, Vec<Pol
     Ok(CompiledPolicy {
         mode: cfg.mode,
         allow,
+        allow_argv,
         deny,
         require_approval,
         shell_parse: cfg.shell_parse.unwrap_or(true),

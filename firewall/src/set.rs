@@ -3,7 +3,10 @@
 use regex::{RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::argv::ArgvRule;
 use crate::decision::{Decision, ReasonCode};
+use crate::exec_options::Context;
+use crate::judge::{CommandExplanation, JudgedCommand, Simple};
 use crate::policy::{CompiledPolicy, Enforcement, Mode, Rule};
 use crate::shell::{self, Invisible, first_invisible};
 
@@ -15,15 +18,22 @@ const SET_SIZE_LIMIT: usize = 32 << 20;
 const MESSAGE_TEXT: usize = 120;
 
 #[derive(Debug, Clone)]
-struct SourcedRule {
-    source: String,
-    pattern: String,
+pub(crate) struct SourcedRule {
+    pub(crate) source: String,
+    pub(crate) pattern: String,
     regex: regex::Regex,
+}
+
+/// A structured allow rule and the part it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct SourcedArgv {
+    pub(crate) source: String,
+    pub(crate) rule: ArgvRule,
 }
 
 /// One kind of rule (deny, allow or approval) from all parts, in order.
 #[derive(Debug, Clone, Default)]
-struct RuleList {
+pub(crate) struct RuleList {
     rules: Vec<SourcedRule>,
     set: Option<RegexSet>,
 }
@@ -47,7 +57,7 @@ impl RuleList {
     }
 
     /// The earliest rule (in composition order) that matches `text`.
-    fn first_match(&self, text: &str) -> Option<&SourcedRule> {
+    pub(crate) fn first_match(&self, text: &str) -> Option<&SourcedRule> {
         match &self.set {
             Some(set) => {
                 if !set.is_match(text) {
@@ -73,6 +83,8 @@ pub enum RuleKind {
     Allow,
     /// A `require_approval` entry.
     RequireApproval,
+    /// An `allow_argv` entry (its pattern is `program subcommand…`).
+    AllowArgv,
 }
 
 /// One rule as shown by `explain`.
@@ -126,12 +138,13 @@ pub struct Explanation {
 pub struct PolicySet {
     parts: Vec<ExplainedPart>,
     active: bool,
-    has_allowlist: bool,
+    pub(crate) has_allowlist: bool,
     shell_parse: bool,
     enforcement: Enforcement,
-    deny: RuleList,
-    allow: RuleList,
-    approval: RuleList,
+    pub(crate) deny: RuleList,
+    pub(crate) allow: RuleList,
+    pub(crate) allow_argv: Vec<SourcedArgv>,
+    pub(crate) approval: RuleList,
 }
 
 impl PolicySet {
@@ -161,6 +174,11 @@ impl PolicySet {
             if policy.mode == Mode::Allowlist {
                 set.has_allowlist = true;
                 set.allow.push(source, &policy.allow);
+                set.allow_argv
+                    .extend(policy.allow_argv.iter().map(|rule| SourcedArgv {
+                        source: source.clone(),
+                        rule: rule.clone(),
+                    }));
             }
         }
         if any_enforce || !set.active {
@@ -178,8 +196,32 @@ impl PolicySet {
         !self.active
     }
 
-    /// Judges `command`. See the crate docs for the exact order of checks.
+    /// Judges `command` as run without a terminal. See the crate docs for
+    /// the exact order of checks.
     pub fn decide(&self, command: &str) -> Decision {
+        self.decide_in(command, Context::default())
+    }
+
+    /// Judges `command`; `ctx` says whether a terminal is attached (rows of
+    /// the exec-option table for pagers apply only then).
+    pub fn decide_in(&self, command: &str, ctx: Context) -> Decision {
+        self.evaluate(command, ctx, None)
+    }
+
+    /// The decision and, per simple command, its decoded and normalised
+    /// argv and the rule that decided (for `policy explain`).
+    pub fn explain_command(&self, command: &str, ctx: Context) -> CommandExplanation {
+        let mut commands = Vec::new();
+        let decision = self.evaluate(command, ctx, Some(&mut commands));
+        CommandExplanation { decision, commands }
+    }
+
+    fn evaluate(
+        &self,
+        command: &str,
+        ctx: Context,
+        trace: Option<&mut Vec<JudgedCommand>>,
+    ) -> Decision {
         if let Some(invalid) = invalid_basic(command) {
             return invalid;
         }
@@ -194,9 +236,9 @@ impl PolicySet {
             let message = format!("command contains a {}", found.describe());
             return Decision::refuse(ReasonCode::CommandInvalid, rule.into(), None, message);
         }
-        let judged: Vec<String> = if self.shell_parse {
+        let judged: Vec<Simple> = if self.shell_parse {
             match shell::parse_simple_commands(command) {
-                Ok(commands) => commands.iter().map(|argv| shell::render(argv)).collect(),
+                Ok(commands) => commands.into_iter().map(Simple::parsed).collect(),
                 Err(rejection) => {
                     let message = rejection.to_string();
                     return self.finish(Decision::refuse(
@@ -208,75 +250,9 @@ impl PolicySet {
                 }
             }
         } else {
-            vec![command.to_owned()]
+            vec![Simple::raw(command)]
         };
-        self.finish(self.judge(&judged))
-    }
-
-    /// Deny, then allowlist, then approval, over every simple command.
-    fn judge(&self, judged: &[String]) -> Decision {
-        let total = judged.len();
-        for (i, text) in judged.iter().enumerate() {
-            if let Some(rule) = self.deny.first_match(text) {
-                let message = format!(
-                    "{} matches deny rule {:?} from {}",
-                    describe(i, total, text),
-                    rule.pattern,
-                    rule.source
-                );
-                return Decision::refuse(
-                    ReasonCode::CommandDenied,
-                    format!("deny:{}", rule.pattern),
-                    Some(rule.source.clone()),
-                    message,
-                );
-            }
-        }
-        let mut first_allow = None;
-        if self.has_allowlist {
-            for (i, text) in judged.iter().enumerate() {
-                match self.allow.first_match(text) {
-                    Some(rule) => {
-                        first_allow.get_or_insert(rule);
-                    }
-                    None => {
-                        let message = format!("{} matches no allow rule", describe(i, total, text));
-                        return Decision::refuse(
-                            ReasonCode::AllowlistNoMatch,
-                            "allowlist:no-match".into(),
-                            None,
-                            message,
-                        );
-                    }
-                }
-            }
-        }
-        for (i, text) in judged.iter().enumerate() {
-            if let Some(rule) = self.approval.first_match(text) {
-                let message = format!(
-                    "{} needs approval by rule {:?} from {}",
-                    describe(i, total, text),
-                    rule.pattern,
-                    rule.source
-                );
-                return Decision::refuse(
-                    ReasonCode::NeedsApproval,
-                    format!("require_approval:{}", rule.pattern),
-                    Some(rule.source.clone()),
-                    message,
-                );
-            }
-        }
-        let message = if total == 1 {
-            "command allowed by command policy".to_owned()
-        } else {
-            format!("all {total} simple commands allowed by command policy")
-        };
-        Decision::allow(
-            message,
-            first_allow.map(|r| format!("allow:{}", r.pattern)),
-            first_allow.map(|r| r.source.clone()),
-        )
+        self.finish(self.judge(&judged, ctx, trace))
     }
 
     fn finish(&self, decision: Decision) -> Decision {
@@ -307,6 +283,11 @@ impl PolicySet {
                 source: r.source.clone(),
             }));
         }
+        rules.extend(self.allow_argv.iter().map(|a| ExplainedRule {
+            kind: RuleKind::AllowArgv,
+            pattern: a.rule.label(),
+            source: a.source.clone(),
+        }));
         Explanation {
             mode,
             shell_parse: self.active && self.shell_parse,
@@ -339,7 +320,7 @@ fn invalid_basic(command: &str) -> Option<Decision> {
     ))
 }
 
-fn describe(i: usize, total: usize, text: &str) -> String {
+pub(crate) fn describe(i: usize, total: usize, text: &str) -> String {
     let shown = if text.chars().count() > MESSAGE_TEXT {
         let mut t: String = text.chars().take(MESSAGE_TEXT).collect();
         t.push('…');

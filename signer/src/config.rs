@@ -316,11 +316,24 @@ fn read_policy(o: &Obj<'_>) -> PolicyConfig {
     PolicyConfig {
         mode,
         allow: o.str_list("allow"),
+        allow_argv: argv_rules(o),
         deny: o.str_list("deny"),
         require_approval: o.str_list("require_approval"),
         shell_parse: o.opt_bool("shell_parse"),
         enforcement,
     }
+}
+
+/// `allow_argv`: structured rules, read by the firewall's own serde types
+/// (unknown fields refused); their meaning is checked by `compile`.
+fn argv_rules(o: &Obj<'_>) -> Vec<infrabroker_firewall::argv::ArgvRuleConfig> {
+    let Some(v) = o.raw("allow_argv") else {
+        return Vec::new();
+    };
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+        o.error("allow_argv", format!("not a list of structured rules: {e}"));
+        Vec::new()
+    })
 }
 
 fn compile_at(cfg: &PolicyConfig, path: &str, errs: &Errors) -> Option<CompiledPolicy> {

@@ -419,7 +419,11 @@ fn judge(host: &Host, req: &SignRequest) -> Result<Decision, Denial> {
     if req.role == Role::Bastion || req.command.is_empty() {
         return Ok(Decision::allowed("no command to judge"));
     }
-    let decision = to_wire(host.policy.decide(&req.command));
+    // Pager rows of the exec-option table apply only with a terminal.
+    let ctx = infrabroker_firewall::Context {
+        terminal: req.pty || req.session_mode == Some(SessionMode::Pty),
+    };
+    let decision = to_wire(host.policy.decide_in(&req.command, ctx));
     if decision.allowed || req.dry_run {
         return Ok(decision);
     }
@@ -535,6 +539,7 @@ pub fn to_wire(d: infrabroker_firewall::Decision) -> Decision {
         F::CommandDenied => ReasonCode::CommandDenied,
         F::AllowlistNoMatch => ReasonCode::AllowlistNoMatch,
         F::ParseRejected => ReasonCode::ParseRejected,
+        F::ExecOption => ReasonCode::ExecOption,
         F::CommandInvalid => ReasonCode::CommandInvalid,
     };
     let matched_rule = match (d.rule_source, d.matched_rule) {

@@ -162,6 +162,9 @@ enum PolicyCmd {
         /// A command to judge offline.
         #[arg(long)]
         command: Option<String>,
+        /// Judge it as a PTY request (pager rows of the exec-option table apply).
+        #[arg(long)]
+        pty: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -200,8 +203,9 @@ pub fn run(cli: Cli) -> Outcome {
             config,
             host,
             command,
+            pty,
             json,
-        }) => policy::explain(&config, &host, command.as_deref(), json),
+        }) => policy::explain(&config, &host, command.as_deref(), pty, json),
         Command::Reload(args) => reload::run(&args),
         Command::Approval(cmd) => approval::run(cmd),
         Command::Doctor { config, json } => doctor::run(&config, json),

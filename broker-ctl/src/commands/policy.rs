@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use infrabroker_firewall::{Context, JudgedCommand, RuleForm, render};
 use infrabroker_signer::config::SignerConfig;
 use infrabroker_signer::issuance::to_wire;
 
 use super::{Failure, Outcome};
 
-pub fn explain(config: &Path, host: &str, command: Option<&str>, json: bool) -> Outcome {
+pub fn explain(config: &Path, host: &str, command: Option<&str>, pty: bool, json: bool) -> Outcome {
     let cfg = SignerConfig::load(config)
         .map_err(|e| Failure::config(format!("{}: {e}", config.display())))?;
     let Some(h) = cfg.hosts.get(host) else {
@@ -19,12 +20,19 @@ pub fn explain(config: &Path, host: &str, command: Option<&str>, json: bool) -> 
         )));
     };
     let explanation = h.policy.explain();
-    let decision = command.map(|c| to_wire(h.policy.decide(c)));
+    let ctx = Context { terminal: pty };
+    let judged = command.map(|c| h.policy.explain_command(c, ctx));
+    let commands = judged
+        .as_ref()
+        .map(|j| j.commands.clone())
+        .unwrap_or_default();
+    let decision = judged.map(|j| to_wire(j.decision));
     if json {
         let out = serde_json::json!({
             "host": host,
             "policy": explanation,
             "decision": decision,
+            "commands": commands,
         });
         println!(
             "{}",
@@ -73,9 +81,40 @@ pub fn explain(config: &Path, host: &str, command: Option<&str>, json: bool) -> 
                 println!("  warning: {w}");
             }
         }
+        print_commands(&commands);
     }
     match decision {
         Some(d) if !d.allowed => Ok(ExitCode::from(1)),
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Each simple command: the words judged, the normalised argv when a
+/// structured rule admitted it, and what decided it.
+fn print_commands(commands: &[JudgedCommand]) {
+    for (i, c) in commands.iter().enumerate() {
+        println!("simple command {}: {}", i + 1, c.text);
+        if let Some(words) = &c.normalized {
+            println!("  normalised: {}", render(words));
+        }
+        match &c.decided_by {
+            Some(by) => {
+                let form = match by.form {
+                    RuleForm::Regex => "regex",
+                    RuleForm::Structured => "structured rule",
+                    RuleForm::ExecTable => "built-in exec-option table",
+                };
+                let from = by
+                    .source
+                    .as_deref()
+                    .map(|s| format!(" from {s}"))
+                    .unwrap_or_default();
+                println!("  decided by {form}: {}{from}", by.rule);
+            }
+            None => println!("  decided by: no rule (not reached, or nothing matched)"),
+        }
+        for miss in &c.structured_misses {
+            println!("  not admitted by {miss}");
+        }
     }
 }

@@ -140,23 +140,42 @@ fn audit_verify_exit_codes_name_the_first_bad_record() {
     assert!(text(&o).contains("signature"), "{}", text(&o));
 }
 
-#[test]
-fn policy_explain_shows_composition_and_the_offline_decision() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = infrabroker_testbed::stack::Pki::create(dir.path()).unwrap();
-    let mut cfg = infrabroker_testbed::stack::signer_config(&pki, &dir.path().join("a.log"));
-    cfg["command_policies"] = json!({
-        "global": {"mode": "denylist", "deny": ["^rm( |$)"]},
-        "readonly": {"mode": "allowlist", "allow": ["^(ps|ls|uptime)( |$)"], "require_approval": ["^ps aux$"]},
-    });
-    cfg["group_command_policies"] = json!({"_default": ["global"], "web": ["readonly"]});
+/// Writes a signer.json with these policies and one host `web01` in group
+/// `web` (plus `host_policy` as its own policy, if any).
+fn policy_config(
+    dir: &std::path::Path,
+    policies: serde_json::Value,
+    groups: serde_json::Value,
+    host_policy: Option<serde_json::Value>,
+) -> std::path::PathBuf {
+    let pki = infrabroker_testbed::stack::Pki::create(dir).unwrap();
+    let mut cfg = infrabroker_testbed::stack::signer_config(&pki, &dir.join("a.log"));
+    cfg["command_policies"] = policies;
+    cfg["group_command_policies"] = groups;
     cfg["hosts"] = json!({"web01": {
         "addr": "127.0.0.1:22", "user": "u", "principal": "p", "groups": ["web"],
         "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
-        "command_policy": {"mode": "denylist", "deny": ["^ls /root"]},
     }});
-    let path = dir.path().join("signer.json");
+    if let Some(p) = host_policy {
+        cfg["hosts"]["web01"]["command_policy"] = p;
+    }
+    let path = dir.join("signer.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn policy_explain_shows_composition_and_the_offline_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy_config(
+        dir.path(),
+        json!({
+            "global": {"mode": "denylist", "deny": ["^rm( |$)"]},
+            "readonly": {"mode": "allowlist", "allow": ["^(ps|ls|uptime)( |$)"], "require_approval": ["^ps aux$"]},
+        }),
+        json!({"_default": ["global"], "web": ["readonly"]}),
+        Some(json!({"mode": "denylist", "deny": ["^ls /root"]})),
+    );
     let c = path.to_str().unwrap();
 
     let o = ctl(&["policy", "explain", "--config", c, "--host", "web01"]);
@@ -192,4 +211,98 @@ fn policy_explain_shows_composition_and_the_offline_decision() {
     }
     let o = ctl(&["policy", "explain", "--config", c, "--host", "nope"]);
     assert_eq!(o.status.code(), Some(64));
+}
+
+#[test]
+fn policy_explain_shows_the_normalised_argv_and_the_deciding_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = json!({
+        "program": "tar",
+        "options": {"-t": "flag", "-v": "flag", "-f": {"value": "/srv/[a-z]+\\.tar"},
+                    "--list": "flag", "--file": {"value": "/srv/[a-z]+\\.tar"}},
+    });
+    let path = policy_config(
+        dir.path(),
+        json!({"git-log": {"mode": "allowlist", "allow": ["^uptime$", "^git( |$)"], "allow_argv": [tar]}}),
+        json!({"web": ["git-log"]}),
+        None,
+    );
+    let c = path.to_str().unwrap();
+    let explain = |cmd: &str, json: bool| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--config",
+            c,
+            "--host",
+            "web01",
+            "--command",
+            cmd,
+        ];
+        if json {
+            args.push("--json");
+        }
+        ctl(&args)
+    };
+
+    // Structured: bundled flags and an abbreviation, normalised.
+    let o = explain("uptime; tar -tvf /srv/a.tar", true);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert!(o.status.success(), "{v}");
+    assert_eq!(v["commands"][0]["decided_by"]["form"], "regex", "{v}");
+    assert_eq!(
+        v["commands"][0]["decided_by"]["rule"], "allow:^uptime$",
+        "{v}"
+    );
+    let tar = &v["commands"][1];
+    assert_eq!(tar["decided_by"]["form"], "structured", "{v}");
+    assert_eq!(tar["decided_by"]["rule"], "allow_argv:tar", "{v}");
+    assert_eq!(
+        tar["normalized"],
+        json!(["tar", "-t", "-v", "-f", "/srv/a.tar"]),
+        "{v}"
+    );
+    let o = explain("tar --li --file=/srv/a.tar", false);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("normalised: tar --list --file=/srv/a.tar"),
+        "{t}"
+    );
+    assert!(
+        t.contains("decided by structured rule: allow_argv:tar from group web: git-log"),
+        "{t}"
+    );
+
+    // Refusals name the rule form and why the structured rule did not match.
+    let o = explain("tar -tvf /etc/shadow.tar", false);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("allowlist_no_match"), "{t}");
+    assert!(t.contains("value of -f does not match its pattern"), "{t}");
+    let o = explain("git rebase --exec id main", true);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decision"]["reason_code"], "exec_option", "{v}");
+    assert_eq!(
+        v["decision"]["matched_rule"], "exec-option:git rebase --exec",
+        "{v}"
+    );
+    assert_eq!(v["commands"][0]["decided_by"]["form"], "exec_table", "{v}");
+    // Pager rows apply to PTY requests only.
+    assert!(explain("git log", false).status.success());
+    let o = ctl(&[
+        "policy",
+        "explain",
+        "--config",
+        c,
+        "--host",
+        "web01",
+        "--command",
+        "git log",
+        "--pty",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decision"]["reason_code"], "exec_option", "{v}");
 }

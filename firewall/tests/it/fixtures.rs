@@ -10,6 +10,7 @@ fn cfg(mode: Mode, allow: &[&str], deny: &[&str], approval: &[&str]) -> PolicyCo
     PolicyConfig {
         mode,
         allow: own(allow),
+        allow_argv: Vec::new(),
         deny: own(deny),
         require_approval: own(approval),
         shell_parse: None,

@@ -7,7 +7,9 @@
 
 mod config;
 mod dash;
+mod exec_bypass;
 mod fixtures;
 mod generate;
 mod props;
+mod structured;
 mod table;

@@ -8,7 +8,8 @@
 use infrabroker_firewall::ReasonCode;
 use infrabroker_firewall::ReasonCode::{
     Allowed as Ok_, AllowlistNoMatch as NoMatch, CommandDenied as Denied,
-    CommandInvalid as Invalid, NeedsApproval as Approval, ParseRejected as Rejected,
+    CommandInvalid as Invalid, ExecOption as Exec, NeedsApproval as Approval,
+    ParseRejected as Rejected,
 };
 
 use crate::fixtures::fixture;
@@ -290,15 +291,15 @@ const ROWS: &[Row] = &[
     ("awk '{print}' f", "hygiene", Rejected, "shell-parse:wrapper:awk", "awk can system()"),
     ("ps aux | gawk x", "hygiene", Rejected, "shell-parse:wrapper:gawk", "gawk in pipeline"),
     ("vim -c x", "hygiene", Rejected, "shell-parse:wrapper:vim", "editor escape"),
-    ("find / -exec sh ';'", "hygiene", Rejected, "shell-parse:exec_option:find -exec", "find -exec"),
-    ("find . -execdir id ';'", "hygiene", Rejected, "shell-parse:exec_option:find -execdir", "find -execdir"),
-    ("find . -ok id ';'", "hygiene", Rejected, "shell-parse:exec_option:find -ok", "find -ok"),
-    ("ip netns exec x id", "hygiene", Rejected, "shell-parse:exec_option:ip exec", "ip netns exec"),
-    ("tar --to-command=id -xf a", "hygiene", Rejected, "shell-parse:exec_option:tar --to-command=id", "tar --to-command"),
-    ("tar xIf a", "hygiene", Rejected, "shell-parse:exec_option:tar xIf", "tar -I old style"),
-    ("rsync -e id a b", "hygiene", Rejected, "shell-parse:exec_option:rsync -e", "rsync -e"),
-    ("git -c core.pager=id log", "hygiene", Rejected, "shell-parse:exec_option:git -c", "git -c"),
-    ("git fetch --upload-pack=id origin", "hygiene", Rejected, "shell-parse:exec_option:*", "git --upload-pack"),
+    ("find / -exec sh ';'", "hygiene", Exec, "exec-option:find -exec", "find -exec"),
+    ("find . -execdir id ';'", "hygiene", Exec, "exec-option:find -execdir", "find -execdir"),
+    ("find . -ok id ';'", "hygiene", Exec, "exec-option:find -ok", "find -ok"),
+    ("ip netns exec x id", "hygiene", Exec, "exec-option:ip <exec argument>", "ip netns exec"),
+    ("tar --to-command=id -xf a", "hygiene", Exec, "exec-option:tar --to-command", "tar --to-command"),
+    ("tar xIf a", "hygiene", Exec, "exec-option:tar -I", "tar -I old style"),
+    ("rsync -e id a b", "hygiene", Exec, "exec-option:rsync -e", "rsync -e"),
+    ("git -c core.pager=id log", "hygiene", Exec, "exec-option:git -c", "git -c"),
+    ("git fetch --upload-pack=id origin", "hygiene", Exec, "exec-option:git --upload-pack", "git --upload-pack"),
     // --- ordinary commands that must keep working ---------------------------------------
     ("find / -name x", "hygiene", Ok_, "-", "find without exec"),
     ("find / -name x -delete", "hygiene", Ok_, "-", "find -delete is visible to deny rules"),

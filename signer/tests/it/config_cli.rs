@@ -44,7 +44,12 @@ fn every_error_is_reported_with_its_path_and_exit_64() {
     cfg["max_ttl_seconds"] = json!(3600);
     cfg["audit_fail_mode"] = json!("sometimes");
     cfg["callers"] = json!({"broker 1": {"allowed_groups": ["web"]}});
-    cfg["command_policies"] = json!({"p": {"mode": "allowlist", "allow": ["("]}});
+    cfg["command_policies"] = json!({
+        "p": {"mode": "allowlist", "allow": ["("]},
+        "q": {"mode": "allowlist", "allow_argv": [{"program": "sh"}]},
+        "r": {"mode": "allowlist", "allow_argv": [{"program": "ls", "flags": ["-l"]}]},
+        "s": {"mode": "denylist", "allow_argv": [{"program": "ls"}]},
+    });
     cfg["group_command_policies"] = json!({"web": ["missing"]});
     cfg["hosts"] = json!({
         "web": {"addr": "nohost", "user": "u", "host_key": "garbage", "groups": ["web"],
@@ -64,6 +69,9 @@ fn every_error_is_reported_with_its_path_and_exit_64() {
         "audit_fail_mode: \"sometimes\"",
         "callers[\"broker 1\"]: \"broker 1\" is not a valid caller CN",
         "command_policies.p.allow[0]",
+        "command_policies.q.allow_argv[0].program: sh runs other commands",
+        "command_policies.r.allow_argv: not a list of structured rules: unknown field `flags`",
+        "command_policies.s.allow_argv: allow rules have no effect in denylist mode",
         "group_command_policies.web[0]: no policy named \"missing\"",
         "hosts.web.addr: \"nohost\" is not host:port",
         "hosts.web.host_key: is not an OpenSSH public key line",
