@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use infrabroker_common::display::escape;
 use infrabroker_common::wire::Decision;
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +90,8 @@ pub struct ExecResult {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ToolError {
     /// The signer refused (policy, RBAC, bad input); `code` is its reason code.
-    #[error("denied by the signer ({code}): {message}")]
+    /// Both are shown escaped: the message may quote the agent's text.
+    #[error("denied by the signer ({}): {}", escape(code), escape(message))]
     Denied {
         /// The signer's reason code, e.g. `command_denied`.
         code: String,
@@ -97,7 +99,7 @@ pub enum ToolError {
         message: String,
     },
     /// The host is not in the caller's view.
-    #[error("unknown host {0:?}: call ssh_list_servers to see the hosts you can reach")]
+    #[error("unknown host \"{}\": call ssh_list_servers to see the hosts you can reach", escape(.0))]
     UnknownHost(String),
     /// The signer could not be reached or answered nonsense.
     #[error("signer unreachable: {0}")]

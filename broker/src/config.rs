@@ -1,11 +1,13 @@
 //! `broker.json`: strict JWCC like the signer's. Hosts never come from here;
 //! they come from the signer.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use infrabroker_common::config::{ConfigErrors, Errors, Obj, load_file, load_text};
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text};
+use infrabroker_common::names;
 
 use crate::http::settings::{self, HttpSettings, OAuthSettings};
 
@@ -65,6 +67,10 @@ pub struct BrokerConfig {
     pub server_key: Option<PathBuf>,
     /// CA whose client certificates `serve` accepts.
     pub client_ca: Option<PathBuf>,
+    /// `serve`: the client-certificate CNs that may call, each with its
+    /// groups. A CN not listed is refused (`403 caller_unknown`); a listed
+    /// one reaches the signer as the end user with these groups.
+    pub rest_callers: Option<BTreeMap<String, Vec<String>>>,
     /// Public URL of the MCP endpoint (RFC 9728 `resource`).
     pub resource_url: Option<String>,
     /// Bearer-token validation of `mcp-http`.
@@ -179,6 +185,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         root.error("server_key", "server_cert and server_key go together");
     }
     let client_ca = opt_path("client_ca");
+    let rest_callers = read_rest_callers(&root);
     let resource_url = settings::read_resource_url(&root);
     let oauth = settings::read_oauth(&root, base);
     let http = settings::read_http(&root);
@@ -202,10 +209,48 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         server_cert,
         server_key,
         client_ca,
+        rest_callers,
         resource_url,
         oauth,
         http,
     })
+}
+
+/// `rest_callers: {"<CN>": {"allowed_groups": [...]}}`, the shape of the
+/// signer's `callers`. The CN becomes the signer's `end_user`, so it must
+/// pass the signer's end-user rule; the groups its group rule.
+fn read_rest_callers(root: &Obj<'_>) -> Option<BTreeMap<String, Vec<String>>> {
+    root.raw("rest_callers")?;
+    let mut out = BTreeMap::new();
+    for (cn, path, value) in root.map_entries("rest_callers") {
+        let Some(entry) = Obj::new(value, &path, root.errors()) else {
+            continue;
+        };
+        if !names::is_identity(&cn) {
+            root.errors().push(
+                path.clone(),
+                format!("{cn:?} is not a valid caller CN (1-128 of [A-Za-z0-9._@+:-])"),
+            );
+        }
+        let list_path = entry.path_of("allowed_groups");
+        let mut groups = entry.str_list("allowed_groups");
+        for (i, g) in groups.iter().enumerate() {
+            if !names::is_name(g) {
+                root.errors().push(
+                    index(&list_path, i),
+                    format!("{g:?} is not a valid group name"),
+                );
+            }
+        }
+        if groups.is_empty() {
+            entry.error("allowed_groups", "must list at least one group");
+        }
+        groups.sort();
+        groups.dedup();
+        entry.finish();
+        out.insert(cn, groups);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -216,7 +261,9 @@ mod tests {
     fn every_error_is_reported_with_its_path() {
         let e = BrokerConfig::from_text(
             r#"{"signer": {"url": "http://x", "client_cert": "a", "extra": 1},
-                "audit_key": "k", "max_output_bytes": 10, "hosts": {}}"#,
+                "audit_key": "k", "max_output_bytes": 10, "hosts": {},
+                "rest_callers": {"bad cn": {"allowed_groups": ["web"]}, "ok": {},
+                                 "x": {"allowed_groups": ["a b"], "groups": []}}}"#,
             Path::new("/"),
         )
         .unwrap_err()
@@ -228,6 +275,10 @@ mod tests {
             "audit_log: is required",
             "max_output_bytes: must be between",
             "hosts: unknown field",
+            "rest_callers[\"bad cn\"]: \"bad cn\" is not a valid caller CN",
+            "rest_callers.ok.allowed_groups: must list at least one group",
+            "rest_callers.x.allowed_groups[0]: \"a b\" is not a valid group name",
+            "rest_callers.x.groups: unknown field",
         ] {
             assert!(e.contains(needle), "{needle} missing in:\n{e}");
         }

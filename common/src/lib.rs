@@ -12,6 +12,8 @@
 //!   group commit, and its verifier.
 //! - [`krl`]: OpenSSH key revocation lists, written (by the signer) and
 //!   parsed (before `broker-ctl krl fetch` replaces a host's file).
+//! - [`names`]: character rules for CNs, groups and end users.
+//! - [`display`]: visible escaping of untrusted text for humans.
 //! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
 //!   certificates) and the mTLS HTTP accept loop.
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
@@ -19,8 +21,10 @@
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod display;
 pub mod force_command;
 pub mod krl;
+pub mod names;
 #[cfg(feature = "pki")]
 pub mod pki;
 pub mod tls;

@@ -255,6 +255,9 @@ pub enum ReasonCode {
     NotFound,
     /// The certificate could not be built or signed.
     SigningFailed,
+    /// The caller (or end user behind a forwarder) exceeded
+    /// `sign_rate_limit_per_min`; retry after the `Retry-After` seconds.
+    RateLimited,
 }
 
 impl ReasonCode {
@@ -292,6 +295,7 @@ impl ReasonCode {
             ReasonCode::Internal => "internal",
             ReasonCode::NotFound => "not_found",
             ReasonCode::SigningFailed => "signing_failed",
+            ReasonCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -387,6 +391,7 @@ mod tests {
             ReasonCode::Internal,
             ReasonCode::NotFound,
             ReasonCode::SigningFailed,
+            ReasonCode::RateLimited,
         ];
         for code in all {
             assert_eq!(

@@ -16,6 +16,8 @@
 use infrabroker_common::wire::SignRequest;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::IdentityMap;
+
 pub use crate::view::{ApprovalView, rfc3339};
 
 /// Who may decide a request.
@@ -129,7 +131,8 @@ pub struct Decider {
 pub enum Novelty {
     /// A host never reached by the subject.
     Host(String),
-    /// A command (first word) never run by the subject.
+    /// A command shape (program, subcommand, option set) never run by the
+    /// subject; see [`crate::guard::command_shapes`].
     Command(String),
 }
 
@@ -195,6 +198,16 @@ pub enum Refusal {
         /// The decider.
         who: String,
     },
+    /// The identity map ties the decider to the requester or end user.
+    #[error(
+        "{who} is {person} in the identity map, who made this request (or it was made for {person}), and cannot decide it"
+    )]
+    TiedIdentity {
+        /// The decider.
+        who: String,
+        /// The person the map names.
+        person: String,
+    },
     /// The AI reviewer tried to approve a request reserved for humans.
     #[error("approval {id} is in the human tier: only an operator can approve it")]
     TierForbidden {
@@ -255,6 +268,22 @@ impl Approval {
             true
         } else {
             false
+        }
+    }
+
+    /// Refuses an operator whom `identities` ties to this request's caller
+    /// or end user (the same person under another name). Checked before
+    /// [`Approval::decide`], which compares the names themselves.
+    pub fn refuse_tied(&self, who: &Decider, identities: &IdentityMap) -> Result<(), Refusal> {
+        if who.via != Via::Operator {
+            return Ok(());
+        }
+        match identities.tie(&who.id, &self.caller, self.request.end_user.as_deref()) {
+            Some(person) => Err(Refusal::TiedIdentity {
+                who: who.id.clone(),
+                person: person.to_owned(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -416,6 +445,25 @@ mod tests {
             assert!(matches!(e, Refusal::SelfApproval { .. }), "{who}");
             assert_eq!(a.status, Status::Pending);
         }
+    }
+
+    #[test]
+    fn an_operator_the_identity_map_ties_to_the_end_user_cannot_decide() {
+        let text = r#"{"identities": {"alice": {"operator_cns": ["alice-ops"],
+            "oidc_subjects": ["alice"]}}}"#;
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let errs = infrabroker_common::config::Errors::new();
+        let map =
+            crate::identity::read(&infrabroker_common::config::Obj::new(&v, "", &errs).unwrap());
+        let a = sample(Tier::Human);
+        let e = a.refuse_tied(&op("alice-ops"), &map).unwrap_err();
+        assert!(matches!(e, Refusal::TiedIdentity { .. }), "{e}");
+        assert!(e.to_string().contains("alice-ops is alice"), "{e}");
+        assert!(a.refuse_tied(&op("bob-ops"), &map).is_ok());
+        assert!(
+            a.refuse_tied(&ai(), &map).is_ok(),
+            "the map ties operator CNs only"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::approval::Tier;
+use crate::identity::{self, IdentityMap};
 
 /// Pending approvals expire after this long unless configured.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -168,6 +169,8 @@ pub struct ControlPlaneConfig {
     pub audit_fail_mode: AuditFailMode,
     /// Plain-HTTP listener for `/healthz` and `/metrics`.
     pub monitor_listen: Option<SocketAddr>,
+    /// Which operator CNs, OIDC subjects and REST CNs are the same person.
+    pub identities: IdentityMap,
 }
 
 impl ControlPlaneConfig {
@@ -204,13 +207,7 @@ fn socket_addr(o: &Obj<'_>, key: &str) -> Option<SocketAddr> {
     }
 }
 
-/// CNs and names: 1–64 of `[A-Za-z0-9._-]`, starting alphanumeric.
-pub fn is_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
+pub use infrabroker_common::names::is_name;
 
 fn name_set(o: &Obj<'_>, key: &str) -> BTreeSet<String> {
     let path = o.path_of(key);
@@ -286,6 +283,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         }
     };
     let monitor_listen = socket_addr(&root, "monitor_listen");
+    let identities = identity::read(&root);
     if let Some(a) = &approval {
         // A broker that may also approve could approve other brokers'
         // requests; keep requesters and approvers apart.
@@ -311,6 +309,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         audit_key: audit_key?,
         audit_fail_mode,
         monitor_listen,
+        identities,
     })
 }
 

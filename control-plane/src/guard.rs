@@ -1,5 +1,16 @@
 //! Behaviour guardrails per subject: a sliding one-minute window of sign
-//! requests, and the hosts and command words the subject has used before.
+//! requests, and the hosts and command shapes the subject has used before.
+//!
+//! A command's shapes are what "never-seen command" compares: the command
+//! is split into its simple commands by the firewall's shell parser (the
+//! same split the signer judges), and each one becomes
+//! `program [subcommand] [sorted option set]` — `ls -la /tmp` is
+//! `ls -a -l`, `git push --force origin` is `git push --force`. So once
+//! `ls` is learned, `ls && reboot` is still novel (`reboot`), and so is
+//! `ls -R` (a new option set). Positional arguments do not count, except the
+//! subcommand of programs that have them ([`SUBCOMMAND_PROGRAMS`]). A
+//! command the parser refuses is one shape: its whole text, so it is novel
+//! unless exactly that text was learned.
 //!
 //! A subject is the broker's CN, or `CN/end_user` for a broker listed in
 //! `trusted_forwarders` (one broker serving many people must not let one
@@ -68,9 +79,96 @@ pub fn subject(caller: &str, end_user: Option<&str>, caller_is_forwarder: bool) 
     }
 }
 
-/// The first word of a command: what "never-seen command" compares.
-pub fn command_word(command: &str) -> Option<&str> {
-    command.split_whitespace().next()
+/// Programs whose first positional argument names what they do.
+pub const SUBCOMMAND_PROGRAMS: &[&str] = &[
+    "apt",
+    "apt-cache",
+    "apt-get",
+    "aws",
+    "az",
+    "busctl",
+    "cargo",
+    "crictl",
+    "ctr",
+    "dnf",
+    "docker",
+    "etcdctl",
+    "flatpak",
+    "gcloud",
+    "git",
+    "go",
+    "helm",
+    "hostnamectl",
+    "ip",
+    "kubectl",
+    "loginctl",
+    "machinectl",
+    "networkctl",
+    "nmcli",
+    "nft",
+    "npm",
+    "openssl",
+    "pip",
+    "pip3",
+    "podman",
+    "resolvectl",
+    "snap",
+    "systemctl",
+    "terraform",
+    "timedatectl",
+    "ufw",
+    "vault",
+    "virsh",
+    "yarn",
+    "yum",
+    "zfs",
+    "zpool",
+    "zypper",
+];
+
+/// The normalised shape of one simple command (see the module docs).
+fn shape(argv: &[String]) -> String {
+    let Some((program, args)) = argv.split_first() else {
+        return String::new();
+    };
+    let wants_sub = SUBCOMMAND_PROGRAMS.contains(&program.as_str());
+    let mut sub: Option<&str> = None;
+    let mut options = std::collections::BTreeSet::new();
+    for arg in args.iter().take_while(|a| *a != "--") {
+        if let Some(long) = arg.strip_prefix("--") {
+            options.insert(format!("--{}", long.split('=').next().unwrap_or(long)));
+        } else if let Some(short) = arg.strip_prefix('-')
+            && short.starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            // `-n5` is `-n` with a value: letters up to the first other one.
+            for c in short.chars().take_while(char::is_ascii_alphabetic) {
+                options.insert(format!("-{c}"));
+            }
+        } else if wants_sub && sub.is_none() {
+            sub = Some(arg.as_str());
+        }
+    }
+    let mut out = program.clone();
+    for part in sub.into_iter().map(str::to_owned).chain(options) {
+        out.push(' ');
+        out.push_str(&part);
+    }
+    out
+}
+
+/// The shapes of `command`, one per distinct simple command; none for an
+/// empty command (a session certificate).
+pub fn command_shapes(command: &str) -> Vec<String> {
+    if command.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut shapes: Vec<String> = match infrabroker_firewall::parse_simple_commands(command) {
+        Ok(parts) if !parts.is_empty() => parts.iter().map(|argv| shape(argv)).collect(),
+        _ => vec![format!("(unparsed) {command}")],
+    };
+    shapes.sort();
+    shapes.dedup();
+    shapes
 }
 
 impl Guardrails {
@@ -124,10 +222,10 @@ impl Guardrails {
         if !s.hosts.contains_key(host) {
             findings.novelties.push(Novelty::Host(host.to_owned()));
         }
-        if let Some(word) = command_word(command)
-            && !s.commands.contains_key(word)
-        {
-            findings.novelties.push(Novelty::Command(word.to_owned()));
+        for shape in command_shapes(command) {
+            if !s.commands.contains_key(&shape) {
+                findings.novelties.push(Novelty::Command(shape));
+            }
         }
         findings
     }
@@ -165,8 +263,10 @@ impl Guardrails {
             if let Some(t) = s.hosts.get_mut(host) {
                 *t = now_ms;
             }
-            if let Some(t) = command_word(command).and_then(|w| s.commands.get_mut(w)) {
-                *t = now_ms;
+            for shape in command_shapes(command) {
+                if let Some(t) = s.commands.get_mut(&shape) {
+                    *t = now_ms;
+                }
             }
         }
     }
@@ -229,26 +329,69 @@ mod tests {
             f.novelties,
             vec![
                 Novelty::Host("web".into()),
-                Novelty::Command("systemctl".into())
+                Novelty::Command("systemctl status".into())
             ]
         );
-        assert_eq!(
-            g.check("b", "web", "systemctl restart x", 1)
-                .novelties
-                .len(),
-            2
-        );
         g.learn("b", &f.novelties, 2);
-        assert!(g.check("b", "web", "systemctl restart x", 3).is_clean());
+        assert!(g.check("b", "web", "systemctl status y", 3).is_clean());
+        assert_eq!(
+            g.check("b", "web", "systemctl restart x", 3).novelties,
+            vec![Novelty::Command("systemctl restart".into())]
+        );
         assert_eq!(
             g.check("b", "db", "systemctl status", 4).novelties,
             vec![Novelty::Host("db".into())]
         );
         assert_eq!(
-            g.check("other", "web", "systemctl", 5).novelties.len(),
+            g.check("other", "web", "systemctl status x", 5)
+                .novelties
+                .len(),
             2,
             "history is per subject"
         );
+    }
+
+    #[test]
+    fn every_simple_command_counts_not_the_first_word() {
+        let g = guard(GuardMode::Enforce, 0);
+        let f = g.check("b", "web", "ls /tmp", 0);
+        g.learn("b", &f.novelties, 1);
+        for same in ["ls /etc", "ls", "ls -- -la"] {
+            assert!(g.check("b", "web", same, 2).is_clean(), "{same}");
+        }
+        for (cmd, novel) in [
+            ("ls && reboot", vec!["reboot"]),
+            ("ls; rm -rf /", vec!["rm -f -r"]),
+            ("ls | wc -l", vec!["wc -l"]),
+            ("ls | sh", vec!["(unparsed) ls | sh"]),
+            ("ls -la", vec!["ls -a -l"]),
+            ("ls $(reboot)", vec!["(unparsed) ls $(reboot)"]),
+        ] {
+            let want: Vec<Novelty> = novel
+                .into_iter()
+                .map(|n| Novelty::Command(n.into()))
+                .collect();
+            assert_eq!(g.check("b", "web", cmd, 3).novelties, want, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn shapes_normalise_options_and_keep_subcommands() {
+        for (cmd, want) in [
+            ("ls -la /tmp", vec!["ls -a -l"]),
+            ("ls -l -a", vec!["ls -a -l"]),
+            ("head -n5 f", vec!["head -n"]),
+            ("git push --force=yes origin", vec!["git push --force"]),
+            (
+                "git status && git status -s",
+                vec!["git status", "git status -s"],
+            ),
+            ("systemctl restart nginx", vec!["systemctl restart"]),
+            ("cat a b", vec!["cat"]),
+            ("", vec![]),
+        ] {
+            assert_eq!(command_shapes(cmd), want, "{cmd}");
+        }
     }
 
     #[test]

@@ -153,7 +153,9 @@ impl Shared {
             .store
             .update(id, &mut |a| {
                 expired = a.expire_if_due(now);
-                outcome = a.decide(who, approve, reason, now, window);
+                outcome = a
+                    .refuse_tied(who, &self.cfg.identities)
+                    .and_then(|()| a.decide(who, approve, reason, now, window));
             })
             .ok_or_else(|| unknown(id))?;
         if expired {
@@ -221,7 +223,7 @@ impl Shared {
                 ..
             } => Code::ApprovalExpired,
             Refusal::NotPending { .. } | Refusal::AlreadyHuman { .. } => Code::ApprovalDecided,
-            Refusal::SelfApproval { .. } => Code::SelfApproval,
+            Refusal::SelfApproval { .. } | Refusal::TiedIdentity { .. } => Code::SelfApproval,
             Refusal::TierForbidden { .. } => Code::TierForbidden,
         };
         let attempted = r

@@ -17,6 +17,7 @@
 //! - [`approval`]: the approval record, tiers and its state machine.
 //! - [`view`]: an approval as operators and the reviewer see it.
 //! - [`store`]: [`store::ApprovalStore`] and the in-memory store.
+//! - [`identity`]: the identity map behind requester ≠ approver.
 //! - [`guard`]: behaviour guardrails per subject (rate, novelty).
 //! - [`hold`]: create / decide / escalate / collect / sweep, audited.
 //! - [`sign`]: the forwarding and holding logic of `/v1/sign`.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod hold;
+pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod reviewer;

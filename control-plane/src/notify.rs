@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use infrabroker_common::client::error_chain;
+use infrabroker_common::display::escape;
 use infrabroker_common::tls::{load_certs, provider};
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Value, json};
@@ -69,8 +70,10 @@ impl Notifier {
         self.template.as_ref().map(|t| t.replace("{id}", id))
     }
 
-    /// The body sent for `view`, in this notifier's format.
+    /// The body sent for `view`, in this notifier's format. Every text a
+    /// human reads is escaped first ([`for_humans`]).
     pub fn payload(&self, view: &ApprovalView) -> Value {
+        let view = &for_humans(view);
         let url = self.approval_url(&view.id);
         match self.kind {
             NotifierKind::Slack => slack(view, url.as_deref()),
@@ -85,6 +88,7 @@ impl Notifier {
         match self.kind {
             NotifierKind::None => Ok(0),
             NotifierKind::Log => {
+                let view = &for_humans(view);
                 tracing::info!(
                     approval_id = %view.id,
                     caller = %view.caller,
@@ -119,6 +123,30 @@ impl Notifier {
                 Err(format!("{} attempt(s) failed; last: {last}", self.attempts))
             }
         }
+    }
+}
+
+/// `view` with every field a person reads passed through
+/// [`escape`]: the agent chose the command (and, through it, the reasons),
+/// so ESC sequences, bidi overrides and zero-width characters in it must
+/// show as what they are in a chat client too. The exact bytes stay
+/// available from `broker-ctl approval show --json`.
+pub fn for_humans(view: &ApprovalView) -> ApprovalView {
+    let e = |s: &String| escape(s).into_owned();
+    let eo = |s: &Option<String>| s.as_ref().map(e);
+    ApprovalView {
+        caller: e(&view.caller),
+        end_user: eo(&view.end_user),
+        host: e(&view.host),
+        command: e(&view.command),
+        sudo_user: eo(&view.sudo_user),
+        reasons: view.reasons.iter().map(e).collect(),
+        rule: eo(&view.rule),
+        decided_by: eo(&view.decided_by),
+        reason: eo(&view.reason),
+        escalated_by: eo(&view.escalated_by),
+        escalation_reason: eo(&view.escalation_reason),
+        ..view.clone()
     }
 }
 
@@ -340,6 +368,44 @@ mod tests {
             p["blocks"][2]["elements"][0]["url"],
             "https://cp.example/a/0123456789abcdef0123456789abcdef"
         );
+    }
+
+    fn all_strings(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(items) => items.iter().for_each(|i| all_strings(i, out)),
+            Value::Object(m) => m.values().for_each(|i| all_strings(i, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_format_shows_hidden_characters_escaped() {
+        let mut v = view();
+        v.command = "ls\x1b[2K\r\u{202e}fdp.exe".into();
+        v.end_user = Some("eve\u{200b}".into());
+        v.reasons = vec!["novel command ls\u{2066}".into()];
+        for kind in [
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+            NotifierKind::Webhook,
+        ] {
+            let mut text = String::new();
+            all_strings(&notifier(kind).payload(&v), &mut text);
+            for raw in ['\x1b', '\r', '\u{202e}', '\u{200b}', '\u{2066}'] {
+                assert!(
+                    !text.contains(raw),
+                    "{kind:?} carries U+{:04X}",
+                    u32::from(raw)
+                );
+            }
+            for shown in ["\\x1b[2K\\r", "\\u{202e}fdp.exe", "eve\\u{200b}"] {
+                assert!(text.contains(shown), "{kind:?}: {shown} missing in {text}");
+            }
+        }
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct SignerConfig {
     pub reload_callers: BTreeSet<String>,
     /// CNs whose `on_behalf_of` and `approved` are honoured.
     pub trusted_forwarders: BTreeSet<String>,
+    /// Certificates per caller (or end user behind a forwarder) per minute;
+    /// 0 = no limit.
+    pub sign_rate_limit_per_min: u32,
     /// Caller CN → policy. Unlisted CNs are refused.
     pub callers: BTreeMap<String, CallerPolicy>,
     /// Hosts by logical name.
@@ -194,6 +197,11 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let monitor_listen = root.socket_addr("monitor_listen", false);
     let reload_callers = name_set(&root, "reload_callers", "caller CN");
     let trusted_forwarders = name_set(&root, "trusted_forwarders", "caller CN");
+    let rate = root.opt_u64("sign_rate_limit_per_min").unwrap_or(0);
+    if rate > 1_000_000 {
+        root.error("sign_rate_limit_per_min", "must be at most 1000000");
+    }
+    let sign_rate_limit_per_min = u32::try_from(rate.min(1_000_000)).unwrap_or(0);
     let callers = read_callers(&root);
     let library = read_policy_library(&root);
     let group_policies = read_group_policies(&root, &library);
@@ -215,6 +223,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         monitor_listen,
         reload_callers,
         trusted_forwarders,
+        sign_rate_limit_per_min,
         callers,
         hosts,
     })

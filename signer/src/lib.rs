@@ -11,6 +11,7 @@
 //! - [`config`]: `signer.json`, read strictly into validated types.
 //! - [`names`]: character rules for every field that reaches a certificate.
 //! - [`issuance`]: the rules of SPEC §3 and certificate signing.
+//! - [`ratelimit`]: `sign_rate_limit_per_min` per caller / end user.
 //! - [`server`]: HTTP routes, error answers, audit records, reload.
 //! - [`metrics`]: Prometheus counters.
 //! - [`run`]: start-up, signals and shutdown.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod issuance;
 pub mod metrics;
 pub mod names;
+pub mod ratelimit;
 pub mod server;
 
 use std::path::Path;
@@ -61,6 +63,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let last_serial = audit::max_u64_field(&cfg.audit_log, "serial")
         .map_err(|e| StartError::Other(format!("reading the audit log: {e}")))?
         .unwrap_or(0);
+    check_serial_space(last_serial).map_err(StartError::Other)?;
     let log = AuditLog::open(&cfg.audit_log, key)
         .map_err(|e| StartError::Other(format!("opening the audit log: {e}")))?;
     let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
@@ -152,6 +155,20 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     stop.insert("outcome".into(), "stopped".into());
     let _ = shared.audit().append(stop).await;
     tracing::info!("signer stopped");
+    Ok(())
+}
+
+/// Refuses to start above a restored log whose largest serial leaves no
+/// room: the next serial would wrap to 0 and repeat earlier ones (a
+/// repeated serial breaks revocation by serial and the audit join).
+fn check_serial_space(last_serial: u64) -> Result<(), String> {
+    if last_serial >= u64::MAX - 1 {
+        return Err(format!(
+            "the audit log's largest serial is {last_serial}: no unused serial is left above \
+             it, and serials never wrap. Start with a new audit log (keep the old one for \
+             verification) or investigate how that record got there."
+        ));
+    }
     Ok(())
 }
 

@@ -12,25 +12,7 @@ fn all(s: &str, ok: impl Fn(char) -> bool) -> bool {
     s.chars().all(ok)
 }
 
-/// Host names, group names, caller CNs, policy names: 1–64 of
-/// `[A-Za-z0-9._-]`, starting with a letter or digit.
-pub fn is_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && all(s, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-        })
-}
-
-/// End-user identities (OIDC subjects, e-mail addresses): 1–128 of
-/// `[A-Za-z0-9._@+:-]`, starting with a letter or digit.
-pub fn is_identity(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && all(s, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | ':' | '-')
-        })
-}
+pub use infrabroker_common::names::{is_identity, is_name};
 
 /// Certificate principals: like identities but without `,` (OpenSSH's list
 /// separator in principals files) — which the identity set excludes anyway.

@@ -24,6 +24,7 @@ use crate::config::{AuditFailMode, SignerConfig};
 use crate::issuance::{self, Denial, Plan, Runtime};
 use crate::metrics::Metrics;
 use crate::names;
+use crate::ratelimit::{self, RateLimiter};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -37,6 +38,7 @@ pub struct Shared {
     config_path: PathBuf,
     audit: AuditLog,
     next_serial: AtomicU64,
+    limiter: RateLimiter,
     reload_lock: tokio::sync::Mutex<()>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
@@ -85,6 +87,7 @@ impl Shared {
             config_path,
             audit,
             next_serial: AtomicU64::new(clock.max(last_serial.saturating_add(1))),
+            limiter: RateLimiter::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         }
@@ -152,8 +155,18 @@ impl Shared {
         result
     }
 
-    fn serial(&self) -> u64 {
-        self.next_serial.fetch_add(1, Ordering::Relaxed)
+    /// The next serial, or `None` once the space is used up: a serial is
+    /// never reused, so the counter never wraps to 0.
+    /// The per-subject sign counters.
+    pub(crate) fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    fn serial(&self) -> Option<u64> {
+        self.next_serial
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(1))
+            .ok()
+            .filter(|v| *v < u64::MAX)
     }
 }
 
@@ -194,6 +207,7 @@ fn status_of(code: ReasonCode) -> StatusCode {
         | R::SudoUserInvalid => StatusCode::BAD_REQUEST,
         R::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         R::HostUnknown | R::NotFound => StatusCode::NOT_FOUND,
+        R::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         R::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         R::Internal | R::SigningFailed | R::ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::FORBIDDEN,
@@ -435,6 +449,9 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     };
     request_fields(&mut rec, &intent);
     let rt = s.runtime();
+    if let Err(resp) = ratelimit::enforce(s, &rt, &peer.cn, &intent, &rec).await {
+        return resp;
+    }
     let plan = match issuance::evaluate(&rt, &peer.cn, &intent) {
         Ok(p) => p,
         Err(d) => return deny_policy(s, rec, d).await,
@@ -463,7 +480,15 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         Ok(k) => k,
         Err(d) => return deny_policy(s, rec, d).await,
     };
-    let serial = s.serial();
+    let Some(serial) = s.serial() else {
+        let msg = "the serial number space is used up; nothing was issued";
+        return deny(
+            s,
+            rec,
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, msg),
+        )
+        .await;
+    };
     let issued = match issuance::sign(&rt, &plan, &pubkey, serial, now_unix()) {
         Ok(i) => i,
         Err(d) => return deny_policy(s, rec, d).await,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use hyper::Method;
 use infrabroker_common::client::{MtlsClient, RawResponse};
+use infrabroker_common::display::escape;
 use serde_json::{Value, json};
 
 use super::{Failure, Outcome};
@@ -126,8 +127,8 @@ async fn decide(cp: &CpArgs, id: &str, body: &Value) -> Outcome {
     } else {
         println!(
             "{} {}: {}",
-            text(&v, "status"),
-            text(&v, "id"),
+            shown(&v, "status"),
+            shown(&v, "id"),
             describe(&v)
         );
     }
@@ -156,10 +157,12 @@ fn parse(raw: &RawResponse) -> Result<Value, Failure> {
         Failure::unavailable(format!(
             "unexpected answer ({}): {}",
             raw.status,
-            String::from_utf8_lossy(&raw.body)
-                .chars()
-                .take(200)
-                .collect::<String>()
+            escape(
+                &String::from_utf8_lossy(&raw.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            )
         ))
     })?;
     if raw.status.is_success() {
@@ -167,8 +170,8 @@ fn parse(raw: &RawResponse) -> Result<Value, Failure> {
     }
     Err(Failure::unavailable(format!(
         "refused ({}): {}",
-        text(&v, "reason_code"),
-        text(&v, "message")
+        escape(text(&v, "reason_code")),
+        escape(text(&v, "message"))
     )))
 }
 
@@ -180,21 +183,27 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// `caller wants to run 'cmd' on host [as root]`.
+/// A field as a human may see it: control, bidi and other invisible
+/// characters escaped (the control plane passes the agent's text through).
+fn shown(v: &Value, key: &str) -> String {
+    escape(text(v, key)).into_owned()
+}
+
+/// `caller (for user): `cmd` on host [as root]`, every part escaped.
 fn describe(v: &Value) -> String {
     let who = match v.get("end_user").and_then(Value::as_str) {
-        Some(u) => format!("{} (for {u})", text(v, "caller")),
-        None => text(v, "caller").to_owned(),
+        Some(u) => format!("{} (for {})", shown(v, "caller"), escape(u)),
+        None => shown(v, "caller"),
     };
     let what = match text(v, "command") {
-        "" => format!("a {} certificate", text(v, "purpose")),
-        c => format!("{c:?}"),
+        "" => format!("a {} certificate", shown(v, "purpose")),
+        c => format!("`{}`", escape(c)),
     };
     let sudo = match v.get("sudo_user").and_then(Value::as_str) {
-        Some(u) => format!(" as {u}"),
+        Some(u) => format!(" as {}", escape(u)),
         None => String::new(),
     };
-    format!("{who}: {what} on {}{sudo}", text(v, "host"))
+    format!("{who}: {what} on {}{sudo}", shown(v, "host"))
 }
 
 fn print_table(list: &[Value]) {
@@ -209,17 +218,17 @@ fn print_table(list: &[Value]) {
     for a in list {
         println!(
             "{:<32}  {:<8}  {:<9}  {:<20}  {}",
-            text(a, "id"),
-            text(a, "status"),
-            text(a, "tier"),
-            text(a, "expires_at"),
+            shown(a, "id"),
+            shown(a, "status"),
+            shown(a, "tier"),
+            shown(a, "expires_at"),
             describe(a)
         );
     }
 }
 
 fn print_one(v: &Value) {
-    println!("{}  {}", text(v, "id"), describe(v));
+    println!("{}  {}", shown(v, "id"), describe(v));
     for key in [
         "status",
         "tier",
@@ -242,7 +251,7 @@ fn print_one(v: &Value) {
         "escalation_reason",
     ] {
         if let Some(val) = v.get(key).and_then(Value::as_str) {
-            println!("  {key:<18} {val}");
+            println!("  {key:<18} {}", escape(val));
         }
     }
     if v.get("pty").and_then(Value::as_bool) == Some(true) {
@@ -250,7 +259,7 @@ fn print_one(v: &Value) {
     }
     if let Some(reasons) = v.get("reasons").and_then(Value::as_array) {
         for r in reasons.iter().filter_map(Value::as_str) {
-            println!("  {:<18} {r}", "held because");
+            println!("  {:<18} {}", "held because", escape(r));
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use infrabroker_common::audit::{VerifyError, VerifyOptions, parse_public_key, verify_file};
+use infrabroker_common::display::escape_json_line;
 
 use super::{Failure, Outcome};
 
@@ -45,6 +46,9 @@ pub fn verify(file: &Path, pubkey: &Path, all_signatures: bool, json: bool) -> O
     }
 }
 
+/// The last `n` records, one JSON line each. Characters that would act on
+/// the terminal or hide text (controls, bidi, zero-width, …) are written as
+/// JSON `\uXXXX` escapes: the line still parses to the same record.
 pub fn tail(file: &Path, n: usize) -> Outcome {
     let f = std::fs::File::open(file)
         .map_err(|e| Failure::other(format!("cannot open {}: {e}", file.display())))?;
@@ -57,7 +61,7 @@ pub fn tail(file: &Path, n: usize) -> Outcome {
         }
     }
     for l in last {
-        println!("{l}");
+        println!("{}", escape_json_line(&l));
     }
     Ok(ExitCode::SUCCESS)
 }

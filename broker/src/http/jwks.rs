@@ -2,6 +2,11 @@
 //! again when they are old or when a token names an unknown `kid` — the
 //! latter at most once per `jwks_refresh_min`, so a stream of forged `kid`s
 //! cannot turn the broker into a load generator against the issuer.
+//!
+//! Keys that could not be refreshed for `jwks_max_stale` are not used any
+//! more: an issuer that withdrew a compromised key must not have that key
+//! honoured forever because the broker cannot reach it. Tokens are then
+//! refused with `503` until a fetch succeeds.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -55,6 +60,7 @@ pub struct KeySource {
     jwks_uri: Option<String>,
     refresh_min: Duration,
     max_age: Duration,
+    max_stale: Duration,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
     cache: RwLock<Cache>,
     /// One fetch at a time; waiters then see its result.
@@ -106,6 +112,7 @@ impl KeySource {
             jwks_uri: oauth.jwks_uri.clone(),
             refresh_min: oauth.jwks_refresh_min,
             max_age: oauth.jwks_max_age,
+            max_stale: oauth.jwks_max_stale,
             client,
             cache: RwLock::new(Cache::default()),
             fetching: tokio::sync::Mutex::new(()),
@@ -144,7 +151,15 @@ impl KeySource {
         // fetches only if the last attempt is older than the rate limit.
         self.refresh_once().await;
         self.read(|c| {
-            if let Some(key) = c.keys.iter().find(|k| k.kid == kid) {
+            let age = c.fetched.map(|t| t.elapsed());
+            if let Some(age) = age.filter(|a| *a > self.max_stale) {
+                Lookup::Unavailable(format!(
+                    "the JWKS could not be refreshed for {} s (jwks_max_stale_seconds {}): {}",
+                    age.as_secs(),
+                    self.max_stale.as_secs(),
+                    c.last_error.as_deref().unwrap_or("no successful fetch")
+                ))
+            } else if let Some(key) = c.keys.iter().find(|k| k.kid == kid) {
                 Lookup::Found(key.clone())
             } else if c.keys.is_empty() {
                 Lookup::Unavailable(
@@ -252,5 +267,63 @@ impl KeySource {
         tokio::time::timeout(FETCH_TIMEOUT, work)
             .await
             .unwrap_or_else(|_| Err(format!("{url}: no answer within {FETCH_TIMEOUT:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(issuer: String) -> OAuthSettings {
+        OAuthSettings {
+            issuer,
+            audience: None,
+            required_scopes: vec![],
+            user_claim: "sub".into(),
+            groups_claim: None,
+            max_token_age: None,
+            clock_skew: Duration::from_secs(60),
+            jwks_uri: None,
+            ca: None,
+            jwks_refresh_min: Duration::from_secs(1),
+            jwks_max_age: Duration::from_secs(60),
+            jwks_max_stale: Duration::from_secs(120),
+            accepted_token_types: vec!["at+jwt".into()],
+        }
+    }
+
+    /// Keys fetched `ago` before now from an issuer that no longer answers.
+    fn cached(ago: Duration) -> Arc<KeySource> {
+        // A port nobody listens on any more: every refresh fails at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let src = KeySource::new(&settings(format!("http://127.0.0.1:{port}"))).unwrap();
+        let jwk = br#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "ed-1",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let keys = parse_jwks(jwk).unwrap();
+        assert_eq!(keys.len(), 1);
+        let when = Instant::now().checked_sub(ago).unwrap();
+        src.write(|c| {
+            c.keys = keys;
+            c.fetched = Some(when);
+        });
+        src
+    }
+
+    #[tokio::test]
+    async fn stale_keys_are_used_until_max_stale_then_refused() {
+        // Past max_age (a refresh is tried and fails) but within max_stale:
+        // the previous keys still serve.
+        let src = cached(Duration::from_secs(90));
+        assert!(matches!(src.key("ed-1").await, Lookup::Found(_)));
+        // Past max_stale: nothing is accepted with those keys.
+        let src = cached(Duration::from_secs(121));
+        match src.key("ed-1").await {
+            Lookup::Unavailable(why) => assert!(why.contains("could not be refreshed"), "{why}"),
+            other => panic!("stale keys were used: {other:?}"),
+        }
     }
 }

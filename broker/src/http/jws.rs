@@ -210,6 +210,8 @@ pub struct Unverified<'a> {
     pub alg: Alg,
     /// The key the token names.
     pub kid: String,
+    /// The `typ` header (RFC 9068 access tokens say `at+jwt`), if any.
+    pub typ: Option<String>,
     signing_input: &'a str,
     signature: Vec<u8>,
     payload: Vec<u8>,
@@ -250,9 +252,13 @@ impl<'a> Unverified<'a> {
             .filter(|k| !k.is_empty())
             .ok_or(JwsError::NoKid)?
             .to_owned();
+        let typ = header
+            .get("typ")
+            .map(|t| t.as_str().unwrap_or("").to_owned());
         Ok(Unverified {
             alg,
             kid,
+            typ,
             signing_input,
             signature: decode(sig)?,
             payload: decode(payload)?,

@@ -9,6 +9,12 @@
 //! whose groups changed is told the session is gone (`404`, so clients open
 //! a new one under the new groups).
 //!
+//! When a user's last MCP session ends — deleted by the client, closed by
+//! rmcp for idleness, or outlived by the token that proved the user (its
+//! `exp` plus the leeway, unless a later token extended it) — the user's
+//! SSH sessions are closed too, instead of waiting for the idle reaper: an
+//! open chain must not outlast the authentication that opened it.
+//!
 //! rmcp builds one handler per session (or per request for stateless
 //! protocol versions) from a factory that takes no arguments; the caller
 //! reaches it through a task-local set around the inner service, so a
@@ -50,12 +56,19 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 /// Comments on idle event streams keep proxies and the idle timeout happy.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// How often bindings of ended sessions are dropped.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often bindings of ended or expired sessions are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 
 tokio::task_local! {
     /// The authenticated caller of the request being served.
     static CALLER: Caller;
+}
+
+/// An MCP session's owner and how long its proof of identity holds.
+struct Binding {
+    caller: Caller,
+    /// Latest `exp` (+ leeway) of the tokens presented with the session.
+    valid_until: u64,
 }
 
 /// Shared state of the bearer middleware.
@@ -64,13 +77,21 @@ struct Guard {
     /// Value of the `resource_metadata` parameter of `WWW-Authenticate`.
     metadata_url: String,
     /// Session id → the caller that opened it.
-    sessions: Mutex<HashMap<String, Caller>>,
+    sessions: Mutex<HashMap<String, Binding>>,
     session_manager: Arc<LocalSessionManager>,
     max_sessions_per_user: usize,
+    /// Closes the SSH sessions of a user whose last MCP session ended.
+    close_user: Box<dyn Fn(Caller) + Send + Sync>,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Guard {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Caller>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Binding>> {
         match self.sessions.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -120,8 +141,17 @@ impl Guard {
     }
 
     /// The refusal, if `caller` may not use session `id`.
-    fn check_binding(&self, id: &str, caller: &Caller) -> Option<Response> {
-        let bound = self.sessions().get(id).cloned();
+    /// A later token of the owner extends the session's validity.
+    fn check_binding(&self, id: &str, caller: &Caller, valid_until: u64) -> Option<Response> {
+        let bound = {
+            let mut map = self.sessions();
+            map.get_mut(id).map(|b| {
+                if b.caller == *caller {
+                    b.valid_until = b.valid_until.max(valid_until);
+                }
+                b.caller.clone()
+            })
+        };
         match bound {
             Some(owner) if owner == *caller => None,
             Some(owner) if owner.end_user == caller.end_user => Some(limits::error(
@@ -150,17 +180,23 @@ impl Guard {
 
     /// Binds a freshly created session, or closes it and returns the
     /// refusal when the user already has too many.
-    async fn bind(&self, id: String, caller: Caller) -> Option<Response> {
+    async fn bind(&self, id: String, caller: Caller, valid_until: u64) -> Option<Response> {
         let refused = {
             let mut map = self.sessions();
             let open = map
                 .values()
-                .filter(|c| c.end_user == caller.end_user)
+                .filter(|b| b.caller.end_user == caller.end_user)
                 .count();
             if open >= self.max_sessions_per_user {
                 true
             } else {
-                map.insert(id.clone(), caller);
+                map.insert(
+                    id.clone(),
+                    Binding {
+                        caller,
+                        valid_until,
+                    },
+                );
                 false
             }
         };
@@ -178,17 +214,42 @@ impl Guard {
         None
     }
 
-    /// Drops bindings whose session rmcp has closed (idle, deleted).
+    /// Drops bindings whose session rmcp has closed (idle, deleted), and
+    /// closes sessions whose token expired; then [`Guard::ended`].
     async fn prune(&self) {
-        let ids: Vec<String> = self.sessions().keys().cloned().collect();
-        for id in ids {
-            if !matches!(
-                self.session_manager
-                    .has_session(&Arc::from(id.as_str()))
-                    .await,
-                Ok(true)
-            ) {
-                self.sessions().remove(&id);
+        let now = now_secs();
+        let ids: Vec<(String, bool)> = self
+            .sessions()
+            .iter()
+            .map(|(id, b)| (id.clone(), now > b.valid_until))
+            .collect();
+        let mut gone = Vec::new();
+        for (id, expired) in ids {
+            let key: Arc<str> = Arc::from(id.as_str());
+            let alive = matches!(self.session_manager.has_session(&key).await, Ok(true));
+            if alive && expired {
+                tracing::info!(session = %id, "MCP session closed: its token expired");
+                let _ = self.session_manager.close_session(&key).await;
+            }
+            if (!alive || expired)
+                && let Some(b) = self.sessions().remove(&id)
+            {
+                gone.push(b.caller);
+            }
+        }
+        self.ended(gone);
+    }
+
+    /// Closes the SSH sessions of each of `callers` who has no MCP session
+    /// left (another open MCP session of the same user keeps them).
+    fn ended(&self, callers: Vec<Caller>) {
+        for caller in callers {
+            let left = self
+                .sessions()
+                .values()
+                .any(|b| b.caller.end_user == caller.end_user);
+            if !left {
+                (self.close_user)(caller);
             }
         }
     }
@@ -212,6 +273,7 @@ async fn authenticate(State(guard): State<Arc<Guard>>, mut req: Request, next: N
         Ok(identity) => identity,
         Err(e) => return guard.refuse(&e, peer),
     };
+    let valid_until = identity.valid_until;
     let caller = Caller {
         id: identity.user.clone(),
         end_user: Some(identity.user),
@@ -223,7 +285,7 @@ async fn authenticate(State(guard): State<Arc<Guard>>, mut req: Request, next: N
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(id) = &session
-        && let Some(resp) = guard.check_binding(id, &caller)
+        && let Some(resp) = guard.check_binding(id, &caller, valid_until)
     {
         return resp;
     }
@@ -236,12 +298,13 @@ async fn authenticate(State(guard): State<Arc<Guard>>, mut req: Request, next: N
             let Ok(id) = created.to_str() else {
                 return resp;
             };
-            if let Some(refusal) = guard.bind(id.to_owned(), caller).await {
+            if let Some(refusal) = guard.bind(id.to_owned(), caller, valid_until).await {
                 return refusal;
             }
         }
         (Some(id), _) if deleting && resp.status().is_success() => {
-            guard.sessions().remove(id);
+            let removed = guard.sessions().remove(id);
+            guard.ended(removed.map(|b| b.caller).into_iter().collect());
         }
         _ => {}
     }
@@ -364,6 +427,10 @@ pub async fn serve_mcp_http<T: Tools>(
         sessions: Mutex::new(HashMap::new()),
         session_manager,
         max_sessions_per_user: cfg.http.max_mcp_sessions_per_user,
+        close_user: Box::new(move |caller| {
+            let t = tools.clone();
+            tokio::spawn(async move { t.close_sessions_of(&caller).await });
+        }),
     });
     let pruner = Arc::downgrade(&guard);
     tokio::spawn(async move {

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use infrabroker_common::names::{is_identity, is_name as is_group};
 use serde_json::{Map, Value};
 
 use super::jwks::{KeySource, Lookup};
 use super::jws::{JwsError, Unverified};
-use super::settings::OAuthSettings;
+use super::settings::{OAuthSettings, normalise_typ};
 
 /// The end user a valid token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub struct Identity {
     pub user: String,
     /// Value of the groups claim; `None` when no groups claim is configured.
     pub groups: Option<Vec<String>>,
+    /// The token's `exp` plus the clock leeway: after this (seconds since
+    /// the epoch) the identity is no longer proven.
+    pub valid_until: u64,
 }
 
 /// Why a request is not authenticated. The sentence is safe to send back
@@ -38,6 +42,13 @@ pub enum AuthError {
     /// The payload is not a JSON object.
     #[error("malformed claims")]
     Claims,
+    /// The `typ` header is missing or not an accepted access-token type.
+    #[error("not an access token (typ)")]
+    TokenType,
+    /// The token carries ID-token claims (`nonce`, `at_hash`, `c_hash`,
+    /// `typ: ID`): an ID token is not an access token for this resource.
+    #[error("an ID token is not an access token")]
+    IdToken,
     /// `iss` differs from the configured issuer.
     #[error("wrong issuer")]
     Issuer,
@@ -111,25 +122,6 @@ fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// The signer's rule for end users: 1–128 of `[A-Za-z0-9._@+:-]`, starting
-/// with a letter or digit. Checked here too, so a token the signer would
-/// refuse on every call is refused once, with the reason, at the door.
-fn is_identity(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | ':' | '-'))
-}
-
-/// The signer's rule for group names: 1–64 of `[A-Za-z0-9._-]`, starting
-/// with a letter or digit.
-fn is_group(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 impl Verifier {
     /// A verifier whose expected audience is `oauth.audience`, else
     /// `resource_url`.
@@ -153,6 +145,7 @@ impl Verifier {
     /// Checks `token` completely; the first failed rule is the answer.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let jws = Unverified::parse(token)?;
+        self.check_type(jws.typ.as_deref())?;
         let key = match self.keys.key(&jws.kid).await {
             Lookup::Found(key) => key,
             Lookup::Unknown => return Err(AuthError::UnknownKey),
@@ -167,9 +160,34 @@ impl Verifier {
         self.check_claims(&claims, now())
     }
 
+    /// RFC 9068 §4: the `typ` header must name an access-token type
+    /// (`at+jwt` unless configured otherwise). Checked before any key is
+    /// looked up, like `alg`.
+    fn check_type(&self, typ: Option<&str>) -> Result<(), AuthError> {
+        let typ = typ.map(normalise_typ).ok_or(AuthError::TokenType)?;
+        if self.settings.accepted_token_types.contains(&typ) {
+            Ok(())
+        } else {
+            Err(AuthError::TokenType)
+        }
+    }
+
     /// The claim rules, at time `now` (seconds since the epoch).
     fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<Identity, AuthError> {
         let s = &self.settings;
+        // An ID token says who logged in to a client; it is not a grant to
+        // this resource, whatever its `aud` and `typ` header say.
+        let id_token_typ = claims
+            .get("typ")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("id"));
+        if id_token_typ
+            || ["nonce", "at_hash", "c_hash"]
+                .iter()
+                .any(|c| claims.contains_key(*c))
+        {
+            return Err(AuthError::IdToken);
+        }
         let skew = s.clock_skew.as_secs();
         if claims.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
             return Err(AuthError::Issuer);
@@ -222,7 +240,11 @@ impl Verifier {
             None => None,
             Some(name) => Some(groups(claims, name).ok_or_else(|| AuthError::Claim(name.clone()))?),
         };
-        Ok(Identity { user, groups })
+        Ok(Identity {
+            user,
+            groups,
+            valid_until: exp.saturating_add(skew),
+        })
     }
 }
 
@@ -274,6 +296,8 @@ mod tests {
             ca: None,
             jwks_refresh_min: Duration::from_secs(30),
             jwks_max_age: Duration::from_secs(3600),
+            jwks_max_stale: Duration::from_secs(21_600),
+            accepted_token_types: vec!["at+jwt".into()],
         };
         edit(&mut s);
         let keys = KeySource::new(&s).unwrap();
@@ -303,7 +327,8 @@ mod tests {
             ok,
             Identity {
                 user: "alice".into(),
-                groups: Some(vec!["a".into()])
+                groups: Some(vec!["a".into()]),
+                valid_until: 2060,
             }
         );
         let rows = [
@@ -334,6 +359,18 @@ mod tests {
             (json!({"sub": ""}), 1100, AuthError::Claim("sub".into())),
             (json!({"sub": "a\nb"}), 1100, AuthError::Claim("sub".into())),
             (json!({"exp": "2000"}), 1100, AuthError::Claim("exp".into())),
+            (json!({"nonce": "n-0S6_WzA2Mj"}), 1100, AuthError::IdToken),
+            (
+                json!({"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}),
+                1100,
+                AuthError::IdToken,
+            ),
+            (
+                json!({"c_hash": "LDktKdoQak3Pk0cnXxCltA"}),
+                1100,
+                AuthError::IdToken,
+            ),
+            (json!({"typ": "ID"}), 1100, AuthError::IdToken),
         ];
         for (patch, at, want) in rows {
             assert_eq!(
@@ -358,6 +395,31 @@ mod tests {
     }
 
     #[test]
+    fn only_access_token_types_are_accepted() {
+        let v = verifier(|_| {});
+        assert!(v.check_type(Some("at+jwt")).is_ok());
+        assert!(v.check_type(Some("application/AT+JWT")).is_ok());
+        for bad in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some(""),
+            Some("id_token+jwt"),
+        ] {
+            assert_eq!(v.check_type(bad), Err(AuthError::TokenType), "{bad:?}");
+        }
+        // Keycloak and Entra put `JWT` in the header: an operator may opt in.
+        let v = verifier(|s| s.accepted_token_types = vec!["at+jwt".into(), "jwt".into()]);
+        assert!(v.check_type(Some("JWT")).is_ok());
+        assert_eq!(v.check_type(None), Err(AuthError::TokenType));
+        // Keycloak marks its access tokens `typ: Bearer` in the payload.
+        assert!(
+            v.check_claims(&claims(json!({"typ": "Bearer"})), 1100)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn scopes_audience_and_claim_names_follow_the_settings() {
         let v = verifier(|s| {
             s.required_scopes = vec!["mcp".into()];
@@ -373,7 +435,8 @@ mod tests {
             v.check_claims(&c, 1100).unwrap(),
             Identity {
                 user: "alice@example".into(),
-                groups: Some(vec!["ops".into()])
+                groups: Some(vec!["ops".into()]),
+                valid_until: 2060,
             }
         );
         let c = claims(json!({

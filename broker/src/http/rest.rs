@@ -1,7 +1,14 @@
 //! `broker serve`: the one-shot REST API over mTLS. `POST /v1/ssh_run`
-//! takes what `ssh_execute` takes and answers with the same result shape;
-//! the caller is the client certificate's CN.
+//! takes what `ssh_execute` takes and answers with the same result shape.
+//!
+//! The caller is the client certificate's CN, and only a CN listed in
+//! `rest_callers` gets anything done: the client CA may also issue operator
+//! and other service certificates, and none of them may borrow the broker's
+//! signer identity. A listed CN travels to the signer as the end user, with
+//! its configured groups, so the signer's RBAC intersects the broker's
+//! groups with the caller's and the control plane sees who really asked.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,11 +96,41 @@ fn failure(error: &ToolError) -> Response {
     limits::error(status_of(error), error.reason_code(), &error.to_string())
 }
 
+/// `rest_callers`: CN → groups.
+type RestCallers = Arc<BTreeMap<String, Vec<String>>>;
+
+/// The caller for `cn`, or the `403 caller_unknown` answer.
+fn rest_caller(callers: &RestCallers, cn: &str) -> Result<Caller, Response> {
+    match callers.get(cn) {
+        Some(groups) => Ok(Caller {
+            id: cn.to_owned(),
+            end_user: Some(cn.to_owned()),
+            end_user_groups: Some(groups.clone()),
+        }),
+        None => {
+            tracing::warn!(cn, "REST call refused: the CN is not in rest_callers");
+            Err(limits::error(
+                StatusCode::FORBIDDEN,
+                "caller_unknown",
+                &format!(
+                    "{} is not listed in rest_callers",
+                    infrabroker_common::display::escape(cn)
+                ),
+            ))
+        }
+    }
+}
+
 async fn ssh_run<T: Tools>(
     State(tools): State<Arc<T>>,
     Extension(peer): Extension<Peer>,
+    Extension(callers): Extension<RestCallers>,
     body: Bytes,
 ) -> Response {
+    let caller = match rest_caller(&callers, &peer.cn) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
     let request = match serde_json::from_slice::<RunRequest>(&body) {
         Ok(r) => r,
         Err(e) => return failure(&ToolError::Invalid(e.to_string())),
@@ -103,7 +140,6 @@ async fn ssh_run<T: Tools>(
         Ok(x) => x,
         Err(e) => return failure(&e),
     };
-    let caller = Caller::local(peer.cn);
     if dry_run {
         match tools.dry_run(&caller, exec).await {
             Ok(decision) => Json(json!({"dry_run": true, "decision": decision})).into_response(),
@@ -138,6 +174,11 @@ pub async fn serve_rest<T: Tools>(
         .ok_or_else(|| need("server_cert"))?;
     let key = cfg.server_key.as_ref().ok_or_else(|| need("server_key"))?;
     let client_ca = cfg.client_ca.as_ref().ok_or_else(|| need("client_ca"))?;
+    let callers: RestCallers = Arc::new(
+        cfg.rest_callers
+            .clone()
+            .ok_or_else(|| need("rest_callers"))?,
+    );
     let tls_config = tls::server_config(cert, key, client_ca)?;
     let body_limits = BodyLimits {
         max_bytes: cfg.http.max_body_bytes,
@@ -146,6 +187,7 @@ pub async fn serve_rest<T: Tools>(
     let app = Router::new()
         .route("/v1/ssh_run", post(ssh_run::<T>))
         .with_state(tools)
+        .layer(Extension(callers))
         .layer(middleware::from_fn_with_state(
             body_limits,
             limits::read_body,
@@ -217,5 +259,18 @@ mod tests {
             status_of(&ToolError::UnknownHost("x".into())),
             StatusCode::NOT_FOUND
         );
+    }
+
+    #[test]
+    fn only_listed_cns_become_callers_and_carry_their_groups() {
+        let callers: RestCallers = Arc::new(BTreeMap::from([(
+            "ci-runner".to_owned(),
+            vec!["web".to_owned()],
+        )]));
+        let c = rest_caller(&callers, "ci-runner").unwrap();
+        assert_eq!(c.end_user.as_deref(), Some("ci-runner"));
+        assert_eq!(c.end_user_groups, Some(vec!["web".to_owned()]));
+        let refused = rest_caller(&callers, "operator").unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
 }

@@ -38,6 +38,25 @@ pub struct OAuthSettings {
     pub jwks_refresh_min: Duration,
     /// Age after which the JWKS is fetched again on the next token.
     pub jwks_max_age: Duration,
+    /// When the JWKS could not be refreshed for this long, tokens are
+    /// refused (`503`) instead of checked against keys the issuer may have
+    /// withdrawn.
+    pub jwks_max_stale: Duration,
+    /// Accepted JWT `typ` headers, lowercase, without `application/`
+    /// (RFC 9068: `at+jwt`).
+    pub accepted_token_types: Vec<String>,
+}
+
+/// The RFC 9068 access-token type.
+pub const AT_JWT: &str = "at+jwt";
+
+/// A `typ` value as compared: lowercase, `application/` dropped (RFC 7515
+/// §4.1.9 allows both spellings).
+pub fn normalise_typ(typ: &str) -> String {
+    let t = typ.trim().to_ascii_lowercase();
+    t.strip_prefix("application/")
+        .map(str::to_owned)
+        .unwrap_or(t)
 }
 
 /// Limits of the HTTP listeners (`mcp-http` and `serve`).
@@ -193,6 +212,14 @@ pub fn read_oauth(root: &Obj<'_>, base: &Path) -> Option<OAuthSettings> {
     let ca = o.opt_str("ca").map(|p| base.join(p));
     let jwks_refresh_min = secs(&o, "jwks_refresh_min_seconds", 30, 1, 3600);
     let jwks_max_age = secs(&o, "jwks_max_age_seconds", 3600, 60, 86_400);
+    let jwks_max_stale = secs(&o, "jwks_max_stale_seconds", 21_600, 60, 7 * 86_400);
+    if jwks_max_stale < jwks_max_age {
+        o.error(
+            "jwks_max_stale_seconds",
+            "must be at least jwks_max_age_seconds",
+        );
+    }
+    let accepted_token_types = token_types(&o);
     o.finish();
     Some(OAuthSettings {
         issuer: issuer?,
@@ -206,7 +233,29 @@ pub fn read_oauth(root: &Obj<'_>, base: &Path) -> Option<OAuthSettings> {
         ca,
         jwks_refresh_min,
         jwks_max_age,
+        jwks_max_stale,
+        accepted_token_types,
     })
+}
+
+/// `accepted_token_types`; absent = `["at+jwt"]`. An empty list would
+/// accept nothing, and a missing `typ` header is never accepted.
+fn token_types(o: &Obj<'_>) -> Vec<String> {
+    if o.raw("accepted_token_types").is_none() {
+        return vec![AT_JWT.to_owned()];
+    }
+    let list: Vec<String> = o
+        .str_list("accepted_token_types")
+        .iter()
+        .map(|t| normalise_typ(t))
+        .collect();
+    if list.is_empty() || list.iter().any(String::is_empty) {
+        o.error(
+            "accepted_token_types",
+            "must list non-empty JWT typ values, e.g. [\"at+jwt\"]",
+        );
+    }
+    list
 }
 
 /// Reads `http` from `root`; absent = defaults.
@@ -282,6 +331,8 @@ mod tests {
         assert_eq!(oauth.user_claim, "sub");
         assert_eq!(oauth.clock_skew, Duration::ZERO);
         assert_eq!(oauth.jwks_refresh_min, Duration::from_secs(30));
+        assert_eq!(oauth.jwks_max_stale, Duration::from_secs(21_600));
+        assert_eq!(oauth.accepted_token_types, vec!["at+jwt".to_owned()]);
         assert_eq!(oauth.ca, Some(PathBuf::from("/etc/ib/idp-ca.pem")));
         assert_eq!(cfg.http.max_body_bytes, 65536);
         assert_eq!(
@@ -293,7 +344,9 @@ mod tests {
             &format!(
                 r#"{{{SIGNER}, "listen": "localhost", "server_cert": "s.crt",
                     "resource_url": "http://broker.example.com/mcp",
-                    "oauth": {{"issuer": "http://idp.example.com", "extra": 1}},
+                    "oauth": {{"issuer": "http://idp.example.com", "extra": 1,
+                               "jwks_max_age_seconds": 600, "jwks_max_stale_seconds": 300,
+                               "accepted_token_types": []}},
                     "http": {{"idle_timeout_seconds": 1}}}}"#
             ),
             Path::new("/"),
@@ -306,6 +359,8 @@ mod tests {
             "resource_url: must be https://",
             "oauth.issuer: must be https://",
             "oauth.extra: unknown field",
+            "oauth.jwks_max_stale_seconds: must be at least jwks_max_age_seconds",
+            "oauth.accepted_token_types: must list non-empty",
             "http.idle_timeout_seconds: must be between",
         ] {
             assert!(e.contains(needle), "{needle} missing in:\n{e}");

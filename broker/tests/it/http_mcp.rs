@@ -242,6 +242,12 @@ fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         {"name": "missing groups claim", "mode": "RS256", "claims": with(json!({"groups": null}))},
         {"name": "older than max_token_age", "mode": "RS256",
             "claims": with(json!({"iat": t - 600}))},
+        {"name": "typ JWT (not an access token)", "mode": "RS256", "claims": good, "typ": "JWT"},
+        {"name": "no typ", "mode": "ES256", "claims": good, "typ": null},
+        {"name": "ID token (nonce)", "mode": "RS256", "claims": with(json!({"nonce": "n-0S6_WzA2Mj"}))},
+        {"name": "ID token (at_hash)", "mode": "EdDSA",
+            "claims": with(json!({"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}))},
+        {"name": "ID token (typ ID)", "mode": "RS256", "claims": with(json!({"typ": "ID"}))},
         {"name": "unknown kid", "mode": "rogue", "claims": good},
         {"name": "unknown kid again", "mode": "rogue", "claims": good},
     ]));
@@ -278,6 +284,11 @@ fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         "ES256 naming the RSA key",
         "missing groups claim",
         "older than max_token_age",
+        "typ JWT (not an access token)",
+        "no typ",
+        "ID token (nonce)",
+        "ID token (at_hash)",
+        "ID token (typ ID)",
     ] {
         cases.push((name, Some(tokens[name].clone())));
     }
@@ -380,4 +391,88 @@ fn bad_tokens_get_401_with_a_challenge_and_nothing_runs() {
         "drained\n"
     );
     assert!(status.success(), "{status:?}\n{}", mcp.child.log());
+}
+
+/// A user's SSH sessions end with the user's last MCP session (closed by
+/// the client) and with the token that proved the user (its `exp`), not
+/// only when the idle reaper finds them.
+#[test]
+fn ssh_sessions_end_with_the_last_mcp_session_and_with_the_token() {
+    if !sshd_or_skip() || !oidc_or_skip() {
+        return;
+    }
+    let (bed, _sshd_a, _sshd_b) = two_teams();
+    let (port, url) = mcp_url();
+    let oidc = Oidc::start(bed.dir.path(), &url);
+    let mcp = McpHttp::start(
+        &bed,
+        &oidc,
+        port,
+        json!({"clock_skew_seconds": -1}),
+        json!({}),
+    );
+    let token = |ttl: u64| {
+        let t = now();
+        let claims = json!({"iss": oidc.issuer, "aud": url, "sub": "alice",
+            "groups": ["team-a"], "scope": "mcp", "iat": t, "exp": t + ttl});
+        oidc.forge(&json!([{"name": "t", "mode": "RS256", "claims": claims}]))["t"].clone()
+    };
+    let open_ssh = |token: &str, session: &str| {
+        let open = call_body(
+            9,
+            "ssh_session_open",
+            json!({"host": "host-a", "mode": "exec"}),
+        );
+        let r = mcp_post(&mcp, Some(token), Some(session), &open);
+        let rpc = r.rpc();
+        rpc["result"]["structuredContent"]["session_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{rpc}"))
+            .to_owned()
+    };
+    let closed = |ssh: &str| {
+        bed.broker_records()
+            .iter()
+            .any(|r| r["outcome"] == "session_close" && r["session_id"] == ssh)
+    };
+    let delete = |token: &str, session: &str| {
+        let auth = format!("Bearer {token}");
+        let r = request(
+            &mcp.base,
+            "DELETE",
+            "/mcp",
+            &[("authorization", &auth), ("mcp-session-id", session)],
+            b"",
+        );
+        assert!(r.status < 300, "DELETE: {} {}", r.status, r.text());
+    };
+
+    // Two MCP sessions of alice; the SSH session outlives the first one
+    // closed and ends with the last.
+    let long = token(300);
+    let first = open_session(&mcp, &long);
+    let second = open_session(&mcp, &long);
+    let ssh = open_ssh(&long, &first);
+    delete(&long, &first);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!closed(&ssh), "another MCP session of alice is still open");
+    delete(&long, &second);
+    assert!(
+        infrabroker_testbed::wait_until(Duration::from_secs(10), || closed(&ssh)),
+        "the SSH session outlived alice's last MCP session:\n{}",
+        mcp.child.log()
+    );
+
+    // A token valid for a few seconds: when it expires unrenewed, the MCP
+    // session and the SSH session opened under it end.
+    let short = token(6);
+    let session = open_session(&mcp, &short);
+    let ssh = open_ssh(&short, &session);
+    assert!(!closed(&ssh));
+    assert!(
+        infrabroker_testbed::wait_until(Duration::from_secs(30), || closed(&ssh)),
+        "the SSH session outlived the token:\n{}",
+        mcp.child.log()
+    );
+    assert!(mcp.child.log().contains("its token expired"));
 }

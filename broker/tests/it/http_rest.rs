@@ -1,6 +1,8 @@
 //! `broker serve`: the mTLS one-shot API as a real process. A client
-//! certificate from the project CA is the caller; a certificate from
-//! another CA, or none, never reaches HTTP.
+//! certificate from the project CA whose CN is in `rest_callers` is the
+//! caller (and the signer's end user, with its configured groups); an
+//! unlisted CN gets `403 caller_unknown` and nothing reaches the signer; a
+//! certificate from another CA, or none, never reaches HTTP.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -63,6 +65,11 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
         "server_cert": cert,
         "server_key": key,
         "client_ca": bed.pki.path("ca.crt"),
+        "rest_callers": {
+            "broker-1": {"allowed_groups": ["web"]},
+            "operator": {"allowed_groups": ["web"]},
+            "stranger": {"allowed_groups": ["db"]},
+        },
     }));
     let mut cmd = Command::new(bin_path("broker").unwrap());
     cmd.args(["serve", "--config"]).arg(&config);
@@ -95,7 +102,8 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
         }
     };
 
-    // broker-1 and operator both run commands, each as itself.
+    // broker-1 and operator both run commands, each as itself: the signer
+    // sees each CN as the end user, with its configured groups.
     for stem in ["broker-1", "operator"] {
         let r = post(
             &client(stem),
@@ -116,7 +124,53 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
             .unwrap();
         assert_eq!(rec["outcome"], "executed");
         assert_eq!(rec["caller"], stem);
+        assert_eq!(rec["end_user"], stem);
+        let issued = bed
+            .signer_records()
+            .into_iter()
+            .find(|r| r["serial"] == serial)
+            .unwrap();
+        assert_eq!(issued["end_user"], stem, "{issued}");
+        assert_eq!(issued["end_user_groups"], json!(["web"]), "{issued}");
     }
+    // Listed, but its groups do not meet the host's: the RBAC intersects.
+    let r = post(
+        &client("stranger"),
+        json!({"host": "web", "command": "echo stranger"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    // A valid certificate of the same CA whose CN is not listed: refused
+    // before the signer is asked anything.
+    let (icert, ikey) = ca
+        .issue_client("intruder")
+        .unwrap()
+        .write(bed.dir.path(), "intruder")
+        .unwrap();
+    let intruder = MtlsClient::new(
+        &url,
+        &bed.pki.path("ca.crt"),
+        &icert,
+        &ikey,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let signer_before = bed.signer_records().len();
+    for body in [
+        json!({"host": "web", "command": "echo intruder"}),
+        json!({"host": "web", "command": "echo intruder", "dry_run": true}),
+    ] {
+        let r = post(&intruder, body).await.unwrap();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(r.status, 403, "{v}");
+        assert_eq!(v["reason_code"], "caller_unknown", "{v}");
+    }
+    assert_eq!(
+        bed.signer_records().len(),
+        signer_before,
+        "an unlisted CN must not reach the signer"
+    );
     let operator = client("operator");
     let r = post(
         &operator,

@@ -7,8 +7,9 @@
 //       Ed25519 "ed-1" (EdDSA). The provider publishes their public halves.
 //
 //   node forge.mjs sign KEYS.json SPEC.json
-//       SPEC is a list of {name, mode, claims, tamper?}; prints one JSON
-//       object {name: token}. Modes:
+//       SPEC is a list of {name, mode, claims, tamper?, typ?}; prints one
+//       JSON object {name: token}. The header's typ is "at+jwt" unless the
+//       spec sets `typ` (null leaves it out). Modes:
 //         RS256 | ES256 | EdDSA   signed with the provider's key of that type
 //         none                    alg "none", empty signature
 //         hs256-pubkey            HS256 with the RSA public key (PEM) as secret
@@ -57,7 +58,8 @@ function forge(jwks, spec) {
     jwks.keys.map((jwk) => [jwk.kid, createPrivateKey({ key: jwk, format: 'jwk' })]),
   );
   const kidFor = { RS256: 'rs-1', ES256: 'es-1', EdDSA: 'ed-1' };
-  const header = (alg, kid) => ({ alg, kid, typ: 'at+jwt' });
+  const typ = 'typ' in spec ? spec.typ : 'at+jwt';
+  const header = (alg, kid) => (typ === null ? { alg, kid } : { alg, kid, typ });
   const { mode, claims } = spec;
   switch (mode) {
     case 'RS256':

@@ -21,7 +21,9 @@ async fn observe_audits_and_enforce_holds_novelties_and_limits_the_rate() {
     // Observe: everything runs; novelties are audited once, then learned.
     let cp = bed.control_plane("cp-observe", json!({"behavior": {"mode": "observe"}}));
     let engine = bed.engine(&cp, 10).await;
-    for cmd in ["id -un", "id -g", "uname -s"] {
+    // Novelty is per command shape (program + option set): `id -nu` is the
+    // shape of `id -un`.
+    for cmd in ["id -un", "id -nu", "uname -s"] {
         let r = spawn_run(&engine, "web", cmd).await.unwrap();
         assert!(r.is_ok(), "{cmd}: {r:?}");
     }
@@ -30,8 +32,8 @@ async fn observe_audits_and_enforce_holds_novelties_and_limits_the_rate() {
     assert_eq!(
         found,
         vec![
-            json!(["novel host web", "novel command id"]),
-            json!(["novel command uname"]),
+            json!(["novel host web", "novel command id -n -u"]),
+            json!(["novel command uname -s"]),
         ],
         "{anomalies:?}"
     );
@@ -51,7 +53,7 @@ async fn observe_audits_and_enforce_holds_novelties_and_limits_the_rate() {
     assert_eq!(pending["tier"], "human");
     let reasons = pending["reasons"].to_string();
     assert!(
-        reasons.contains("novel host web") && reasons.contains("novel command id"),
+        reasons.contains("novel host web") && reasons.contains("novel command id -n -u"),
         "{reasons}"
     );
     let id = pending["id"].as_str().unwrap();
@@ -66,10 +68,10 @@ async fn observe_audits_and_enforce_holds_novelties_and_limits_the_rate() {
         .unwrap();
     assert_eq!(r.stdout, "ibtest\n");
 
-    // Learned on collection: the same host and word now run directly.
-    let r = spawn_run(&engine, "web", "id -g").await.unwrap();
+    // Learned on collection: the same host and shape now run directly.
+    let r = spawn_run(&engine, "web", "id -nu").await.unwrap();
     assert!(r.is_ok(), "{r:?}");
-    let r = spawn_run(&engine, "web", "id -G").await.unwrap();
+    let r = spawn_run(&engine, "web", "id -u -n").await.unwrap();
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(cp.outcomes("approval-required").len(), 1);
 

@@ -9,9 +9,11 @@
 )]
 
 mod approvals;
+mod display;
 mod forwarder;
 mod guardrails;
 mod harness;
+mod identities;
 mod mcp_wait;
 mod notify;
 mod reviewer;

@@ -72,6 +72,33 @@ async fn serials_stay_unique_across_restarts() {
     verify(&s);
 }
 
+/// A restored log whose largest serial leaves no room above it stops the
+/// signer with a clear error: the counter must never wrap to 0 and repeat
+/// serials.
+#[tokio::test]
+async fn a_restored_serial_at_the_top_of_the_range_stops_the_signer() {
+    for top in [u64::MAX, u64::MAX - 1] {
+        let mut s = Stack::start(|_, _| {});
+        s.signer.child.stop();
+        let key =
+            infrabroker_common::audit::AuditKey::from_seed_file(s.pki.path("signer-audit.seed"))
+                .unwrap();
+        let log = infrabroker_common::audit::AuditLog::open(s.audit_log(), key).unwrap();
+        let mut rec = serde_json::Map::new();
+        rec.insert("outcome".into(), "issued".into());
+        rec.insert("serial".into(), top.into());
+        log.append(rec).await.unwrap();
+        drop(log);
+        let err = SignerProc::start_file(s.dir.path(), &s.signer.config_path.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("largest serial is {top}")) && err.contains("never wrap"),
+            "{err}"
+        );
+    }
+}
+
 /// Fills a small tmpfs under the audit log: signing must stop (nothing
 /// issued without its record) and resume once space is back.
 #[tokio::test]

@@ -13,5 +13,6 @@ mod bad_input;
 mod characters;
 mod config_cli;
 mod harness;
+mod rate_limit;
 mod reload;
 mod ssh_rules;
