@@ -100,7 +100,7 @@ fn failure(error: &ToolError) -> Response {
 type RestCallers = Arc<BTreeMap<String, Vec<String>>>;
 
 /// The caller for `cn`, or the `403 caller_unknown` answer.
-fn rest_caller(callers: &RestCallers, cn: &str) -> Result<Caller, Response> {
+fn rest_caller(callers: &RestCallers, cn: &str) -> Result<Caller, Box<Response>> {
     match callers.get(cn) {
         Some(groups) => Ok(Caller {
             id: cn.to_owned(),
@@ -109,14 +109,14 @@ fn rest_caller(callers: &RestCallers, cn: &str) -> Result<Caller, Response> {
         }),
         None => {
             tracing::warn!(cn, "REST call refused: the CN is not in rest_callers");
-            Err(limits::error(
+            Err(Box::new(limits::error(
                 StatusCode::FORBIDDEN,
                 "caller_unknown",
                 &format!(
                     "{} is not listed in rest_callers",
                     infrabroker_common::display::escape(cn)
                 ),
-            ))
+            )))
         }
     }
 }
@@ -129,7 +129,7 @@ async fn ssh_run<T: Tools>(
 ) -> Response {
     let caller = match rest_caller(&callers, &peer.cn) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let request = match serde_json::from_slice::<RunRequest>(&body) {
         Ok(r) => r,
