@@ -1,28 +1,18 @@
 //! HTML of the approval pages. Every value is HTML-escaped, and characters
-//! that could make what a human reads differ from what runs (controls,
-//! bidi overrides, zero-width and other format characters) are shown as a
+//! that could make what a human reads differ from what runs (the shared
+//! rule of `infrabroker_common::display::is_hidden`: controls, bidi
+//! overrides, zero-width and other format characters) are shown as a
 //! highlighted `U+XXXX` instead of being passed to the browser.
 
 use std::fmt::Write as _;
+
+use infrabroker_common::display::is_hidden;
 
 use crate::approval::Status;
 use crate::view::ApprovalView;
 
 /// The stylesheet (served from `/ui/style.css`; no inline styles).
 pub const STYLE: &str = include_str!("style.css");
-
-/// A character a human must not be shown raw.
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{061C}' | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{E0000}'..='\u{E007F}')
-}
 
 /// `text` escaped for HTML, hidden characters made visible.
 pub fn esc(text: &str) -> String {
@@ -34,7 +24,7 @@ pub fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if hidden(c) => {
+            c if is_hidden(c) => {
                 let _ = write!(out, "<span class=\"esc\">U+{:04X}</span>", u32::from(c));
             }
             c => out.push(c),
