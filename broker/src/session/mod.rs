@@ -16,6 +16,7 @@
 //! - [`shell`]: the marker protocol of shell and pty sessions.
 //! - [`recording`]: asciicast v2 recordings.
 
+mod line_discipline;
 pub mod recording;
 pub mod shell;
 
@@ -485,6 +486,13 @@ impl Engine {
             return Err(ToolError::Invalid(format!(
                 "commands in shell and pty sessions are limited to {MAX_SHELL_LINE} bytes"
             )));
+        }
+        if s.mode == SessionMode::Pty && line_discipline::changes_settings(command) {
+            return Err(ToolError::Invalid(
+                "stty settings are refused in pty sessions: the terminal would edit later \
+                 commands after they were judged and recorded (queries like `stty size` pass)"
+                    .into(),
+            ));
         }
         Ok(())
     }

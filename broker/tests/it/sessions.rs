@@ -163,6 +163,20 @@ async fn exec_shell_and_pty_sessions_run_sequences_correctly() {
             .stdout,
         "24 100\n"
     );
+    // Changing the line discipline would make later lines differ from what
+    // was judged and recorded: refused before anything is sent.
+    let refused = exec(&engine, &pty.session_id, "stty kill Q </dev/tty").await;
+    assert!(
+        matches!(&refused, Err(ToolError::Invalid(m)) if m.contains("stty settings")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        exec(&engine, &pty.session_id, "echo okQstill-echo")
+            .await
+            .unwrap()
+            .stdout,
+        "okQstill-echo\n"
+    );
 
     // A command past its timeout: exec sessions stay usable, shells close.
     let q = engine
