@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use infrabroker_common::display::escape;
 use infrabroker_firewall::{Context, JudgedCommand, RuleForm, render};
 use infrabroker_signer::config::SignerConfig;
 use infrabroker_signer::issuance::to_wire;
@@ -74,9 +75,9 @@ pub fn explain(config: &Path, host: &str, command: Option<&str>, pty: bool, json
                 d.reason_code
             );
             if let Some(rule) = &d.matched_rule {
-                println!("  matched rule: {rule}");
+                println!("  matched rule: {}", escape(rule));
             }
-            println!("  {}", d.message);
+            println!("  {}", escape(&d.message));
             for w in &d.warnings {
                 println!("  warning: {w}");
             }
@@ -93,9 +94,9 @@ pub fn explain(config: &Path, host: &str, command: Option<&str>, pty: bool, json
 /// structured rule admitted it, and what decided it.
 fn print_commands(commands: &[JudgedCommand]) {
     for (i, c) in commands.iter().enumerate() {
-        println!("simple command {}: {}", i + 1, c.text);
+        println!("simple command {}: {}", i + 1, escape(&c.text));
         if let Some(words) = &c.normalized {
-            println!("  normalised: {}", render(words));
+            println!("  normalised: {}", escape(&render(words)));
         }
         match &c.decided_by {
             Some(by) => {
@@ -109,12 +110,12 @@ fn print_commands(commands: &[JudgedCommand]) {
                     .as_deref()
                     .map(|s| format!(" from {s}"))
                     .unwrap_or_default();
-                println!("  decided by {form}: {}{from}", by.rule);
+                println!("  decided by {form}: {}{from}", escape(&by.rule));
             }
             None => println!("  decided by: no rule (not reached, or nothing matched)"),
         }
         for miss in &c.structured_misses {
-            println!("  not admitted by {miss}");
+            println!("  not admitted by {}", escape(miss));
         }
     }
 }
