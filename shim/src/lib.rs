@@ -22,11 +22,13 @@
 //! - [`config`]: `shim.conf` and the pinned key file.
 //! - [`nonce`]: the per-account store of used nonces.
 //! - [`error`]: [`Refusal`], every reason with a stable code.
+//! - [`host`]: the command line, the real uid and syslog.
 //! - [`decide`] (here): the whole check, from the request to the argv to run.
 
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod host;
 pub mod nonce;
 
 use std::path::PathBuf;
