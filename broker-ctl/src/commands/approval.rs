@@ -77,10 +77,7 @@ pub enum ApprovalCmd {
 
 /// Runs an `approval` subcommand.
 pub fn run(cmd: ApprovalCmd) -> Outcome {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::other(e.to_string()))?;
+    let rt = super::runtime()?;
     rt.block_on(async move {
         match cmd {
             ApprovalCmd::List { cp, all } => {

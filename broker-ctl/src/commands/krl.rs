@@ -18,10 +18,8 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use hyper::{Method, StatusCode};
-use infrabroker_common::client::MtlsClient;
 use infrabroker_common::krl::Krl;
 
 use super::{Failure, Outcome, ServiceArgs};
@@ -41,18 +39,10 @@ struct Fetched {
 
 pub fn fetch(args: &ServiceArgs, out: &Path, json: bool) -> Outcome {
     let installed = installed(out)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::other(e.to_string()))?;
-    let client = MtlsClient::new(
-        &args.url,
-        &args.ca,
-        &args.cert,
-        &args.key,
-        Duration::from_secs(15),
-    )
-    .map_err(|e| Failure::unavailable(e.to_string()))?;
+    let rt = super::runtime()?;
+    let client = args
+        .client()
+        .map_err(|e| Failure::unavailable(e.to_string()))?;
     let tag = installed.as_ref().map(|k| format!("\"{}\"", k.version));
     let headers: Vec<(&str, &str)> = tag.iter().map(|t| ("if-none-match", t.as_str())).collect();
     let raw = rt

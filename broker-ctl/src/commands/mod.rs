@@ -188,6 +188,30 @@ pub struct ServiceArgs {
     pub key: PathBuf,
 }
 
+impl ServiceArgs {
+    /// An mTLS client for the service with the operator's identity.
+    pub fn client(
+        &self,
+    ) -> Result<infrabroker_common::client::MtlsClient, infrabroker_common::client::ClientError>
+    {
+        infrabroker_common::client::MtlsClient::new(
+            &self.url,
+            &self.ca,
+            &self.cert,
+            &self.key,
+            std::time::Duration::from_secs(15),
+        )
+    }
+}
+
+/// A single-threaded runtime for one command's network calls.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::other(format!("cannot start a runtime: {e}")))
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {

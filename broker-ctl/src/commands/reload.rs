@@ -1,27 +1,16 @@
 //! `broker-ctl reload`: `POST /v1/reload` with the operator's certificate.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use infrabroker_common::client::{ClientError, MtlsClient};
+use infrabroker_common::client::ClientError;
 use infrabroker_common::wire::ReloadResponse;
 
 use super::{Failure, Outcome, ServiceArgs};
 
 pub fn run(args: &ServiceArgs) -> Outcome {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::other(e.to_string()))?;
+    let rt = super::runtime()?;
     rt.block_on(async {
-        let client = MtlsClient::new(
-            &args.url,
-            &args.ca,
-            &args.cert,
-            &args.key,
-            Duration::from_secs(15),
-        )
-        .map_err(|e| Failure::other(e.to_string()))?;
+        let client = args.client().map_err(|e| Failure::other(e.to_string()))?;
         match client
             .call::<ReloadResponse>(hyper::Method::POST, "/v1/reload", None::<&()>)
             .await

@@ -105,10 +105,7 @@ pub fn run(path: &Path, json: bool) -> Outcome {
             path.display()
         ))
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::other(format!("cannot start a runtime: {e}")))?;
+    let rt = super::runtime()?;
     let mut report = Report {
         kind,
         ..Report::default()
