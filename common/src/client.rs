@@ -28,10 +28,12 @@ pub enum ClientError {
     /// Building TLS failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// No connection or no answer in time.
-    #[error("{url} unreachable: {reason}")]
+    /// No connection or no answer in time. The message leaves the URL
+    /// out (a broker relays it to agents, who have no business knowing
+    /// where the signer lives); the URL is logged where it happens.
+    #[error("unreachable (signer_unreachable): {reason}")]
     Unreachable {
-        /// What was called.
+        /// What was called (for logs, never for messages).
         url: String,
         /// Why.
         reason: String,
@@ -136,9 +138,12 @@ impl MtlsClient {
         headers: &[(&str, &str)],
     ) -> Result<RawResponse, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let unreachable = |reason: String| ClientError::Unreachable {
-            url: url.clone(),
-            reason,
+        let unreachable = |reason: String| {
+            tracing::warn!(%url, %reason, "upstream unreachable");
+            ClientError::Unreachable {
+                url: url.clone(),
+                reason,
+            }
         };
         let mut req = Request::builder().method(method).uri(&url);
         if body.is_some() {

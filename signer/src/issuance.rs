@@ -128,7 +128,7 @@ pub struct Denial {
 }
 
 impl Denial {
-    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ReasonCode, message: impl Into<String>) -> Self {
         Denial {
             code,
             message: message.into(),
@@ -269,6 +269,7 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
         Role::Bastion => check_bastion(host, req)?,
         Role::Target => check_target(host, req)?,
     }
+    crate::deadline::check(req)?;
     let session_mode = match (req.purpose, req.session_mode) {
         (Purpose::Oneshot, Some(_)) => {
             return Err(Denial::new(
@@ -318,6 +319,7 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
         }),
         (Role::Target, Purpose::Session) => None,
     };
+    let force_command = crate::deadline::bound(force_command, req);
     let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));
     let key_id = format!(
         "caller={caller} user={} host={} role={} purpose={} elev={} pty={}",
@@ -430,15 +432,17 @@ fn judge(host: &Host, req: &SignRequest) -> Result<Decision, Denial> {
         return Ok(Decision::allowed("no command to judge"));
     }
     let decision = to_wire(host.policy.decide(&req.command));
-    if decision.allowed || req.dry_run {
-        return Ok(decision);
-    }
-    if decision.require_approval && req.approved {
+    // An approved request passes as a dry run too: a session command's
+    // preflight is a dry run, and its approval must let it run.
+    if !decision.allowed && decision.require_approval && req.approved {
         let mut d = decision;
         d.allowed = true;
         d.reason_code = ReasonCode::Allowed;
         d.message = "allowed: approval granted".to_owned();
         return Ok(d);
+    }
+    if decision.allowed || req.dry_run {
+        return Ok(decision);
     }
     Err(Denial {
         code: decision.reason_code,

@@ -14,13 +14,15 @@
 //! # Layout
 //! - this file: the session table, limits, preflight and the reaper.
 //! - [`shell`]: the marker protocol of shell and pty sessions.
+//! - [`exec`]: one command: preflight, busy count, run, stop, close.
 //! - [`recording`]: asciicast v2 recordings.
 
+mod exec;
 pub mod recording;
 pub mod shell;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,51 +32,12 @@ use tokio::sync::watch;
 
 use self::recording::Recorder;
 use self::shell::Shell;
-use crate::api::{Caller, ExecResult, SessionInfo, SessionMode, SessionOpenRequest, ToolError};
+use crate::api::{Caller, SessionInfo, SessionMode, SessionOpenRequest, ToolError};
 use crate::engine::Engine;
 use crate::ssh::Conn;
 
 /// How often the reaper looks for idle and expired sessions.
 pub const REAP_EVERY: Duration = Duration::from_millis(500);
-
-/// Longest command line sent to a shell (a terminal drops bytes past 4095).
-const MAX_SHELL_LINE: usize = 4000;
-
-/// Marks a session busy while a command runs. If the call is dropped
-/// (cancelled) before it finishes, the command's end is audited as
-/// `abandoned`, and a shell session is marked for closing: its state is
-/// unknown and its pending output would be credited to the next command.
-struct BusyGuard<'a> {
-    session: &'a Session,
-    abandon: crate::engine::AbandonGuard,
-}
-
-impl<'a> BusyGuard<'a> {
-    fn new(
-        session: &'a Session,
-        audit: infrabroker_common::audit::AuditLog,
-        rec: Map<String, Value>,
-    ) -> Self {
-        session.busy.store(true, Ordering::SeqCst);
-        BusyGuard {
-            session,
-            abandon: crate::engine::AbandonGuard::new(audit, rec),
-        }
-    }
-
-    fn finish(&mut self) {
-        self.abandon.disarm();
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.session.busy.store(false, Ordering::SeqCst);
-        if self.abandon.armed() && self.session.mode != SessionMode::Exec {
-            self.session.cancelled.store(true, Ordering::SeqCst);
-        }
-    }
-}
 
 enum Runner {
     Exec,
@@ -97,7 +60,7 @@ pub struct Session {
     expires_at: Instant,
     expires_unix: u64,
     last_used: Mutex<Instant>,
-    busy: AtomicBool,
+    busy: AtomicUsize,
     cancelled: AtomicBool,
     runner: tokio::sync::Mutex<Runner>,
     closed: watch::Sender<Option<String>>,
@@ -185,11 +148,6 @@ fn mode_str(m: SessionMode) -> &'static str {
     wire_mode(m).as_str()
 }
 
-/// Quotes for POSIX sh as one word.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 impl Engine {
     fn session_of(&self, caller: &Caller, id: &str) -> Result<Arc<Session>, ToolError> {
         self.sessions()
@@ -219,6 +177,7 @@ impl Engine {
             pty: mode == SessionMode::Pty,
             session_mode: Some(wire_mode(mode)),
             ttl_seconds: None,
+            timeout_seconds: None,
             end_user: caller.end_user.clone(),
             end_user_groups: caller.end_user_groups.clone(),
             dry_run: false,
@@ -336,7 +295,7 @@ impl Engine {
             expires_at: Instant::now() + remaining,
             expires_unix,
             last_used: Mutex::new(Instant::now()),
-            busy: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             runner: tokio::sync::Mutex::new(runner),
             closed: watch::channel(None).0,
@@ -391,197 +350,6 @@ impl Engine {
             );
         }
         r
-    }
-
-    /// Runs one command in a session after a signer preflight.
-    pub(crate) async fn exec_in_session(
-        &self,
-        caller: &Caller,
-        id: &str,
-        command: String,
-        timeout: Option<Duration>,
-    ) -> Result<ExecResult, ToolError> {
-        let started = Instant::now();
-        let s = self.session_of(caller, id)?;
-        if let Some(reason) = s.closed_reason() {
-            return Err(ToolError::SessionClosed(reason));
-        }
-        let mut rec = self.session_record(caller, &s, "session_exec");
-        rec.insert("command".into(), command.clone().into());
-        let checked = self.check_session_command(&s, &command);
-        let checked = match checked {
-            Ok(()) => self.preflight(caller, &s, &command).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = checked {
-            rec.insert("outcome".into(), "session_exec_denied".into());
-            rec.insert("reason_code".into(), e.reason_code().into());
-            rec.insert("error".into(), e.to_string().into());
-            self.write_record(rec).await?;
-            if matches!(e, ToolError::SessionChainChanged) {
-                self.close_session(&s, "the host's connection details changed")
-                    .await;
-            }
-            return Err(e);
-        }
-        let timeout = timeout
-            .unwrap_or(self.config().exec_timeout)
-            .min(self.config().exec_timeout_max);
-        // Durable before anything is sent: no command without its record.
-        let mut start_rec = rec.clone();
-        start_rec.insert("outcome".into(), "session_exec_started".into());
-        self.write_record(start_rec).await?;
-        let mut guard = BusyGuard::new(&s, self.audit().clone(), rec.clone());
-        let result = self.run_in(&s, &command, timeout).await;
-        guard.finish();
-        if let Ok(mut t) = s.last_used.lock() {
-            *t = Instant::now();
-        }
-        rec.insert(
-            "duration_ms".into(),
-            u64::try_from(started.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .into(),
-        );
-        match &result {
-            Ok(out) => {
-                rec.insert(
-                    "exit_code".into(),
-                    out.exit_code.map_or(Value::Null, Value::from),
-                );
-            }
-            Err(e) => {
-                rec.insert("outcome".into(), "session_exec_failed".into());
-                rec.insert("reason_code".into(), e.reason_code().into());
-                rec.insert("error".into(), e.to_string().into());
-            }
-        }
-        self.write_record(rec).await?;
-        let out = result?;
-        Ok(ExecResult {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            exit_code: out.exit_code,
-            exit_signal: out.exit_signal,
-            stdout_truncated: out.stdout_truncated,
-            stderr_truncated: out.stderr_truncated,
-            serial: s.serial,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
-    }
-
-    /// Commands a terminal would edit before the shell sees them (erase,
-    /// kill-line, literal-next…) are refused in shell and pty sessions, as
-    /// are lines a terminal truncates: what is audited must be what runs.
-    fn check_session_command(&self, s: &Session, command: &str) -> Result<(), ToolError> {
-        if s.mode == SessionMode::Exec {
-            return Ok(());
-        }
-        if command
-            .chars()
-            .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
-        {
-            return Err(ToolError::Invalid(
-                "control characters are not allowed in shell and pty sessions".into(),
-            ));
-        }
-        if command.len() > MAX_SHELL_LINE {
-            return Err(ToolError::Invalid(format!(
-                "commands in shell and pty sessions are limited to {MAX_SHELL_LINE} bytes"
-            )));
-        }
-        Ok(())
-    }
-
-    /// The signer's dry run for this command in this session, after checking
-    /// that the host's connection details are unchanged.
-    async fn preflight(
-        &self,
-        caller: &Caller,
-        s: &Session,
-        command: &str,
-    ) -> Result<(), ToolError> {
-        let view = self.hosts_cache().refresh().await?;
-        let hops = Engine::plan(&view, caller, &s.host)?;
-        let now: Vec<(String, HostInfo)> = hops
-            .iter()
-            .map(|h| (h.name.clone(), h.info.clone()))
-            .collect();
-        let same = now.len() == s.chain.len()
-            && now.iter().zip(&s.chain).all(|((an, a), (bn, b))| {
-                an == bn
-                    && a.addr == b.addr
-                    && a.user == b.user
-                    && a.host_key == b.host_key
-                    && a.jump == b.jump
-            });
-        if !same {
-            return Err(ToolError::SessionChainChanged);
-        }
-        let mut req = self.session_request(caller, &s.host, s.mode, s.sudo, s.sudo_user.clone());
-        req.command = command.to_owned();
-        req.dry_run = true;
-        let resp = self.hosts_cache().api().sign(&req).await?;
-        let d = resp.decision;
-        if !d.allowed {
-            return Err(ToolError::Denied {
-                code: d.reason_code.as_str().to_owned(),
-                message: d.message,
-            });
-        }
-        Ok(())
-    }
-
-    async fn run_in(
-        &self,
-        s: &Session,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<crate::exec::Output, ToolError> {
-        let mut closed = s.closed.subscribe();
-        let mut runner = s.runner.lock().await;
-        if let Some(reason) = s.closed_reason() {
-            return Err(ToolError::SessionClosed(reason));
-        }
-        let cap = self.config().max_output_bytes;
-        let target = s
-            .conns
-            .last()
-            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
-        let work = async {
-            match &mut *runner {
-                Runner::Exec => {
-                    let wrapped = match &s.elevation_prefix {
-                        Some(p) => format!("{p} -- /bin/sh -c {}", sh_quote(command)),
-                        None => format!("/bin/sh -c {}", sh_quote(command)),
-                    };
-                    crate::exec::run(target, &wrapped, cap, timeout).await
-                }
-                Runner::Shell(sh) => sh.run(command, cap, timeout).await,
-            }
-        };
-        let result = tokio::select! {
-            biased;
-            _ = closed.wait_for(Option::is_some) => {
-                Err(ToolError::SessionClosed(s.closed_reason().unwrap_or_else(|| "closed".into())))
-            }
-            r = work => match (r, s.closed_reason()) {
-                // The connection went down because the session was closed:
-                // say why rather than "broken".
-                (Err(_), Some(reason)) => Err(ToolError::SessionClosed(reason)),
-                (r, _) => r,
-            },
-        };
-        drop(runner);
-        if let (Err(ToolError::TimedOut { seconds }), SessionMode::Shell | SessionMode::Pty) =
-            (&result, s.mode)
-        {
-            let reason = format!(
-                "a command ran past its {seconds} s timeout and the shell's state is unknown"
-            );
-            self.close_session(s, &reason).await;
-        }
-        result
     }
 
     /// Marks `s` closed, removes it, disconnects it and audits why.
@@ -659,7 +427,7 @@ impl Engine {
             } else if now >= s.expires_at {
                 self.close_session(&s, "its certificate expired (the session's hard end)")
                     .await;
-            } else if !s.busy.load(Ordering::SeqCst)
+            } else if s.busy.load(Ordering::SeqCst) == 0
                 && s.last_used
                     .lock()
                     .map(|t| t.elapsed() >= idle_limit)

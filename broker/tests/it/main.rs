@@ -19,3 +19,4 @@ mod http_rest;
 mod mcp_stdio;
 mod refusals;
 mod sessions;
+mod stopping;

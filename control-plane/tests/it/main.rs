@@ -12,6 +12,8 @@ mod approvals;
 mod forwarder;
 mod guardrails;
 mod harness;
+mod held;
+mod limits;
 mod mcp_wait;
 mod notify;
 mod reviewer;

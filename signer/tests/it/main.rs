@@ -12,5 +12,6 @@ mod audit;
 mod bad_input;
 mod config_cli;
 mod harness;
+mod listener;
 mod reload;
 mod ssh_rules;
