@@ -42,7 +42,7 @@ async fn a_session_command_needing_approval_is_held_and_runs_once_approved() {
     let hosts = json!({"web": host_for(&s, "web-principal", &["^echo approve-me"])});
     let bed = Bed::start_in(dir, pki, hosts);
     let cp = bed.control_plane("cp-held", json!({}));
-    let engine = engine_with(&bed, &cp, json!({"session_idle_seconds": 2})).await;
+    let engine = engine_with(&bed, &cp, json!({"session_idle_seconds": 5})).await;
     let open = SessionOpenRequest {
         host: "web".into(),
         mode: SessionMode::Exec,
@@ -58,7 +58,7 @@ async fn a_session_command_needing_approval_is_held_and_runs_once_approved() {
     let pending = cp.pending(cmd, &[]).await;
     assert_eq!(pending["tier"], "human");
     // Slower than the session's idle limit: the waiting call keeps it open.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     let approval = pending["id"].as_str().unwrap();
     let (ok, _, err) = cp
         .ctl("operator", &["allow", approval, "--reason", "ok"])
