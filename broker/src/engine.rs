@@ -13,6 +13,7 @@ use russh::keys::{Certificate, PrivateKey, PublicKey};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::abandon::AbandonGuard;
 use crate::api::{
     Caller, ExecRequest, ExecResult, ServerInfo, SessionInfo, SessionOpenRequest, ToolError, Tools,
 };
@@ -21,6 +22,11 @@ use crate::exec;
 use crate::session::SessionTable;
 use crate::signer::{HostCache, SignerApi};
 use crate::ssh::{self, Conn, HopTarget};
+
+/// What stops a cancelled one-shot command: sshd refuses signals to a
+/// forced command, so the signer's wrapper does it on the host.
+const ONESHOT_STOP: &str =
+    "channel closed; the force-command's timeout -k stops the command at its deadline";
 
 /// Longest bastion chain followed (a loop in the signer's view stops here).
 const MAX_HOPS: usize = 8;
@@ -193,6 +199,13 @@ impl Engine {
         Ok(hops)
     }
 
+    /// The call's timeout: its own, never above the configured maximum.
+    fn exec_timeout(&self, req: &ExecRequest) -> std::time::Duration {
+        req.timeout
+            .unwrap_or(self.cfg.exec_timeout)
+            .min(self.cfg.exec_timeout_max)
+    }
+
     fn sign_request(
         &self,
         caller: &Caller,
@@ -216,6 +229,7 @@ impl Engine {
             pty: false,
             session_mode: None,
             ttl_seconds: None,
+            timeout_seconds: target.then(|| self.exec_timeout(req).as_secs().max(1)),
             end_user: caller.end_user.clone(),
             end_user_groups: caller.end_user_groups.clone(),
             dry_run: false,
@@ -360,12 +374,10 @@ impl Engine {
         caller: &Caller,
         req: &ExecRequest,
         rec: &mut Map<String, Value>,
+        guard: &mut AbandonGuard,
     ) -> Result<ExecResult, ToolError> {
         let started = Instant::now();
-        let timeout = req
-            .timeout
-            .unwrap_or(self.cfg.exec_timeout)
-            .min(self.cfg.exec_timeout_max);
+        let timeout = self.exec_timeout(req);
         // Fail closed: a new connection never uses a stale view.
         let view = self.hosts.refresh().await?;
         let hops = Self::plan(&view, caller, &req.host)?;
@@ -395,7 +407,11 @@ impl Engine {
         let mut start_rec = rec.clone();
         start_rec.insert("outcome".into(), "exec_started".into());
         self.write_record(start_rec).await?;
-        let out = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout).await;
+        guard.started(ONESHOT_STOP);
+        let (out, stop) = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout).await;
+        if let Some(stop) = stop {
+            rec.insert("stop".into(), stop.to_json());
+        }
         for c in conns.iter().rev() {
             let _ = c
                 .disconnect(russh::Disconnect::ByApplication, "", "en")
@@ -460,7 +476,7 @@ impl Tools for Engine {
         let mut rec = Self::base_record(caller, &req);
         let started = Instant::now();
         let mut guard = AbandonGuard::new(self.audit.clone(), rec.clone());
-        let result = self.execute_inner(caller, &req, &mut rec).await;
+        let result = self.execute_inner(caller, &req, &mut rec, &mut guard).await;
         guard.disarm();
         rec.insert(
             "duration_ms".into(),
@@ -551,51 +567,5 @@ impl Tools for Engine {
 
     async fn close_sessions_of(&self, caller: &Caller) {
         self.close_all_of(caller).await;
-    }
-}
-
-/// Writes an `abandoned` record if a call is dropped (its client cancelled
-/// or went away) before it recorded how it ended, so a command that may
-/// have run never goes unaudited.
-pub(crate) struct AbandonGuard {
-    audit: AuditLog,
-    record: Option<Map<String, Value>>,
-}
-
-impl AbandonGuard {
-    /// Arms the guard with the call's record so far.
-    pub(crate) fn new(audit: AuditLog, record: Map<String, Value>) -> Self {
-        AbandonGuard {
-            audit,
-            record: Some(record),
-        }
-    }
-
-    /// The call finished and records its own outcome.
-    pub(crate) fn disarm(&mut self) {
-        self.record = None;
-    }
-
-    /// Still waiting for the call to finish.
-    pub(crate) fn armed(&self) -> bool {
-        self.record.is_some()
-    }
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        let Some(mut rec) = self.record.take() else {
-            return;
-        };
-        rec.insert("outcome".into(), "abandoned".into());
-        rec.insert("reason_code".into(), "cancelled".into());
-        let audit = self.audit.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = audit.append(rec).await {
-                    tracing::error!(error = %e, "audit record of an abandoned call could not be written");
-                }
-            });
-        }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`http`] — network frontends: MCP over Streamable HTTP with OAuth, and
 //!   the mTLS REST API.
 
+mod abandon;
 pub mod api;
 pub mod config;
 pub mod engine;

@@ -19,14 +19,23 @@ pub struct SignerApi {
     approval_wait: std::time::Duration,
 }
 
-/// Converts a client failure into the agent-facing error.
+/// Converts a client failure into the agent-facing error. Where the
+/// signer lives and what exactly failed (addresses, TLS names) goes to the
+/// broker's log only.
 pub fn tool_error(e: ClientError) -> ToolError {
     match e {
         ClientError::Api { body, .. } => ToolError::Denied {
             code: body.reason_code.as_str().to_owned(),
             message: body.message,
         },
-        other => ToolError::SignerUnreachable(other.to_string()),
+        other => {
+            tracing::warn!(error = %other, "signer call failed");
+            let what = match other {
+                ClientError::Protocol { .. } => "the signer sent an unexpected answer",
+                _ => "no answer from the signer",
+            };
+            ToolError::SignerUnreachable(format!("{what}; the broker's log has the details"))
+        }
     }
 }
 

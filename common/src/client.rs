@@ -1,5 +1,6 @@
 //! An mTLS JSON client for talking to the signer or the control plane.
-//! Keep-alive connections are pooled; every call has a deadline.
+//! Connections are pooled, HTTP/2 when the server offers it; every call has
+//! a deadline.
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,10 +29,12 @@ pub enum ClientError {
     /// Building TLS failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// No connection or no answer in time.
-    #[error("{url} unreachable: {reason}")]
+    /// No connection or no answer in time. The message leaves the URL
+    /// out (a broker relays it to agents, who have no business knowing
+    /// where the signer lives); the URL is logged where it happens.
+    #[error("unreachable (signer_unreachable): {reason}")]
     Unreachable {
-        /// What was called.
+        /// What was called (for logs, never for messages).
         url: String,
         /// Why.
         reason: String,
@@ -100,7 +103,11 @@ impl MtlsClient {
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
+            .enable_http2()
             .wrap_connector(http);
+        // ALPN prefers HTTP/2: concurrent calls share one connection (the
+        // servers allow 64 streams each; more wait in the client), so a busy
+        // broker stays far below the servers' per-CN connection cap.
         // Idle pooled connections are dropped well before the server's own
         // idle limit (ServeOptions::header_read_timeout, 10 s), so a request
         // is never sent on a connection the server is closing.
@@ -140,9 +147,12 @@ impl MtlsClient {
         headers: &[(&str, &str)],
     ) -> Result<RawResponse, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let unreachable = |reason: String| ClientError::Unreachable {
-            url: url.clone(),
-            reason,
+        let unreachable = |reason: String| {
+            tracing::warn!(%url, %reason, "upstream unreachable");
+            ClientError::Unreachable {
+                url: url.clone(),
+                reason,
+            }
         };
         let mut req = Request::builder().method(method).uri(&url);
         if body.is_some() {

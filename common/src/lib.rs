@@ -16,11 +16,14 @@
 //! - [`display`]: visible escaping of untrusted text for humans.
 //! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
 //!   certificates) and the mTLS HTTP accept loop.
+//! - [`conn`]: per-key connection slots and request-based idle deadlines
+//!   shared by every listener.
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
 
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod display;
 pub mod force_command;
 pub mod krl;

@@ -363,14 +363,35 @@ fn audit_public_line(seed: &[u8; 32], comment: &str) -> Result<String, PkiError>
 }
 
 fn create_dir(dir: &Path) -> Result<(), PkiError> {
+    let io_err = |source| PkiError::Io {
+        path: dir.to_owned(),
+        source,
+    };
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| PkiError::Io {
-            path: dir.to_owned(),
-            source,
-        })
+        .map_err(io_err)?;
+    // Someone who can write the directory can swap a key file between
+    // our writes and its first use.
+    use std::os::unix::fs::MetadataExt;
+    let meta = dir.metadata().map_err(io_err)?;
+    let me = std::fs::metadata("/proc/self").map_err(io_err)?.uid();
+    if meta.mode() & 0o022 != 0 {
+        return Err(PkiError::Invalid(format!(
+            "{} is writable by group or others (mode {:o}): use a directory only you can write",
+            dir.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    if meta.uid() != me {
+        return Err(PkiError::Invalid(format!(
+            "{} belongs to uid {}, not to you (uid {me})",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `contents` to `path` through a temporary file created with `mode`,
@@ -752,6 +773,29 @@ mod tests {
                     .len(),
                 32
             );
+        }
+    }
+
+    #[test]
+    fn refuses_an_output_directory_others_can_write_or_that_is_not_ours() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = init(&PkiOptions::new(open.clone())).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+        assert!(
+            std::fs::read_dir(&open).unwrap().next().is_none(),
+            "nothing written"
+        );
+        let foreign = dir.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap_or(());
+        use std::os::unix::fs::MetadataExt;
+        if foreign.metadata().unwrap().uid() == 65534 {
+            let e = init(&PkiOptions::new(foreign)).unwrap_err();
+            assert!(e.to_string().contains("belongs to uid 65534"), "{e}");
         }
     }
 

@@ -25,6 +25,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+use crate::conn::PerKey;
 use tower::ServiceExt;
 use zeroize::Zeroizing;
 
@@ -189,6 +191,14 @@ pub struct ServeOptions {
     /// TLS handshakes in progress per remote IP at most; further ones from
     /// that IP wait (within `handshake_timeout`) for a turn.
     pub max_connections_per_ip: usize,
+    /// Open connections per client certificate CN at most; one more is
+    /// refused right after its handshake (reported to the reject hook).
+    pub max_connections_per_cn: usize,
+    /// Time allowed from the end of the handshake to the first request.
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 PINGs do not count).
+    pub idle_timeout: Duration,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// How long in-flight requests may take to finish after shutdown starts.
@@ -202,6 +212,9 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_connections_per_ip: 64,
+            max_connections_per_cn: 256,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_concurrent_streams: 64,
             grace: Duration::from_secs(10),
         }
@@ -212,8 +225,15 @@ impl Default for ServeOptions {
 /// short reason. Services use it to log, count and audit.
 pub type RejectHook = Arc<dyn Fn(SocketAddr, String) + Send + Sync>;
 
+/// HTTP/2 keep-alive: a PING this often on a quiet connection...
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and the connection closed if its answer takes longer than this.
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An HTTP/1.1 + HTTP/2 connection builder with a header deadline (which
-/// also bounds idle keep-alive) and a per-connection stream limit.
+/// also bounds idle keep-alive), HTTP/2 keep-alive with a timeout (a dead
+/// peer is noticed) and a per-connection stream limit. Idle connections
+/// are closed by [`crate::conn::until_quiet`], which PINGs do not fool.
 pub fn http_builder(header_read_timeout: Duration, max_streams: u32) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -223,8 +243,47 @@ pub fn http_builder(header_read_timeout: Duration, max_streams: u32) -> Builder<
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_KEEPALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
         .max_concurrent_streams(max_streams);
     builder
+}
+
+/// `svc` with every request counted in `requests` until its response body
+/// ends (see [`crate::conn`]).
+pub fn counted<S>(
+    svc: S,
+    requests: Arc<crate::conn::Requests>,
+) -> impl tower::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone
+where
+    S: tower::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use http_body_util::BodyExt;
+    tower::service_fn(move |req: hyper::Request<Incoming>| {
+        let held = requests.start();
+        let call = svc.clone().oneshot(req);
+        async move {
+            let resp = call.await?;
+            Ok(resp.map(move |body| {
+                axum::body::Body::new(body.map_frame(move |f| {
+                    let _ = &held;
+                    f
+                }))
+            }))
+        }
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT: the shutdown trigger of every service.
@@ -314,19 +373,22 @@ pub async fn serve_mtls(
         opts.header_read_timeout,
         opts.max_concurrent_streams,
     ));
-    let per_ip = PerIp::new(opts.max_connections_per_ip);
+    let per_ip = PerKey::new(opts.max_connections_per_ip);
+    let per_cn = PerKey::new(opts.max_connections_per_cn);
     let handshake_timeout = opts.handshake_timeout;
+    let quiet = (opts.first_request_timeout, opts.idle_timeout);
     let handle = move |tcp: tokio::net::TcpStream, addr: SocketAddr, watcher: Watcher| {
-        let (acceptor, app, on_reject, builder, per_ip) = (
+        let (acceptor, app, on_reject, builder, per_ip, per_cn) = (
             acceptor.clone(),
             app.clone(),
             on_reject.clone(),
             builder.clone(),
             per_ip.clone(),
+            per_cn.clone(),
         );
         async move {
             let deadline = tokio::time::Instant::now() + handshake_timeout;
-            let Some(slot) = per_ip.take(addr.ip(), handshake_timeout).await else {
+            let Some(slot) = per_ip.take(&addr.ip(), handshake_timeout).await else {
                 return on_reject(addr, "too many handshakes from this address".into());
             };
             let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await;
@@ -345,78 +407,95 @@ pub async fn serve_mtls(
             let Some(cn) = cn else {
                 return on_reject(addr, "client certificate has no single subject CN".into());
             };
+            let Some(_cn_slot) = per_cn.try_take(&cn) else {
+                return on_reject(addr, format!("too many open connections for CN {cn}"));
+            };
             let peer = Peer { cn, addr };
             let svc = app.map_request(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 req
             });
+            let requests = crate::conn::Requests::new();
+            let svc = counted(svc, requests.clone());
             let conn = builder
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
                 .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%addr, error = %e, "connection ended with an error");
+            match crate::conn::until_quiet(watcher.watch(conn), &requests, quiet.0, quiet.1).await {
+                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "connection ended with an error"),
+                Ok(Ok(())) => {}
+                Err(why) => tracing::debug!(%addr, ?why, "closing a quiet connection"),
             }
         }
     };
     accept_loop(listener, opts.max_connections, opts.grace, shutdown, handle).await;
 }
 
-/// Handshakes in progress per remote address: one address cannot occupy
-/// every handshake at once; its extra connections wait their turn (within
-/// the handshake deadline) instead of crowding out other clients.
-#[derive(Debug, Clone)]
-struct PerIp {
-    limit: usize,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Arc<Semaphore>>>>,
+/// Serves `app` over plain HTTP (the monitor and reviewer listeners, on
+/// loopback) with the same limits as [`serve_mtls`] short of TLS: a cap on
+/// connections in all and per remote address, a first-request deadline and
+/// a request-based idle timeout. Runs until the process ends.
+pub async fn serve_plain(listener: TcpListener, app: axum::Router, opts: ServeOptions) {
+    let builder = Arc::new(http_builder(
+        opts.header_read_timeout,
+        opts.max_concurrent_streams,
+    ));
+    let per_ip = PerKey::new(opts.max_connections_per_ip);
+    let quiet = (opts.first_request_timeout, opts.idle_timeout);
+    let handle = move |tcp: tokio::net::TcpStream, addr: SocketAddr, watcher: Watcher| {
+        let (app, builder) = (app.clone(), builder.clone());
+        let slot = per_ip.try_take(&addr.ip());
+        async move {
+            let Some(_slot) = slot else {
+                return tracing::info!(%addr, "too many connections from this address; closed");
+            };
+            let requests = crate::conn::Requests::new();
+            let svc = counted(app, requests.clone());
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc))
+                .into_owned();
+            if let Err(why) =
+                crate::conn::until_quiet(watcher.watch(conn), &requests, quiet.0, quiet.1).await
+            {
+                tracing::debug!(%addr, ?why, "closing a quiet connection");
+            }
+        }
+    };
+    let forever = std::future::pending::<()>();
+    accept_loop(listener, opts.max_connections, opts.grace, forever, handle).await;
 }
 
-impl PerIp {
-    fn new(limit: usize) -> Self {
-        PerIp {
-            limit: limit.max(1),
-            open: Arc::default(),
-        }
-    }
-
-    fn semaphore(&self, ip: std::net::IpAddr) -> Arc<Semaphore> {
-        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 4096 {
-            let limit = self.limit;
-            map.retain(|_, s| s.available_permits() < limit);
-        }
-        map.entry(ip)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
-            .clone()
-    }
-
-    /// A handshake slot for `ip`, or `None` if none frees up in time.
-    async fn take(
-        &self,
-        ip: std::net::IpAddr,
-        wait: Duration,
-    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let sem = self.semaphore(ip);
-        tokio::time::timeout(wait, sem.acquire_owned())
-            .await
-            .ok()?
-            .ok()
-    }
+/// At most [`RejectBudget::PER_SECOND`] audit records of refused handshakes
+/// per second; the rest are counted and reported with the next record. The
+/// signer and the control plane share it: a handshake flood must not fill
+/// the audit disk and turn `audit_fail_mode: closed` into refusing every
+/// request.
+#[derive(Debug, Default)]
+pub struct RejectBudget {
+    state: std::sync::Mutex<(u64, u64, u64)>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl RejectBudget {
+    /// Records admitted per second.
+    pub const PER_SECOND: u64 = 20;
 
-    #[tokio::test]
-    async fn per_ip_handshake_slots_are_bounded_and_released() {
-        let p = PerIp::new(2);
-        let ip: std::net::IpAddr = [127, 0, 0, 1].into();
-        let short = Duration::from_millis(20);
-        let a = p.take(ip, short).await.unwrap();
-        let _b = p.take(ip, short).await.unwrap();
-        assert!(p.take(ip, short).await.is_none());
-        assert!(p.take([127, 0, 0, 2].into(), short).await.is_some());
-        drop(a);
-        assert!(p.take(ip, short).await.is_some());
+    /// `Some(suppressed since the last admitted record)` if this one may be
+    /// written.
+    pub fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (second, used, suppressed) = &mut *st;
+        if *second != now {
+            *second = now;
+            *used = 0;
+        }
+        if *used >= Self::PER_SECOND {
+            *suppressed += 1;
+            return None;
+        }
+        *used += 1;
+        Some(std::mem::take(suppressed))
     }
 }

@@ -102,6 +102,12 @@ pub struct SignRequest {
     /// Requested lifetime; clamped to the host and global maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// One-shot targets only: how long the command may run. The signer
+    /// bounds the force-command with it (`timeout -k`), because sshd does
+    /// not pass signals to a forced command: a command the broker reports
+    /// as timed out is stopped on the host too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
     /// The human (OIDC subject) the broker acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_user: Option<String>,

@@ -403,6 +403,7 @@ mod tests {
                 pty: false,
                 session_mode: None,
                 ttl_seconds: None,
+                timeout_seconds: None,
                 end_user: Some("alice".into()),
                 end_user_groups: None,
                 dry_run: false,

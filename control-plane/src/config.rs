@@ -121,6 +121,8 @@ pub struct ApprovalConfig {
     pub default_tier: Tier,
     /// The AI reviewer endpoint, if enabled.
     pub reviewer: Option<ReviewerConfig>,
+    /// Open (pending, approved or issuing) approvals per broker CN at most.
+    pub max_pending_per_caller: usize,
 }
 
 /// `behavior`: guardrails per subject.
@@ -350,8 +352,12 @@ fn read_approval_default() -> Option<ApprovalConfig> {
         tiers: Vec::new(),
         default_tier: Tier::Human,
         reviewer: None,
+        max_pending_per_caller: DEFAULT_MAX_PENDING,
     })
 }
+
+/// `approval.max_pending_per_caller` unless set.
+pub const DEFAULT_MAX_PENDING: usize = 20;
 
 /// Debian's bundle of the system's trusted CAs.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -418,6 +424,12 @@ fn read_approval(a: Obj<'_>, base: &Path) -> Option<ApprovalConfig> {
     let tiers = read_tiers(&a);
     let default_tier = tier(&a, "default_tier", Tier::Human);
     let reviewer = a.opt_obj("reviewer").and_then(|r| read_reviewer(r, base));
+    let max_pending = a
+        .opt_u64("max_pending_per_caller")
+        .unwrap_or(DEFAULT_MAX_PENDING as u64);
+    if !(1..=10_000).contains(&max_pending) {
+        a.error("max_pending_per_caller", "must be between 1 and 10000");
+    }
     a.finish();
     Some(ApprovalConfig {
         notifier,
@@ -431,6 +443,8 @@ fn read_approval(a: Obj<'_>, base: &Path) -> Option<ApprovalConfig> {
         tiers,
         default_tier,
         reviewer,
+        max_pending_per_caller: usize::try_from(max_pending.clamp(1, 10_000))
+            .unwrap_or(DEFAULT_MAX_PENDING),
     })
 }
 

@@ -47,6 +47,10 @@ pub enum Code {
     ApprovalExpired,
     /// The approval was already used once.
     ApprovalUsed,
+    /// The request now needs a stricter tier than the one that decided it.
+    TierRaised,
+    /// The caller already has `approval.max_pending_per_caller` open approvals.
+    TooManyPending,
     /// A decision needs a reason.
     ReasonRequired,
     /// The subject exceeded `behavior.rate_limit_per_min`.
@@ -79,6 +83,8 @@ impl Code {
             Code::ApprovalDenied => "approval_denied",
             Code::ApprovalExpired => "approval_expired",
             Code::ApprovalUsed => "approval_used",
+            Code::TierRaised => "tier_raised",
+            Code::TooManyPending => "too_many_pending",
             Code::ReasonRequired => "reason_required",
             Code::RateLimited => "rate_limited",
             Code::SignerUnavailable => "signer_unavailable",
@@ -101,12 +107,13 @@ impl Code {
             | Code::SelfApproval
             | Code::TierForbidden
             | Code::ApprovalDenied
-            | Code::CsrfInvalid => StatusCode::FORBIDDEN,
+            | Code::CsrfInvalid
+            | Code::TierRaised => StatusCode::FORBIDDEN,
             Code::ApprovalUnknown | Code::NotFound => StatusCode::NOT_FOUND,
             Code::ApprovalDecided => StatusCode::CONFLICT,
             Code::ApprovalExpired => StatusCode::REQUEST_TIMEOUT,
             Code::ApprovalUsed => StatusCode::GONE,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited | Code::TooManyPending => StatusCode::TOO_MANY_REQUESTS,
             Code::SignerUnavailable => StatusCode::BAD_GATEWAY,
             Code::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }

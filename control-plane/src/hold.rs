@@ -58,6 +58,7 @@ impl Shared {
         req: &SignRequest,
         spec: HoldSpec,
     ) -> Result<Approval, ApiError> {
+        self.check_pending_cap(caller, req).await?;
         let now = self.now_ms();
         let a = Approval {
             id: new_id(),
@@ -94,6 +95,34 @@ impl Shared {
         self.metrics.created();
         self.announce(a.view());
         Ok(a)
+    }
+
+    /// One broker cannot hold more than `approval.max_pending_per_caller`
+    /// open approvals (each up to a request body, each announced).
+    async fn check_pending_cap(&self, caller: &str, req: &SignRequest) -> Result<(), ApiError> {
+        let cap = self.cfg.approval.max_pending_per_caller;
+        let open = self
+            .store
+            .list()
+            .iter()
+            .filter(|a| a.caller == caller && !a.status.is_final())
+            .count();
+        if open < cap {
+            return Ok(());
+        }
+        let e = ApiError::new(
+            Code::TooManyPending,
+            format!(
+                "{caller} already has {open} open approvals (limit {cap}); wait for them to be decided or to expire"
+            ),
+        );
+        let mut r = rec("denied");
+        r.insert("caller".into(), caller.into());
+        request_fields(&mut r, req);
+        r.insert("reason_code".into(), e.code.as_str().into());
+        r.insert("err".into(), e.message.clone().into());
+        self.record_anyway(r).await;
+        Err(e)
     }
 
     fn announce(&self, view: ApprovalView) {
@@ -240,7 +269,7 @@ impl Shared {
     }
 
     /// The broker `caller` polls `id`. On [`Collect::Issue`] the caller
-    /// owns the issuing step and must end it with [`Shared::end_issuing`].
+    /// owns the issuing step ([`crate::collect::issue`] ends it).
     pub async fn collect(&self, caller: &str, id: &str) -> Result<Collect, ApiError> {
         let now = self.now_ms();
         let mut expired = false;

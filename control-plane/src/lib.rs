@@ -20,6 +20,7 @@
 //! - [`identity`]: the identity map behind requester ≠ approver.
 //! - [`guard`]: behaviour guardrails per subject (rate, novelty).
 //! - [`hold`]: create / decide / escalate / collect / sweep, audited.
+//! - [`collect`]: an approved request judged again and issued once.
 //! - [`sign`]: the forwarding and holding logic of `/v1/sign`.
 //! - [`server`]: the mTLS routes and the monitor routes.
 //! - [`reviewer`]: the AI reviewer's MCP endpoint.
@@ -28,6 +29,7 @@
 //! - [`state`], [`metrics`], [`error`]: shared state, counters, errors.
 
 pub mod approval;
+pub mod collect;
 pub mod config;
 pub mod error;
 pub mod guard;
@@ -133,21 +135,15 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         let addr = m.local_addr().map_err(other)?;
         tracing::info!("monitor listening on http://{addr}");
         let app = server::monitor_router(shared.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(m, app).await {
-                tracing::error!(error = %e, "monitor listener failed");
-            }
-        });
+        tokio::spawn(tls::serve_plain(m, app, ServeOptions::default()));
     }
     if let (Some(l), Some((r, token))) = (reviewer_listener, reviewer) {
         let addr = l.local_addr().map_err(other)?;
         tracing::info!("reviewer MCP endpoint on http://{addr}/mcp");
         let app = reviewer::router(shared.clone(), r.name, token);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(error = %e, "reviewer listener failed");
-            }
-        });
+        // The reviewer's MCP event streams are requests in flight; the
+        // idle timeout only closes connections with none.
+        tokio::spawn(tls::serve_plain(l, app, ServeOptions::default()));
     }
     let sweeper = shared.clone();
     tokio::spawn(async move {
@@ -159,11 +155,20 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     });
 
     let hook = shared.clone();
+    // The signer's budget: a handshake flood writes a bounded number of
+    // records, so it cannot fill the disk and refuse every sign.
+    let budget = Arc::new(tls::RejectBudget::default());
     let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
         tracing::info!(%addr, %reason, "TLS handshake refused");
+        let Some(suppressed) = budget.admit() else {
+            return;
+        };
         let mut r = rec("tls_rejected");
         r.insert("peer".into(), addr.to_string().into());
         r.insert("err".into(), reason.into());
+        if suppressed > 0 {
+            r.insert("suppressed_before".into(), suppressed.into());
+        }
         let s = hook.clone();
         tokio::spawn(async move { s.record_anyway(r).await });
     });

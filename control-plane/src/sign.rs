@@ -90,7 +90,7 @@ fn signer_code(raw: &RawResponse) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn unreachable(e: &crate::upstream::Unreachable) -> ApiError {
+pub(crate) fn unreachable(e: &crate::upstream::Unreachable) -> ApiError {
     ApiError::new(Code::SignerUnavailable, e.to_string())
 }
 
@@ -173,11 +173,15 @@ pub async fn sign(s: &Shared, cn: &str, body: &[u8]) -> Response {
         Ok(raw) => raw,
         Err(e) => return refuse(s, r, unreachable(&e)).await,
     };
-    if raw.status == StatusCode::FORBIDDEN && signer_code(&raw).as_deref() == Some("needs_approval")
-    {
-        let rule = match dry_run(s, &fwd).await {
-            Ok(Ok(resp)) => resp.decision.matched_rule,
-            _ => None,
+    // A preflight (dry run) that needs an approval is held like the sign
+    // it stands for, so the approved preflight lets the command run.
+    if let Some(named) = crate::collect::policy_wants_approval(&raw, signer_code(&raw).as_deref()) {
+        let rule = match named {
+            Some(rule) => Some(rule),
+            None => match dry_run(s, &fwd).await {
+                Ok(Ok(resp)) => resp.decision.matched_rule,
+                _ => None,
+            },
         };
         let spec = HoldSpec {
             tier: policy_tier(&s.cfg.approval, &req),
@@ -227,7 +231,7 @@ async fn audit_findings(
 }
 
 /// Asks the signer to judge `fwd` without signing.
-async fn dry_run(
+pub(crate) async fn dry_run(
     s: &Shared,
     fwd: &SignRequest,
 ) -> Result<Result<SignResponse, RawResponse>, ApiError> {
@@ -356,7 +360,7 @@ async fn forward(
 
 /// Audits and relays a signer answer; on success learns `learn` for the
 /// subject. Nothing is relayed unaudited in `closed` mode.
-async fn finish_forward(
+pub(crate) async fn finish_forward(
     s: &Shared,
     mut r: Map<String, Value>,
     raw: &RawResponse,
@@ -434,21 +438,7 @@ pub async fn result(s: &Shared, cn: &str, id: &str) -> Response {
                 r.insert("approved_by".into(), d.id.clone().into());
                 r.insert("approved_via".into(), d.via.as_str().into());
             }
-            let mut fwd = a.request.clone();
-            fwd.on_behalf_of = Some(cn.to_owned());
-            fwd.approved = true;
-            let raw = match s.upstream.sign(&fwd).await {
-                Ok(raw) => raw,
-                Err(e) => {
-                    // The signer may have issued before the answer was
-                    // lost: the approval is spent either way, so a second
-                    // certificate can never come out of one approval.
-                    s.end_issuing(id, true);
-                    return refuse(s, r, unreachable(&e)).await;
-                }
-            };
-            s.end_issuing(id, true);
-            finish_forward(s, r, &raw, &a.subject, &a.learn).await
+            crate::collect::issue(s, r, cn, &a).await
         }
     }
 }
@@ -469,6 +459,7 @@ mod tests {
             pty: false,
             session_mode: None,
             ttl_seconds: None,
+            timeout_seconds: None,
             end_user: None,
             end_user_groups: None,
             dry_run,

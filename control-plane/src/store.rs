@@ -138,6 +138,7 @@ mod tests {
                 pty: false,
                 session_mode: None,
                 ttl_seconds: None,
+                timeout_seconds: None,
                 end_user: None,
                 end_user_groups: None,
                 dry_run: false,

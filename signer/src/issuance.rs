@@ -130,7 +130,7 @@ pub struct Denial {
 }
 
 impl Denial {
-    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ReasonCode, message: impl Into<String>) -> Self {
         Denial {
             code,
             message: message.into(),
@@ -261,6 +261,7 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
         Role::Bastion => check_bastion(host, req)?,
         Role::Target => check_target(host, req)?,
     }
+    crate::deadline::check(req)?;
     let session_mode = match (req.purpose, req.session_mode) {
         (Purpose::Oneshot, Some(_)) => {
             return Err(Denial::new(
@@ -303,9 +304,11 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
     let prefix = sudo_user.as_ref().map(|u| sudo_prefix(u));
     let force_command = match (req.role, req.purpose) {
         (Role::Bastion, _) => Some("/bin/false".to_owned()),
-        (Role::Target, Purpose::Oneshot) => {
-            Some(command::force_command(prefix.as_deref(), &req.command)?)
-        }
+        (Role::Target, Purpose::Oneshot) => Some(command::force_command(
+            &crate::deadline::prefix(req),
+            prefix.as_deref(),
+            &req.command,
+        )?),
         (Role::Target, Purpose::Session) => None,
     };
     let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));
@@ -424,15 +427,17 @@ fn judge(host: &Host, req: &SignRequest) -> Result<Decision, Denial> {
         terminal: req.pty || req.session_mode == Some(SessionMode::Pty),
     };
     let decision = to_wire(host.policy.decide_in(&req.command, ctx));
-    if decision.allowed || req.dry_run {
-        return Ok(decision);
-    }
-    if decision.require_approval && req.approved {
+    // An approved request passes as a dry run too: a session command's
+    // preflight is a dry run, and its approval must let it run.
+    if !decision.allowed && decision.require_approval && req.approved {
         let mut d = decision;
         d.allowed = true;
         d.reason_code = ReasonCode::Allowed;
         d.message = "allowed: approval granted".to_owned();
         return Ok(d);
+    }
+    if decision.allowed || req.dry_run {
+        return Ok(decision);
     }
     Err(Denial {
         code: decision.reason_code,

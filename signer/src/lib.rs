@@ -12,11 +12,13 @@
 //! - [`names`]: character rules for every field that reaches a certificate.
 //! - [`issuance`]: the rules of SPEC §3 and certificate signing.
 //! - [`ratelimit`]: `sign_rate_limit_per_min` per caller / end user.
+//! - [`deadline`]: the `timeout -k` bound of one-shot force-commands.
 //! - [`server`]: HTTP routes, error answers, audit records, reload.
 //! - [`metrics`]: Prometheus counters.
 //! - [`run`]: start-up, signals and shutdown.
 
 pub mod config;
+pub mod deadline;
 pub mod issuance;
 pub mod metrics;
 pub mod names;
@@ -105,11 +107,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             .map_err(|e| StartError::Other(e.to_string()))?;
         tracing::info!("monitor listening on http://{addr}");
         let app = server::monitor_router(shared.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(m, app).await {
-                tracing::error!(error = %e, "monitor listener failed");
-            }
-        });
+        tokio::spawn(tls::serve_plain(m, app, ServeOptions::default()));
     }
     spawn_sighup(shared.clone())?;
     if auto_reload > 0 {
@@ -119,7 +117,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let hook_shared = shared.clone();
     // Refused handshakes are audited, but at most a few per second: an
     // unauthenticated peer must not be able to fill the audit disk.
-    let budget = Arc::new(RejectBudget::default());
+    let budget = Arc::new(tls::RejectBudget::default());
     let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
         hook_shared.metrics.tls_reject();
         tracing::info!(%addr, %reason, "TLS handshake refused");
@@ -197,36 +195,4 @@ fn spawn_auto_reload(shared: Arc<Shared>, path: std::path::PathBuf, every: u64) 
             }
         }
     });
-}
-
-/// At most [`RejectBudget::PER_SECOND`] audit records of refused handshakes
-/// per second; the rest are counted and reported with the next record.
-#[derive(Debug, Default)]
-struct RejectBudget {
-    state: std::sync::Mutex<(u64, u64, u64)>,
-}
-
-impl RejectBudget {
-    const PER_SECOND: u64 = 20;
-
-    /// `Some(suppressed since the last admitted record)` if this one may be
-    /// written.
-    fn admit(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (second, used, suppressed) = &mut *st;
-        if *second != now {
-            *second = now;
-            *used = 0;
-        }
-        if *used >= Self::PER_SECOND {
-            *suppressed += 1;
-            return None;
-        }
-        *used += 1;
-        Some(std::mem::take(suppressed))
-    }
 }

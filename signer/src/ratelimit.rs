@@ -235,6 +235,7 @@ mod tests {
             dry_run: false,
             on_behalf_of: Some("broker-1".into()),
             approved: false,
+            timeout_seconds: None,
         };
         assert_eq!(subject("control-plane", &req, &fwd), "broker-1/alice");
         assert_eq!(

@@ -200,6 +200,9 @@ pub async fn serve_rest<T: Tools>(
         handshake_timeout: cfg.http.header_read_timeout,
         header_read_timeout: cfg.http.header_read_timeout,
         max_connections: cfg.http.max_connections,
+        max_connections_per_ip: cfg.http.max_connections_per_ip,
+        first_request_timeout: cfg.http.header_read_timeout,
+        idle_timeout: cfg.http.idle_timeout,
         max_concurrent_streams: cfg.http.max_concurrent_streams,
         grace: cfg.http.shutdown_grace,
         ..ServeOptions::default()

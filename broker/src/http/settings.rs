@@ -69,10 +69,14 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     /// Time to receive a request's body.
     pub body_read_timeout: Duration,
-    /// A connection with no traffic either way for this long is closed.
+    /// A connection with no request in flight for this long is closed (an
+    /// open event stream is a request in flight; PINGs are not).
     pub idle_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// Open connections per remote address at most (behind a proxy every
+    /// connection has the proxy's address: raise it to `max_connections`).
+    pub max_connections_per_ip: usize,
     /// Requests handled at once; more get `503`.
     pub max_concurrent_requests: usize,
     /// HTTP/2 streams per connection.
@@ -97,6 +101,7 @@ impl Default for HttpSettings {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 256,
+            max_connections_per_ip: 64,
             max_concurrent_requests: 64,
             max_concurrent_streams: 32,
             shutdown_grace: Duration::from_secs(10),
@@ -273,6 +278,14 @@ pub fn read_http(root: &Obj<'_>) -> HttpSettings {
         idle_timeout: secs(&o, "idle_timeout_seconds", 120, 20, 3600),
         max_connections: usize::try_from(count(&o, "max_connections", 256, 1, 100_000))
             .unwrap_or(d.max_connections),
+        max_connections_per_ip: usize::try_from(count(
+            &o,
+            "max_connections_per_ip",
+            64,
+            1,
+            100_000,
+        ))
+        .unwrap_or(d.max_connections_per_ip),
         max_concurrent_requests: usize::try_from(count(
             &o,
             "max_concurrent_requests",

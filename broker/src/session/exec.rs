@@ -1,7 +1,103 @@
-//! Running one command in an open session: the shell/pty line checks, the
-//! signer's preflight dry run, and the channel or shell that carries it.
+//! One command in a session: the signer's preflight, the call counted as
+//! busy from before it, the command run by the session's runner and the
+//! session closed when a shell cannot go on.
 
-use super::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use infrabroker_common::wire::HostInfo;
+use serde_json::{Map, Value};
+
+use infrabroker_common::force_command::wrap_elevated;
+
+use super::{Runner, Session, line_discipline};
+use crate::api::{Caller, ExecResult, SessionMode, ToolError};
+use crate::engine::Engine;
+
+/// Longest command line sent to a shell (a terminal drops bytes past 4095).
+const MAX_SHELL_LINE: usize = 4000;
+
+/// Counts a call in the session from before its preflight (which may wait
+/// for an approval) to its end: the reaper never closes a session with a
+/// call in it for being idle, however the calls overlap.
+struct Busy<'a>(&'a Session);
+
+impl<'a> Busy<'a> {
+    fn new(session: &'a Session) -> Self {
+        session.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(session)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut t) = self.0.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
+}
+
+/// Armed while a command runs. If the call is dropped (cancelled) before
+/// it finishes, the command's end is audited as `abandoned` (its channel
+/// is stopped by [`crate::exec`]'s own guard), and a shell session is
+/// marked for closing: its state is unknown and its pending output would
+/// be credited to the next command.
+struct Running<'a> {
+    session: &'a Session,
+    abandon: crate::abandon::AbandonGuard,
+}
+
+impl<'a> Running<'a> {
+    fn new(
+        session: &'a Session,
+        audit: infrabroker_common::audit::AuditLog,
+        rec: Map<String, Value>,
+    ) -> Self {
+        let mut abandon = crate::abandon::AbandonGuard::new(audit, rec);
+        abandon.started(match session.mode {
+            SessionMode::Exec => crate::exec::STOP_ON_CANCEL,
+            _ => "the session is closed: its shell gets TERM, KILL after 2 s",
+        });
+        Running { session, abandon }
+    }
+
+    fn finish(&mut self) {
+        self.abandon.disarm();
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.abandon.armed() && self.session.mode != SessionMode::Exec {
+            self.session.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What running one command in a session came to.
+struct Ran {
+    result: Result<crate::exec::Output, ToolError>,
+    stop: Option<crate::exec::Stop>,
+    /// Why the session must close after this command, if it must.
+    close: Option<String>,
+}
+
+/// Why a shell or pty session cannot go on after a command, if it cannot:
+/// a timed-out command left its state unknown, a broken one means the
+/// shell is gone, and changed terminal modes would edit the next line.
+fn shell_end(result: &Result<crate::exec::Output, ToolError>, tty: Option<&str>) -> Option<String> {
+    match (result, tty) {
+        (Err(ToolError::TimedOut { seconds }), _) => Some(format!(
+            "a command ran past its {seconds} s timeout and the shell's state is unknown"
+        )),
+        (Err(ToolError::Broken(why)), _) => Some(format!("the remote shell ended ({why})")),
+        (_, Some(why)) => Some(format!(
+            "{why}: the terminal would no longer pass commands as they were checked"
+        )),
+        _ => None,
+    }
+}
 
 impl Engine {
     /// Runs one command in a session after a signer preflight.
@@ -17,6 +113,7 @@ impl Engine {
         if let Some(reason) = s.closed_reason() {
             return Err(ToolError::SessionClosed(reason));
         }
+        let _busy = Busy::new(&s);
         let mut rec = self.session_record(caller, &s, "session_exec");
         rec.insert("command".into(), command.clone().into());
         let checked = self.check_session_command(&s, &command);
@@ -42,11 +139,15 @@ impl Engine {
         let mut start_rec = rec.clone();
         start_rec.insert("outcome".into(), "session_exec_started".into());
         self.write_record(start_rec).await?;
-        let mut guard = BusyGuard::new(&s, self.audit().clone(), rec.clone());
-        let result = self.run_in(&s, &command, timeout).await;
+        let mut guard = Running::new(&s, self.audit().clone(), rec.clone());
+        let ran = self.run_in(&s, &command, timeout).await;
         guard.finish();
-        if let Ok(mut t) = s.last_used.lock() {
-            *t = Instant::now();
+        let result = ran.result;
+        if let Some(stop) = &ran.stop {
+            rec.insert("stop".into(), stop.to_json());
+        }
+        if let Some(why) = &ran.close {
+            rec.insert("session_closed".into(), why.clone().into());
         }
         rec.insert(
             "duration_ms".into(),
@@ -67,7 +168,11 @@ impl Engine {
                 rec.insert("error".into(), e.to_string().into());
             }
         }
-        self.write_record(rec).await?;
+        let written = self.write_record(rec).await;
+        if let Some(why) = &ran.close {
+            self.close_session(&s, why).await;
+        }
+        written?;
         let out = result?;
         Ok(ExecResult {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -150,55 +255,54 @@ impl Engine {
         Ok(())
     }
 
-    async fn run_in(
-        &self,
-        s: &Session,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<crate::exec::Output, ToolError> {
+    async fn run_in(&self, s: &Session, command: &str, timeout: Duration) -> Ran {
         let mut closed = s.closed.subscribe();
         let mut runner = s.runner.lock().await;
+        let mut ran = Ran {
+            result: Err(ToolError::Invalid("empty chain".into())),
+            stop: None,
+            close: None,
+        };
         if let Some(reason) = s.closed_reason() {
-            return Err(ToolError::SessionClosed(reason));
+            ran.result = Err(ToolError::SessionClosed(reason));
+            return ran;
         }
         let cap = self.config().max_output_bytes;
-        let target = s
-            .conns
-            .last()
-            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        let Some(target) = s.conns.last() else {
+            return ran;
+        };
         let work = async {
             match &mut *runner {
                 Runner::Exec => {
                     // The same string the signer bakes into one-shot
                     // certificates: inert in every login shell.
-                    let wrapped = wrap_elevated(s.elevation_prefix.as_deref(), command)
-                        .map_err(|e| ToolError::Invalid(e.to_string()))?;
+                    let wrapped = match wrap_elevated(s.elevation_prefix.as_deref(), command) {
+                        Ok(w) => w,
+                        Err(e) => return (Err(ToolError::Invalid(e.to_string())), None),
+                    };
                     crate::exec::run(target, &wrapped, cap, timeout).await
                 }
-                Runner::Shell(sh) => sh.run(command, cap, timeout).await,
+                Runner::Shell(sh) => (sh.run(command, cap, timeout).await, None),
             }
         };
-        let result = tokio::select! {
+        (ran.result, ran.stop) = tokio::select! {
             biased;
             _ = closed.wait_for(Option::is_some) => {
-                Err(ToolError::SessionClosed(s.closed_reason().unwrap_or_else(|| "closed".into())))
+                (Err(ToolError::SessionClosed(s.closed_reason().unwrap_or_else(|| "closed".into()))), None)
             }
             r = work => match (r, s.closed_reason()) {
                 // The connection went down because the session was closed:
                 // say why rather than "broken".
-                (Err(_), Some(reason)) => Err(ToolError::SessionClosed(reason)),
+                ((Err(_), stop), Some(reason)) => (Err(ToolError::SessionClosed(reason)), stop),
                 (r, _) => r,
             },
         };
-        drop(runner);
-        if let (Err(ToolError::TimedOut { seconds }), SessionMode::Shell | SessionMode::Pty) =
-            (&result, s.mode)
-        {
-            let reason = format!(
-                "a command ran past its {seconds} s timeout and the shell's state is unknown"
-            );
-            self.close_session(s, &reason).await;
+        if let Runner::Shell(sh) = &mut *runner {
+            ran.close = shell_end(&ran.result, sh.terminal_changed());
+            if matches!(ran.result, Err(ToolError::TimedOut { .. })) {
+                ran.stop = Some(sh.stop().await);
+            }
         }
-        result
+        ran
     }
 }

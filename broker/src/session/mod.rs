@@ -14,6 +14,7 @@
 //! # Layout
 //! - this file: the session table, limits, preflight and the reaper.
 //! - [`shell`]: the marker protocol of shell and pty sessions.
+//! - [`exec`]: one command: preflight, busy count, run, stop, close.
 //! - [`recording`]: asciicast v2 recordings.
 
 mod exec;
@@ -22,62 +23,22 @@ pub mod recording;
 pub mod shell;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use infrabroker_common::force_command::wrap_elevated;
 use infrabroker_common::wire::{HostInfo, Purpose, SessionMode as WireMode, SignRequest};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use self::recording::Recorder;
 use self::shell::Shell;
-use crate::api::{Caller, ExecResult, SessionInfo, SessionMode, SessionOpenRequest, ToolError};
+use crate::api::{Caller, SessionInfo, SessionMode, SessionOpenRequest, ToolError};
 use crate::engine::Engine;
 use crate::ssh::Conn;
 
 /// How often the reaper looks for idle and expired sessions.
 pub const REAP_EVERY: Duration = Duration::from_millis(500);
-
-/// Longest command line sent to a shell (a terminal drops bytes past 4095).
-const MAX_SHELL_LINE: usize = 4000;
-
-/// Marks a session busy while a command runs. If the call is dropped
-/// (cancelled) before it finishes, the command's end is audited as
-/// `abandoned`, and a shell session is marked for closing: its state is
-/// unknown and its pending output would be credited to the next command.
-struct BusyGuard<'a> {
-    session: &'a Session,
-    abandon: crate::engine::AbandonGuard,
-}
-
-impl<'a> BusyGuard<'a> {
-    fn new(
-        session: &'a Session,
-        audit: infrabroker_common::audit::AuditLog,
-        rec: Map<String, Value>,
-    ) -> Self {
-        session.busy.store(true, Ordering::SeqCst);
-        BusyGuard {
-            session,
-            abandon: crate::engine::AbandonGuard::new(audit, rec),
-        }
-    }
-
-    fn finish(&mut self) {
-        self.abandon.disarm();
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.session.busy.store(false, Ordering::SeqCst);
-        if self.abandon.armed() && self.session.mode != SessionMode::Exec {
-            self.session.cancelled.store(true, Ordering::SeqCst);
-        }
-    }
-}
 
 enum Runner {
     Exec,
@@ -100,7 +61,7 @@ pub struct Session {
     expires_at: Instant,
     expires_unix: u64,
     last_used: Mutex<Instant>,
-    busy: AtomicBool,
+    busy: AtomicUsize,
     cancelled: AtomicBool,
     runner: tokio::sync::Mutex<Runner>,
     closed: watch::Sender<Option<String>>,
@@ -217,6 +178,7 @@ impl Engine {
             pty: mode == SessionMode::Pty,
             session_mode: Some(wire_mode(mode)),
             ttl_seconds: None,
+            timeout_seconds: None,
             end_user: caller.end_user.clone(),
             end_user_groups: caller.end_user_groups.clone(),
             dry_run: false,
@@ -334,7 +296,7 @@ impl Engine {
             expires_at: Instant::now() + remaining,
             expires_unix,
             last_used: Mutex::new(Instant::now()),
-            busy: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             runner: tokio::sync::Mutex::new(runner),
             closed: watch::channel(None).0,
@@ -466,7 +428,7 @@ impl Engine {
             } else if now >= s.expires_at {
                 self.close_session(&s, "its certificate expired (the session's hard end)")
                     .await;
-            } else if !s.busy.load(Ordering::SeqCst)
+            } else if s.busy.load(Ordering::SeqCst) == 0
                 && s.last_used
                     .lock()
                     .map(|t| t.elapsed() >= idle_limit)

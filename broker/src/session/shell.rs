@@ -7,19 +7,26 @@
 //! or its exit code. Each command runs as `{ CMD\n} </dev/null`, so it cannot
 //! read (and swallow) the marker line from the shell's input. One reader
 //! task per session owns the channel's read half.
+//!
+//! On a PTY the terminal's line discipline edits input before the shell
+//! sees it (`stty kill Q` makes `Q` erase the line), so what the broker
+//! judged and audited could differ from what runs. Every trailer therefore
+//! also reports the terminal modes (`stty -g`); once they differ from the
+//! ones the broker set, [`Shell::terminal_changed`] says so and the session
+//! is closed before another line is sent. Input is written only between
+//! commands, and bytes already written were edited under the old modes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::ChannelMsg;
 use russh::client::Msg;
-use russh::{ChannelReadHalf, ChannelWriteHalf};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::recording::Recorder;
 use crate::api::ToolError;
-use crate::exec::Output;
+use crate::exec::{Output, Stop, Stoppable};
 use crate::ssh::Conn;
 
 /// What the reader task reports.
@@ -38,6 +45,27 @@ pub struct Shell {
     reader: JoinHandle<()>,
     pty: bool,
     recorder: Option<Arc<Recorder>>,
+    /// PTY: the terminal modes the broker set (`stty -g`).
+    modes: Option<String>,
+    /// PTY: set once a trailer reported other modes (or none).
+    changed: Option<String>,
+}
+
+impl Stoppable for Shell {
+    async fn send_signal(&mut self, sig: Sig) -> bool {
+        self.write.signal(sig).await.is_ok()
+    }
+
+    async fn ended_within(&mut self, grace: Duration) -> bool {
+        let ended = async {
+            loop {
+                if let Some(Event::Closed) | None = self.events.recv().await {
+                    return true;
+                }
+            }
+        };
+        tokio::time::timeout(grace, ended).await.unwrap_or(false)
+    }
 }
 
 impl Drop for Shell {
@@ -92,6 +120,7 @@ struct Collector {
     tail: Vec<u8>,
     seen: usize,
     done: Option<(usize, u32)>,
+    modes: Option<String>,
 }
 
 const TAIL: usize = 512;
@@ -110,8 +139,9 @@ impl Collector {
         self.seen += data.len();
         self.tail.extend_from_slice(data);
         let tail_start = self.seen - self.tail.len();
-        if let Some((pos, rc)) = find_marker(&self.tail, needle) {
+        if let Some((pos, rc, modes)) = find_marker(&self.tail, needle) {
             self.done = Some((tail_start + pos, rc));
+            self.modes = modes;
         } else if self.tail.len() > TAIL {
             let cut = self.tail.len() - TAIL;
             self.tail.drain(..cut);
@@ -129,22 +159,34 @@ impl Collector {
     }
 }
 
-/// Finds `needle` followed by decimal digits and a newline (`\r\n` on a
-/// PTY); returns where the needle starts and the number.
-fn find_marker(hay: &[u8], needle: &[u8]) -> Option<(usize, u32)> {
+/// Finds `needle` followed by decimal digits, optionally `:` and terminal
+/// modes (`[0-9a-f:]`, a PTY trailer), and a newline (`\r\n` on a PTY);
+/// returns where the needle starts, the number and the modes.
+fn find_marker(hay: &[u8], needle: &[u8]) -> Option<(usize, u32, Option<String>)> {
     let mut from = 0;
     while let Some(off) = hay[from..].windows(needle.len()).position(|w| w == needle) {
         let start = from + off;
         let rest = &hay[start + needle.len()..];
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let after = &rest[digits..];
+        let modes_len = match rest.get(digits) {
+            Some(b':') if digits > 0 => {
+                1 + rest[digits + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_hexdigit() || **b == b':')
+                    .count()
+            }
+            _ => 0,
+        };
+        let after = &rest[digits + modes_len..];
         let terminated = after.first() == Some(&b'\n') || after.starts_with(b"\r\n");
         if digits > 0 && terminated {
             let rc = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-            return Some((start, rc));
+            let modes = (modes_len > 0)
+                .then(|| String::from_utf8_lossy(&rest[digits + 1..digits + modes_len]).into());
+            return Some((start, rc, modes));
         }
-        if digits == rest.len() || (digits > 0 && after == b"\r") {
-            // The number or its line end has not arrived yet.
+        if after.is_empty() || (digits > 0 && after == b"\r") {
+            // The number, the modes or the line end has not arrived yet.
             return None;
         }
         from = start + 1;
@@ -188,14 +230,16 @@ impl Shell {
             reader,
             pty: pty.is_some(),
             recorder,
+            modes: None,
+            changed: None,
         };
         let setup = if shell.pty {
             "stty -echo; PS1=''; PS2=''; export PS1 PS2\n"
         } else {
             ""
         };
-        shell
-            .run_raw(setup.to_owned(), "", SETUP_CAP, timeout)
+        let (_, modes) = shell
+            .run_raw(setup.to_owned(), SETUP_CAP, timeout)
             .await
             .map_err(|e| match e {
                 ToolError::TimedOut { .. } => {
@@ -203,6 +247,12 @@ impl Shell {
                 }
                 other => other,
             })?;
+        if shell.pty && modes.is_none() {
+            return Err(ToolError::Broken(
+                "the remote shell did not report its terminal modes".into(),
+            ));
+        }
+        shell.modes = modes;
         Ok(shell)
     }
 
@@ -225,23 +275,40 @@ impl Shell {
         if let Some(r) = &self.recorder {
             r.event("i", format!("{command}\n").as_bytes());
         }
-        self.run_raw(wrapped, command, cap, timeout).await
+        let (out, modes) = self.run_raw(wrapped, cap, timeout).await?;
+        if self.pty && self.changed.is_none() && modes != self.modes {
+            self.changed = Some(match modes {
+                Some(m) => format!("the terminal modes changed to {m}"),
+                None => "the terminal modes were not reported".to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// PTY: why the terminal no longer has the modes the broker set, if it
+    /// does not. The caller closes the session before sending more input.
+    pub fn terminal_changed(&self) -> Option<&str> {
+        self.changed.as_deref()
     }
 
     async fn run_raw(
         &mut self,
         prefix: String,
-        _command: &str,
         cap: usize,
         timeout: Duration,
-    ) -> Result<Output, ToolError> {
+    ) -> Result<(Output, Option<String>), ToolError> {
         let (m1, m2) = new_marker();
         let needle = format!("{m1}{m2}:");
         // `unset -f` is a special built-in, which no function can shadow:
         // a session that redefined `printf` cannot fake its exit codes.
         let report = format!("printf '%s%s:%d\\n' '{m1}' '{m2}' \"$__ib_rc\"");
         let trailer = if self.pty {
-            format!("__ib_rc=$?; unset -f printf 2>/dev/null; {report}\n")
+            // Quoted words are never alias-expanded; `command -p` finds the
+            // real stty whatever PATH and functions the session set.
+            format!(
+                "__ib_rc=$?; \\unset -f printf command 2>/dev/null; \\printf '%s%s:%d:%s\\n' \
+                 '{m1}' '{m2}' \"$__ib_rc\" \"$(\\command -p stty -g 2>/dev/null)\"\n"
+            )
         } else {
             format!("__ib_rc=$?; unset -f printf 2>/dev/null; {report}; {report} >&2\n")
         };
@@ -278,14 +345,23 @@ impl Shell {
         if self.pty {
             stdout = normalize_crlf(&stdout);
         }
-        Ok(Output {
+        let output = Output {
             stdout,
             stderr,
             stdout_truncated,
             stderr_truncated,
             exit_code: out.done.map(|(_, rc)| rc),
             exit_signal: None,
-        })
+        };
+        Ok((output, out.modes.take()))
+    }
+
+    /// Stops whatever the shell runs (its process group gets `TERM`, then
+    /// `KILL`) and closes the channel.
+    pub async fn stop(&mut self) -> Stop {
+        let done = crate::exec::signal_until_ended(self).await;
+        self.close().await;
+        done
     }
 
     /// Ends the shell.
@@ -316,11 +392,25 @@ mod tests {
     #[test]
     fn marker_needs_digits_and_a_line_end() {
         let n = b"IBMab:";
-        assert_eq!(find_marker(b"xxIBMab:0\n", n), Some((2, 0)));
-        assert_eq!(find_marker(b"IBMab:127\r\n", n), Some((0, 127)));
+        assert_eq!(find_marker(b"xxIBMab:0\n", n), Some((2, 0, None)));
+        assert_eq!(find_marker(b"IBMab:127\r\n", n), Some((0, 127, None)));
         assert_eq!(find_marker(b"IBMab:12", n), None);
-        assert_eq!(find_marker(b"IBMab:x\nIBMab:3\n", n), Some((8, 3)));
+        assert_eq!(find_marker(b"IBMab:x\nIBMab:3\n", n), Some((8, 3, None)));
         assert_eq!(find_marker(b"IBMa b:3\n", n), None);
+        let modes = Some("500:5:bf:8a3b".to_owned());
+        assert_eq!(
+            find_marker(b"IBMab:0:500:5:bf:8a3b\r\n", n),
+            Some((0, 0, modes))
+        );
+        assert_eq!(
+            find_marker(b"IBMab:0:500:5:b", n),
+            None,
+            "modes still arriving"
+        );
+        assert_eq!(
+            find_marker(b"IBMab:0:\r\n", n),
+            Some((0, 0, Some(String::new())))
+        );
     }
 
     #[test]

@@ -75,7 +75,8 @@ async fn streams_exit_codes_signals_truncation_timeout_and_the_serial_join() {
     assert_eq!(issued["outcome"], "issued");
     assert_eq!(
         issued["force_command"],
-        infrabroker_common::force_command::wrap(&[], "echo joined").unwrap()
+        infrabroker_common::force_command::wrap(&["timeout", "-k", "2", "30"], "echo joined")
+            .unwrap()
     );
     let executed = bed
         .broker_records()

@@ -37,7 +37,7 @@ async fn allowed_commands_run_byte_for_byte_and_refused_ones_never_reach_the_hos
         .unwrap();
     assert_eq!(
         issued["force_command"],
-        infrabroker_common::force_command::wrap(&[], cmd).unwrap()
+        infrabroker_common::force_command::wrap(&["timeout", "-k", "2", "30"], cmd).unwrap()
     );
     assert_eq!(issued["command"], cmd);
 

@@ -81,3 +81,68 @@ fn body_size_header_and_body_deadlines_and_sigterm() {
         mcp.child.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_crowding_and_ping_only_connections_are_closed() {
+    if !oidc_or_skip() {
+        return;
+    }
+    let (dir, pki) = Bed::pki();
+    let bed = Bed::start(dir, pki, json!({}));
+    let (port, url) = mcp_url();
+    let oidc = Oidc::start(bed.dir.path(), &url);
+    let mcp = McpHttp::start(
+        &bed,
+        &oidc,
+        port,
+        json!({}),
+        json!({"http": {"header_read_timeout_seconds": 3, "idle_timeout_seconds": 20,
+                        "max_connections_per_ip": 2}}),
+    );
+    // Two silent connections are held until the first-request deadline;
+    // a third from the same address is closed at once.
+    let mut silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (took, _) = time_to_close(&mut third);
+    assert!(took < Duration::from_secs(1), "per-address cap: {took:?}");
+    for s in &mut silent {
+        let (took, _) = time_to_close(s);
+        assert!(
+            took < Duration::from_secs(5),
+            "first-request deadline: {took:?}"
+        );
+    }
+
+    // HTTP/2 that only PINGs after one request is closed at the idle timeout.
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(500))
+            .keep_alive_while_idle(true)
+            .handshake::<_, http_body_util::Empty<hyper::body::Bytes>>(
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get(format!("{}/.well-known/oauth-protected-resource", mcp.base))
+        .header("host", format!("127.0.0.1:{port}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let status = send.send_request(req).await.unwrap().status();
+    assert!(status.is_success(), "{status}");
+    let t0 = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(35), conn).await;
+    assert!(ended.is_ok(), "PINGs kept the connection open");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(15),
+        "{:?}",
+        t0.elapsed()
+    );
+}

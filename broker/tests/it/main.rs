@@ -21,3 +21,4 @@ mod login_shells;
 mod mcp_stdio;
 mod refusals;
 mod sessions;
+mod stopping;

@@ -170,3 +170,27 @@ async fn bastion_killed_mid_command_gives_a_clear_error() {
             .any(|r| r["reason_code"] == "connection_broken")
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_signer_is_reported_without_its_address() {
+    let (dir, pki) = Bed::pki();
+    let bed = Bed::start(dir, pki, json!({}));
+    let port = infrabroker_testbed::free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let engine = bed
+        .engine(json!({"signer": {
+            "url": url,
+            "client_cert": bed.pki.path("broker-1.crt"),
+            "client_key": bed.pki.path("broker-1.key"),
+            "ca": bed.pki.path("ca.crt"),
+            "request_timeout_seconds": 2,
+        }}))
+        .await;
+    let e = run(&engine, "web", "id").await.unwrap_err();
+    assert_eq!(e.reason_code(), "signer_unreachable", "{e:?}");
+    let text = e.to_string();
+    assert!(
+        !text.contains(&port.to_string()) && !text.contains("127.0.0.1") && !text.contains("https"),
+        "the agent sees where the signer lives: {text}"
+    );
+}

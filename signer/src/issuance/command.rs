@@ -12,10 +12,11 @@
 //!   or audit reader is shown is what runs. A host may opt out with
 //!   `allow_invisible_characters: true`; its command policy (if any) still
 //!   refuses them.
-//! - The force-command is [`infrabroker_common::force_command::wrap_elevated`]:
-//!   the same string whatever the account's login shell is.
+//! - The force-command is [`infrabroker_common::force_command::wrap`] behind
+//!   the deadline's `timeout` words ([`crate::deadline`]) and the elevation
+//!   prefix: the same string whatever the account's login shell is.
 
-use infrabroker_common::force_command::{WrapError, wrap_elevated};
+use infrabroker_common::force_command::{WrapError, wrap};
 use infrabroker_common::wire::ReasonCode;
 
 use super::Denial;
@@ -44,13 +45,20 @@ pub(super) fn check_characters(host: &Host, command: &str) -> Result<(), Denial>
     }
 }
 
-/// The `force-command` for a one-shot target certificate, behind
-/// `elevation_prefix` (`sudo -n [-u USER]`) when elevated.
+/// The `force-command` for a one-shot target certificate: `deadline` words
+/// (`timeout -k 2 T`, or none), then `elevation_prefix` (`sudo -n [-u USER]`)
+/// and `--` when elevated.
 pub(super) fn force_command(
+    deadline: &[String],
     elevation_prefix: Option<&str>,
     command: &str,
 ) -> Result<String, Denial> {
-    wrap_elevated(elevation_prefix, command).map_err(|e| {
+    let mut words: Vec<&str> = deadline.iter().map(String::as_str).collect();
+    if let Some(p) = elevation_prefix {
+        words.extend(p.split(' '));
+        words.push("--");
+    }
+    wrap(&words, command).map_err(|e| {
         let code = match e {
             WrapError::TooLong { .. } => ReasonCode::CommandInvalid,
             WrapError::UnsafePrefix(_) | WrapError::UnsafeDecoder => ReasonCode::SigningFailed,

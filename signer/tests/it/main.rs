@@ -13,6 +13,7 @@ mod bad_input;
 mod characters;
 mod config_cli;
 mod harness;
+mod listener;
 mod rate_limit;
 mod reload;
 mod ssh_rules;
