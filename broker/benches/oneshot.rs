@@ -14,7 +14,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use infrabroker_broker::api::{Caller, ExecRequest, SessionMode, SessionOpenRequest, Tools};
+use infrabroker_broker::api::{
+    Caller, ExecRequest, SessionMode, SessionOpenRequest, Timings, Tools,
+};
 use infrabroker_broker::config::BrokerConfig;
 use infrabroker_broker::engine::Engine;
 use infrabroker_common::client::MtlsClient;
@@ -33,6 +35,28 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let p = |q: f64| ms(v[((v.len() - 1) as f64 * q).round() as usize]);
     (p(0.5), p(0.99))
+}
+
+/// p50 / p99 of each stage of the calls' `timings`, hop by hop.
+fn print_stages(label: &str, staged: &[Timings]) {
+    let ms = |f: &dyn Fn(&Timings) -> u64| {
+        stats(staged.iter().map(|t| Duration::from_millis(f(t))).collect())
+    };
+    let row = |name: String, (p50, p99): (f64, f64)| {
+        println!("    {name:<30} {p50:>9.1} {p99:>9.1}");
+    };
+    row(format!("{label}: plan (host view)"), ms(&|t| t.plan_ms));
+    let hops = staged.first().map_or(0, |t| t.hops.len());
+    for i in 0..hops {
+        let host = staged[0].hops[i].host.clone();
+        row(format!("{host}: sign"), ms(&|t| t.hops[i].sign_ms));
+        row(
+            format!("{host}: connect (tcp + kex)"),
+            ms(&|t| t.hops[i].connect_ms),
+        );
+        row(format!("{host}: auth"), ms(&|t| t.hops[i].auth_ms));
+    }
+    row(format!("{label}: exec"), ms(&|t| t.exec_ms));
 }
 
 fn sshd_in(pki: &Pki, ns: Option<(&str, std::net::Ipv4Addr)>, principal: &str) -> Sshd {
@@ -214,7 +238,7 @@ fn main() {
             ))
             .unwrap();
         assert_eq!(r.exit_code, Some(0));
-        t.elapsed()
+        (t.elapsed(), r.timings)
     };
 
     println!(
@@ -231,11 +255,13 @@ fn main() {
             Some(proxy.clone()),
         ),
     ] {
-        let (mut a, mut o) = (Vec::new(), Vec::new());
+        let (mut a, mut o, mut staged) = (Vec::new(), Vec::new(), Vec::new());
         ours(host);
         openssh(addr, &cert, px.clone());
         for _ in 0..ROUNDS {
-            a.push(ours(host));
+            let (took, timings) = ours(host);
+            a.push(took);
+            staged.push(timings);
             o.push(openssh(addr, &cert, px.clone()));
         }
         let (ap50, ap99) = stats(a);
@@ -257,6 +283,7 @@ fn main() {
             format!("ratio (ours / OpenSSH), {label}"),
             ap50 / op50
         );
+        print_stages(label, &staged);
     }
 
     // A command in an open exec session versus OpenSSH's multiplexed exec

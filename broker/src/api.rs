@@ -83,6 +83,41 @@ pub struct ExecResult {
     pub serial: u64,
     /// Wall time of the whole call (signing, dialling, running).
     pub duration_ms: u64,
+    /// Where that time went, stage by stage.
+    pub timings: Timings,
+}
+
+/// Where a call's time went, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Timings {
+    /// One-shot: fetching the signer's host view. Session command: the
+    /// host-view check and the signer's preflight dry run.
+    pub plan_ms: u64,
+    /// One-shot: each hop, outermost bastion first, target last (empty for
+    /// a session command, whose hops were dialled when it opened).
+    pub hops: Vec<HopTiming>,
+    /// Running the command on the target until it ended.
+    pub exec_ms: u64,
+}
+
+/// One hop's share of a one-shot call, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HopTiming {
+    /// The hop's name.
+    pub host: String,
+    /// The signer's answer for the hop's certificate (an approval wait
+    /// included).
+    pub sign_ms: u64,
+    /// TCP (or the bastion's `direct-tcpip`) and the SSH key exchange. The
+    /// first hop's runs while the target's certificate is being signed.
+    pub connect_ms: u64,
+    /// Certificate authentication.
+    pub auth_ms: u64,
+}
+
+/// Milliseconds since `t`, saturating.
+pub(crate) fn ms_since(t: std::time::Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why a call failed. Each has a stable code and one clear sentence; none

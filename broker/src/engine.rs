@@ -6,22 +6,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use infrabroker_common::audit::{AuditKey, AuditLog};
-use infrabroker_common::wire::{
-    Decision, HostInfo, HostsResponse, Purpose, Role, SignRequest, SignResponse,
-};
+use infrabroker_common::wire::{Decision, HostInfo, HostsResponse, Purpose, Role, SignRequest};
 use russh::keys::{Certificate, PrivateKey, PublicKey};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::abandon::AbandonGuard;
+pub(crate) use crate::api::Caller;
 use crate::api::{
-    Caller, ExecRequest, ExecResult, ServerInfo, SessionInfo, SessionOpenRequest, ToolError, Tools,
+    ExecRequest, ExecResult, ServerInfo, SessionInfo, SessionOpenRequest, Timings, ToolError,
+    Tools, ms_since,
 };
+use crate::chain::PreDial;
 use crate::config::BrokerConfig;
 use crate::exec;
 use crate::session::SessionTable;
 use crate::signer::{HostCache, SignerApi};
-use crate::ssh::{self, Conn, HopTarget};
 
 /// What stops a cancelled one-shot command: sshd refuses signals to a
 /// forced command, so the signer's wrapper does it on the host.
@@ -65,7 +65,7 @@ pub(crate) type Credential = (Arc<PrivateKey>, Certificate, u64);
 
 /// A fresh key for one hop. `ssh_key`'s Ed25519 private key zeroizes its
 /// bytes when dropped; it never leaves this process.
-fn fresh_key() -> PrivateKey {
+pub(crate) fn fresh_key() -> PrivateKey {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     rand::fill(&mut seed[..]);
     PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&seed))
@@ -206,7 +206,7 @@ impl Engine {
             .min(self.cfg.exec_timeout_max)
     }
 
-    fn sign_request(
+    pub(crate) fn sign_request(
         &self,
         caller: &Caller,
         hop: &PlannedHop,
@@ -236,109 +236,6 @@ impl Engine {
             on_behalf_of: None,
             approved: false,
         }
-    }
-
-    /// Keys and certificates for every hop of a one-shot call.
-    async fn certify(
-        &self,
-        caller: &Caller,
-        hops: &[PlannedHop],
-        req: &ExecRequest,
-    ) -> Result<Vec<Credential>, ToolError> {
-        let target = hops
-            .last()
-            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
-        let target_req = self.sign_request(caller, target, true, req, String::new());
-        Ok(self.certify_with(caller, hops, target_req).await?.0)
-    }
-
-    /// Keys and certificates for every hop, signed concurrently: bastions
-    /// with role `bastion`, the target with `target_req` (its `pubkey` is
-    /// filled in here). Also returns the signer's answers.
-    pub(crate) async fn certify_with(
-        &self,
-        caller: &Caller,
-        hops: &[PlannedHop],
-        target_req: SignRequest,
-    ) -> Result<(Vec<Credential>, Vec<SignResponse>), ToolError> {
-        let last = hops.len().saturating_sub(1);
-        let no_command = ExecRequest {
-            host: String::new(),
-            command: String::new(),
-            sudo: false,
-            sudo_user: None,
-            timeout: None,
-        };
-        // The target first: it may wait for an approval, and bastion
-        // certificates issued before a long wait could expire during it.
-        let mut jobs = Vec::new();
-        for (i, hop) in hops.iter().enumerate() {
-            let key = fresh_key();
-            let pubkey = key
-                .public_key()
-                .to_openssh()
-                .map_err(|e| ToolError::Invalid(format!("key encoding: {e}")))?;
-            let sreq = if i == last {
-                SignRequest {
-                    pubkey,
-                    ..target_req.clone()
-                }
-            } else {
-                self.sign_request(caller, hop, false, &no_command, pubkey)
-            };
-            jobs.push((key, sreq));
-        }
-        let api = self.hosts.api().clone();
-        let issue = move |(key, sreq): (PrivateKey, SignRequest)| {
-            let api = api.clone();
-            async move {
-                let resp = api.sign(&sreq).await?;
-                let cert_line = resp.certificate.clone().ok_or_else(|| {
-                    ToolError::SignerUnreachable("the signer answered without a certificate".into())
-                })?;
-                let cert = Certificate::from_openssh(&cert_line).map_err(|_| {
-                    ToolError::SignerUnreachable("the signer sent an unreadable certificate".into())
-                })?;
-                let serial = resp.serial.unwrap_or_default();
-                Ok::<_, ToolError>(((Arc::new(key), cert, serial), resp))
-            }
-        };
-        let target_job = jobs
-            .pop()
-            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
-        let target = issue(target_job).await?;
-        let mut creds = Vec::new();
-        let mut answers = Vec::new();
-        for r in futures_join_all(jobs.into_iter().map(&issue).collect()).await {
-            let (c, a) = r?;
-            creds.push(c);
-            answers.push(a);
-        }
-        creds.push(target.0);
-        answers.push(target.1);
-        Ok((creds, answers))
-    }
-
-    /// Dials the chain hop by hop. Returns every connection so the
-    /// intermediate ones stay open while the target is used.
-    pub(crate) async fn dial_chain(
-        &self,
-        hops: &[PlannedHop],
-        creds: Vec<Credential>,
-    ) -> Result<Vec<Conn>, ToolError> {
-        let mut conns: Vec<Conn> = Vec::new();
-        for (hop, (key, cert, _)) in hops.iter().zip(creds) {
-            let target = HopTarget {
-                name: hop.name.clone(),
-                addr: hop.info.addr.clone(),
-                user: hop.info.user.clone(),
-                host_key: hop.host_key.clone(),
-            };
-            let conn =
-                ssh::connect(&target, conns.last(), key, cert, self.cfg.connect_timeout).await?;
-            conns.push(conn);
-        }
-        Ok(conns)
     }
 
     /// Appends an execution audit record; a failure is an error.
@@ -375,16 +272,19 @@ impl Engine {
         req: &ExecRequest,
         rec: &mut Map<String, Value>,
         guard: &mut AbandonGuard,
+        timings: &mut Timings,
     ) -> Result<ExecResult, ToolError> {
         let started = Instant::now();
         let timeout = self.exec_timeout(req);
         // Fail closed: a new connection never uses a stale view.
         let view = self.hosts.refresh().await?;
         let hops = Self::plan(&view, caller, &req.host)?;
-        if let Some(t) = hops.last() {
-            rec.insert("user".into(), t.info.user.clone().into());
-            rec.insert("addr".into(), t.info.addr.clone().into());
-        }
+        timings.plan_ms = ms_since(started);
+        let (Some(first), Some(target)) = (hops.first(), hops.last()) else {
+            return Err(ToolError::Invalid("empty chain".into()));
+        };
+        rec.insert("user".into(), target.info.user.clone().into());
+        rec.insert("addr".into(), target.info.addr.clone().into());
         rec.insert(
             "chain".into(),
             hops.iter()
@@ -392,14 +292,17 @@ impl Engine {
                 .collect::<Vec<_>>()
                 .into(),
         );
-        let creds = self.certify(caller, &hops, req).await?;
-        let serials: Vec<u64> = creds.iter().map(|c| c.2).collect();
+        let pre = PreDial::start(first, self.cfg.connect_timeout);
+        let target_req = self.sign_request(caller, target, true, req, String::new());
+        let certified = self.certify_with(caller, &hops, target_req).await?;
+        let serials: Vec<u64> = certified.creds.iter().map(|c| c.2).collect();
         let serial = serials.last().copied().unwrap_or_default();
         rec.insert("serial".into(), serial.into());
         if serials.len() > 1 {
             rec.insert("hop_serials".into(), serials.clone().into());
         }
-        let conns = self.dial_chain(&hops, creds).await?;
+        let (conns, hop_timings) = self.dial_chain(&hops, certified, Some(pre)).await?;
+        timings.hops = hop_timings;
         let target = conns
             .last()
             .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
@@ -408,7 +311,9 @@ impl Engine {
         start_rec.insert("outcome".into(), "exec_started".into());
         self.write_record(start_rec).await?;
         guard.started(ONESHOT_STOP);
+        let ran = Instant::now();
         let (out, stop) = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout).await;
+        timings.exec_ms = ms_since(ran);
         if let Some(stop) = stop {
             rec.insert("stop".into(), stop.to_json());
         }
@@ -426,27 +331,10 @@ impl Engine {
             stdout_truncated: out.stdout_truncated,
             stderr_truncated: out.stderr_truncated,
             serial,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: ms_since(started),
+            timings: timings.clone(),
         })
     }
-}
-
-/// Awaits every future, keeping order (a tiny join_all without the
-/// `futures` crate).
-async fn futures_join_all<F>(futs: Vec<F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
 }
 
 impl Tools for Engine {
@@ -476,8 +364,15 @@ impl Tools for Engine {
         let mut rec = Self::base_record(caller, &req);
         let started = Instant::now();
         let mut guard = AbandonGuard::new(self.audit.clone(), rec.clone());
-        let result = self.execute_inner(caller, &req, &mut rec, &mut guard).await;
+        let mut timings = Timings::default();
+        let result = self
+            .execute_inner(caller, &req, &mut rec, &mut guard, &mut timings)
+            .await;
         guard.disarm();
+        rec.insert(
+            "timings".into(),
+            serde_json::to_value(&timings).unwrap_or(Value::Null),
+        );
         rec.insert(
             "duration_ms".into(),
             u64::try_from(started.elapsed().as_millis())

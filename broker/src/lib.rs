@@ -9,6 +9,8 @@
 //! - [`ssh`] — russh connections with pinned host keys, hop through hop.
 //! - [`exec`] — one command on one channel, capped and timed.
 //! - [`engine`] — a tool call end to end, audited.
+//! - `chain` — keys, certificates and connections for a chain of hops,
+//!   with per-stage timings.
 //! - [`session`] — sessions in exec, shell and pty modes, recordings.
 //! - [`mcp`] — the MCP frontend (rmcp) over stdio.
 //! - [`http`] — network frontends: MCP over Streamable HTTP with OAuth, and
@@ -16,6 +18,7 @@
 
 mod abandon;
 pub mod api;
+mod chain;
 pub mod config;
 pub mod engine;
 pub mod exec;

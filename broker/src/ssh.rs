@@ -3,7 +3,8 @@
 //! previous one's `direct-tcpip` channel.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use russh::client::{self, AuthResult, Handle};
 use russh::keys::{Certificate, PrivateKey, PublicKey, PublicKeyOrCertificate};
@@ -16,7 +17,7 @@ pub struct Pinned {
     expected: PublicKey,
     /// Set when the server offered another key, to tell a mismatch apart
     /// from other connection failures.
-    mismatch: Arc<std::sync::atomic::AtomicBool>,
+    mismatch: Arc<AtomicBool>,
 }
 
 impl client::Handler for Pinned {
@@ -33,8 +34,7 @@ impl client::Handler for Pinned {
             PublicKeyOrCertificate::Certificate(_) => false,
         };
         if !ok {
-            self.mismatch
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.mismatch.store(true, Ordering::Relaxed);
         }
         Ok(ok)
     }
@@ -78,8 +78,121 @@ fn config_for(key: &PublicKey) -> Arc<client::Config> {
 /// An authenticated SSH connection.
 pub type Conn = Handle<Pinned>;
 
+/// A connection whose key exchange is done and whose host key matched the
+/// pin, not yet authenticated: the broker starts it while the signer is
+/// still judging, so the host sees no credential for a refused command.
+pub struct Handshake {
+    handle: Conn,
+    name: String,
+    user: String,
+    mismatch: Arc<AtomicBool>,
+    done_at: Instant,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("host", &self.name)
+            .finish()
+    }
+}
+
+fn failure(name: &str, mismatch: &AtomicBool, reason: String) -> ToolError {
+    if mismatch.load(Ordering::Relaxed) {
+        ToolError::HostKeyMismatch {
+            host: name.to_owned(),
+        }
+    } else {
+        ToolError::Connect {
+            host: name.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// Dials `hop` (directly when `via` is `None`, else through `via`'s
-/// `direct-tcpip`) and authenticates with `key` + `cert`.
+/// `direct-tcpip`) up to the end of the key exchange, within `timeout`.
+pub async fn handshake(
+    hop: &HopTarget,
+    via: Option<&Conn>,
+    timeout: Duration,
+) -> Result<Handshake, ToolError> {
+    let mismatch = Arc::new(AtomicBool::new(false));
+    let handler = Pinned {
+        expected: hop.host_key.clone(),
+        mismatch: mismatch.clone(),
+    };
+    let cfg = config_for(&hop.host_key);
+    let fail = |reason: String| failure(&hop.name, &mismatch, reason);
+    let work = async {
+        match via {
+            None => client::connect(cfg, hop.addr.as_str(), handler)
+                .await
+                .map_err(|e| fail(e.to_string())),
+            Some(prev) => {
+                let (host, port) = split_addr(&hop.addr)
+                    .ok_or_else(|| fail(format!("bad address {:?}", hop.addr)))?;
+                let ch = prev
+                    .channel_open_direct_tcpip(host, port, "127.0.0.1", 0)
+                    .await
+                    .map_err(|e| fail(format!("the bastion refused to forward: {e}")))?;
+                client::connect_stream(cfg, ch.into_stream(), handler)
+                    .await
+                    .map_err(|e| fail(e.to_string()))
+            }
+        }
+    };
+    let handle = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| fail(format!("no SSH session within {} s", timeout.as_secs())))??;
+    Ok(Handshake {
+        handle,
+        name: hop.name.clone(),
+        user: hop.user.clone(),
+        mismatch,
+        done_at: Instant::now(),
+    })
+}
+
+impl Handshake {
+    /// Time since the key exchange ended (sshd drops a connection that
+    /// does not authenticate within its `LoginGraceTime`).
+    pub fn age(&self) -> Duration {
+        self.done_at.elapsed()
+    }
+
+    /// Authenticates with `key` + `cert` within `timeout`.
+    pub async fn authenticate(
+        self,
+        key: Arc<PrivateKey>,
+        cert: Certificate,
+        timeout: Duration,
+    ) -> Result<Conn, ToolError> {
+        let Handshake {
+            mut handle,
+            name,
+            user,
+            mismatch,
+            ..
+        } = self;
+        let auth = handle.authenticate_openssh_cert(user, key, cert);
+        let result = tokio::time::timeout(timeout, auth).await.map_err(|_| {
+            failure(
+                &name,
+                &mismatch,
+                format!("no SSH session within {} s", timeout.as_secs()),
+            )
+        })?;
+        match result
+            .map_err(|e| failure(&name, &mismatch, format!("authentication failed: {e}")))?
+        {
+            AuthResult::Success => Ok(handle),
+            AuthResult::Failure { .. } => Err(ToolError::AuthRefused { host: name }),
+        }
+    }
+}
+
+/// [`handshake`] then [`Handshake::authenticate`], each within `timeout`.
 pub async fn connect(
     hop: &HopTarget,
     via: Option<&Conn>,
@@ -87,91 +200,22 @@ pub async fn connect(
     cert: Certificate,
     timeout: Duration,
 ) -> Result<Conn, ToolError> {
-    let mismatch = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handler = Pinned {
-        expected: hop.host_key.clone(),
-        mismatch: mismatch.clone(),
-    };
-    let cfg = config_for(&hop.host_key);
-    let connect_err = |reason: String| {
-        if mismatch.load(std::sync::atomic::Ordering::Relaxed) {
-            ToolError::HostKeyMismatch {
-                host: hop.name.clone(),
-            }
-        } else {
-            ToolError::Connect {
-                host: hop.name.clone(),
-                reason,
-            }
-        }
-    };
-    let work = async {
-        let mut handle = match via {
-            None => client::connect(cfg, hop.addr.as_str(), handler)
-                .await
-                .map_err(|e| connect_err(e.to_string()))?,
-            Some(prev) => {
-                let (host, port) = split_addr(&hop.addr)
-                    .ok_or_else(|| connect_err(format!("bad address {:?}", hop.addr)))?;
-                let ch = prev
-                    .channel_open_direct_tcpip(host, port, "127.0.0.1", 0)
-                    .await
-                    .map_err(|e| connect_err(format!("the bastion refused to forward: {e}")))?;
-                client::connect_stream(cfg, ch.into_stream(), handler)
-                    .await
-                    .map_err(|e| connect_err(e.to_string()))?
-            }
-        };
-        match handle
-            .authenticate_openssh_cert(hop.user.clone(), key, cert)
-            .await
-            .map_err(|e| connect_err(format!("authentication failed: {e}")))?
-        {
-            AuthResult::Success => Ok(handle),
-            AuthResult::Failure { .. } => Err(ToolError::AuthRefused {
-                host: hop.name.clone(),
-            }),
-        }
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(connect_err(format!(
-            "no SSH session within {} s",
-            timeout.as_secs()
-        ))),
-    }
+    handshake(hop, via, timeout)
+        .await?
+        .authenticate(key, cert, timeout)
+        .await
 }
 
 /// Dials `hop` directly and checks only that it presents the pinned host
 /// key (no authentication): `broker-ctl doctor`'s host check, through the
 /// same pinning code the broker uses for real calls.
 pub async fn check_host_key(hop: &HopTarget, timeout: Duration) -> Result<(), ToolError> {
-    let mismatch = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handler = Pinned {
-        expected: hop.host_key.clone(),
-        mismatch: mismatch.clone(),
-    };
-    let dial = client::connect(config_for(&hop.host_key), hop.addr.as_str(), handler);
-    let result = tokio::time::timeout(timeout, dial).await;
-    if mismatch.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ToolError::HostKeyMismatch {
-            host: hop.name.clone(),
-        });
-    }
-    let reason = match result {
-        Ok(Ok(handle)) => {
-            let _ = handle
-                .disconnect(russh::Disconnect::ByApplication, "", "")
-                .await;
-            return Ok(());
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no SSH handshake within {} s", timeout.as_secs()),
-    };
-    Err(ToolError::Connect {
-        host: hop.name.clone(),
-        reason,
-    })
+    let done = handshake(hop, None, timeout).await?;
+    let _ = done
+        .handle
+        .disconnect(russh::Disconnect::ByApplication, "", "")
+        .await;
+    Ok(())
 }
 
 /// Splits `host:port` / `[v6]:port`.

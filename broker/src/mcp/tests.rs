@@ -63,6 +63,7 @@ impl Tools for FakeEngine {
                 stderr_truncated: false,
                 serial: 42,
                 duration_ms: 7,
+                timings: Default::default(),
             }),
             "boom" => panic!("engine bug"),
             "slow" => {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use infrabroker_common::force_command::wrap_elevated;
 
 use super::{Runner, Session, line_discipline};
-use crate::api::{Caller, ExecResult, SessionMode, ToolError};
+use crate::api::{Caller, ExecResult, SessionMode, Timings, ToolError, ms_since};
 use crate::engine::Engine;
 
 /// Longest command line sent to a shell (a terminal drops bytes past 4095).
@@ -83,6 +83,35 @@ struct Ran {
     close: Option<String>,
 }
 
+/// The end of a session command's record: how it was stopped, why the
+/// session closes, how long it took and how it ended.
+fn finish_record(rec: &mut Map<String, Value>, ran: &Ran, started: Instant, timings: &Timings) {
+    if let Some(stop) = &ran.stop {
+        rec.insert("stop".into(), stop.to_json());
+    }
+    if let Some(why) = &ran.close {
+        rec.insert("session_closed".into(), why.clone().into());
+    }
+    rec.insert("duration_ms".into(), ms_since(started).into());
+    rec.insert(
+        "timings".into(),
+        serde_json::to_value(timings).unwrap_or(Value::Null),
+    );
+    match &ran.result {
+        Ok(out) => {
+            rec.insert(
+                "exit_code".into(),
+                out.exit_code.map_or(Value::Null, Value::from),
+            );
+        }
+        Err(e) => {
+            rec.insert("outcome".into(), "session_exec_failed".into());
+            rec.insert("reason_code".into(), e.reason_code().into());
+            rec.insert("error".into(), e.to_string().into());
+        }
+    }
+}
+
 /// Why a shell or pty session cannot go on after a command, if it cannot:
 /// a timed-out command left its state unknown, a broken one means the
 /// shell is gone, and changed terminal modes would edit the next line.
@@ -117,9 +146,14 @@ impl Engine {
         let mut rec = self.session_record(caller, &s, "session_exec");
         rec.insert("command".into(), command.clone().into());
         let checked = self.check_session_command(&s, &command);
+        let planning = Instant::now();
         let checked = match checked {
             Ok(()) => self.preflight(caller, &s, &command).await,
             Err(e) => Err(e),
+        };
+        let mut timings = Timings {
+            plan_ms: ms_since(planning),
+            ..Timings::default()
         };
         if let Err(e) = checked {
             rec.insert("outcome".into(), "session_exec_denied".into());
@@ -140,34 +174,12 @@ impl Engine {
         start_rec.insert("outcome".into(), "session_exec_started".into());
         self.write_record(start_rec).await?;
         let mut guard = Running::new(&s, self.audit().clone(), rec.clone());
+        let running = Instant::now();
         let ran = self.run_in(&s, &command, timeout).await;
+        timings.exec_ms = ms_since(running);
         guard.finish();
+        finish_record(&mut rec, &ran, started, &timings);
         let result = ran.result;
-        if let Some(stop) = &ran.stop {
-            rec.insert("stop".into(), stop.to_json());
-        }
-        if let Some(why) = &ran.close {
-            rec.insert("session_closed".into(), why.clone().into());
-        }
-        rec.insert(
-            "duration_ms".into(),
-            u64::try_from(started.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .into(),
-        );
-        match &result {
-            Ok(out) => {
-                rec.insert(
-                    "exit_code".into(),
-                    out.exit_code.map_or(Value::Null, Value::from),
-                );
-            }
-            Err(e) => {
-                rec.insert("outcome".into(), "session_exec_failed".into());
-                rec.insert("reason_code".into(), e.reason_code().into());
-                rec.insert("error".into(), e.to_string().into());
-            }
-        }
         let written = self.write_record(rec).await;
         if let Some(why) = &ran.close {
             self.close_session(&s, why).await;
@@ -182,7 +194,8 @@ impl Engine {
             stdout_truncated: out.stdout_truncated,
             stderr_truncated: out.stderr_truncated,
             serial: s.serial,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: ms_since(started),
+            timings,
         })
     }
 

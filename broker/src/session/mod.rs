@@ -217,8 +217,12 @@ impl Engine {
         let hops = Engine::plan(&view, caller, &req.host)?;
         let target_req =
             self.session_request(caller, &req.host, req.mode, req.sudo, req.sudo_user.clone());
-        let (creds, responses) = self.certify_with(caller, &hops, target_req).await?;
-        let serial = creds.last().map(|c| c.2).unwrap_or_default();
+        let pre = hops
+            .first()
+            .map(|h| crate::chain::PreDial::start(h, self.config().connect_timeout));
+        let certified = self.certify_with(caller, &hops, target_req).await?;
+        let serial = certified.creds.last().map(|c| c.2).unwrap_or_default();
+        let responses = &certified.answers;
         let now = unix_now();
         let cert_end = responses
             .iter()
@@ -228,7 +232,7 @@ impl Engine {
         let max_end = now + self.config().session_max.as_secs();
         let expires_unix = cert_end.min(max_end);
         let elevation_prefix = responses.last().and_then(|r| r.elevation_prefix.clone());
-        let conns = self.dial_chain(&hops, creds).await?;
+        let (conns, _) = self.dial_chain(&hops, certified, pre).await?;
         let id = new_id();
         let recorder = match (req.mode, &self.config().session_recording_dir) {
             (SessionMode::Shell | SessionMode::Pty, Some(dir)) => {

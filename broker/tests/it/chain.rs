@@ -177,4 +177,24 @@ async fn two_bastion_chain_works() {
         .unwrap();
     assert_eq!(rec["chain"], json!(["b1", "b2", "target"]));
     assert_eq!(rec["hop_serials"].as_array().unwrap().len(), 3);
+    // Per-stage timings, hop by hop, in the result and in the record.
+    let hosts: Vec<&str> = r.timings.hops.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, ["b1", "b2", "target"]);
+    assert!(
+        r.timings.hops.iter().all(|h| h.connect_ms > 0),
+        "each hop's key exchange takes time: {:?}",
+        r.timings
+    );
+    for h in &r.timings.hops {
+        assert!(
+            h.sign_ms + h.auth_ms <= r.duration_ms,
+            "{h:?} in {} ms",
+            r.duration_ms
+        );
+    }
+    assert_eq!(
+        rec["timings"],
+        serde_json::to_value(&r.timings).unwrap(),
+        "the record carries the same timings"
+    );
 }

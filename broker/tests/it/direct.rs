@@ -37,6 +37,13 @@ async fn streams_exit_codes_signals_truncation_timeout_and_the_serial_join() {
     let r = run(&engine, "web", "echo ok").await.unwrap();
     assert_eq!((r.stdout.as_str(), r.exit_code), ("ok\n", Some(0)));
 
+    // Timings: one hop, and the command's own time lands in exec_ms.
+    let r = run(&engine, "web", "sleep 0.3").await.unwrap();
+    assert_eq!(r.timings.hops.len(), 1, "{:?}", r.timings);
+    assert_eq!(r.timings.hops[0].host, "web");
+    assert!(r.timings.exec_ms >= 300, "{:?}", r.timings);
+    assert!(r.timings.exec_ms <= r.duration_ms, "{:?}", r.timings);
+
     let r = run(&engine, "web", "kill -KILL $$").await.unwrap();
     assert_eq!(r.exit_signal.as_deref(), Some("KILL"), "{r:?}");
     assert_eq!(r.exit_code, None);

@@ -81,6 +81,15 @@ async fn exec_shell_and_pty_sessions_run_sequences_correctly() {
         "exec mode keeps no state"
     );
     assert_eq!(r.serial, s.serial);
+    // A session command's timings: the preflight and the run, no hops.
+    let r = exec(&engine, &s.session_id, "sleep 0.2").await.unwrap();
+    assert!(r.timings.hops.is_empty(), "{:?}", r.timings);
+    assert!(r.timings.exec_ms >= 200, "{:?}", r.timings);
+    assert!(
+        r.timings.plan_ms + r.timings.exec_ms <= r.duration_ms + 1,
+        "{:?}",
+        r.timings
+    );
 
     // shell: state persists, streams apart, fake markers do not end a command.
     let sh = engine

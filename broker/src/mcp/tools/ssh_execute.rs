@@ -375,6 +375,7 @@ mod tests {
             stderr_truncated: false,
             serial: 123,
             duration_ms: 45,
+            timings: Default::default(),
         };
         assert_eq!(
             render_exec(&result),
@@ -430,6 +431,7 @@ mod tests {
             "stderr_truncated",
             "serial",
             "duration_ms",
+            "timings",
             "dry_run",
             "decision",
         ] {
@@ -439,7 +441,7 @@ mod tests {
         let exec_required = branches[0]["required"].as_array().unwrap();
         assert_eq!(
             exec_required.len(),
-            8,
+            9,
             "every ExecResult field is always written"
         );
         // Every key of a serialised dry run is declared and required keys are present.
