@@ -229,15 +229,32 @@ impl Engine {
         Ok(())
     }
 
-    /// The signer's dry run for this command in this session, after checking
-    /// that the host's connection details are unchanged.
+    /// The signer's dry run for this command in this session, and a check
+    /// that the host's connection details are unchanged. Both questions go
+    /// to the signer at once (a dry run issues nothing); both must pass, and
+    /// a changed chain refuses without waiting for the dry run.
     async fn preflight(
         &self,
         caller: &Caller,
         s: &Session,
         command: &str,
     ) -> Result<(), ToolError> {
-        let view = self.hosts_cache().refresh().await?;
+        let mut req = self.session_request(caller, &s.host, s.mode, s.sudo, s.sudo_user.clone());
+        req.command = command.to_owned();
+        req.dry_run = true;
+        let sign = self.hosts_cache().api().sign(&req);
+        tokio::pin!(sign);
+        let mut judged = None;
+        let view = tokio::select! {
+            view = self.hosts_cache().refresh() => view,
+            answer = &mut sign => {
+                judged = Some(answer);
+                self.hosts_cache().refresh().await
+            }
+        };
+        // A changed chain refuses at once; the dry run still in flight (it
+        // may be waiting for an approval) is dropped with it.
+        let view = view?;
         let hops = Engine::plan(&view, caller, &s.host)?;
         let now: Vec<(String, HostInfo)> = hops
             .iter()
@@ -254,11 +271,11 @@ impl Engine {
         if !same {
             return Err(ToolError::SessionChainChanged);
         }
-        let mut req = self.session_request(caller, &s.host, s.mode, s.sudo, s.sudo_user.clone());
-        req.command = command.to_owned();
-        req.dry_run = true;
-        let resp = self.hosts_cache().api().sign(&req).await?;
-        let d = resp.decision;
+        let judged = match judged {
+            Some(answer) => answer,
+            None => sign.await,
+        };
+        let d = judged?.decision;
         if !d.allowed {
             return Err(ToolError::Denied {
                 code: d.reason_code.as_str().to_owned(),

@@ -385,6 +385,33 @@ async fn preflight_refuses_before_anything_is_sent() {
             .iter()
             .any(|r| r["outcome"] == "session_exec_denied")
     );
+
+    // The host's connection details change (a rebuilt host, a new address):
+    // the open session refuses its next command and is closed.
+    cfg["hosts"]["web"]["addr"] = json!("127.0.0.1:9");
+    t.bed.signer.write_config(&cfg).unwrap();
+    t.bed.signer.hup().unwrap();
+    assert!(infrabroker_testbed::wait_until(
+        Duration::from_secs(10),
+        || {
+            t.bed
+                .signer_records()
+                .iter()
+                .filter(|r| r["outcome"] == "reloaded")
+                .count()
+                == 2
+        }
+    ));
+    let e = exec(&engine, &s.session_id, "echo fine").await.unwrap_err();
+    assert_eq!(e, ToolError::SessionChainChanged, "{e:?}");
+    let e = exec(&engine, &s.session_id, "echo fine").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ToolError::SessionClosed(_) | ToolError::SessionUnknown(_)
+        ),
+        "closed after the change: {e:?}"
+    );
 }
 
 #[tokio::test]
