@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     pub max_sessions_total: usize,
     /// Listen address of `mcp-http` and `serve` (`ip:port`).
     pub listen: Option<SocketAddr>,
+    /// Plain-HTTP listener for `/metrics`, `/healthz` and `/readyz`, in
+    /// every mode (`ip:port`; keep it on loopback or a monitoring network).
+    pub monitor_listen: Option<SocketAddr>,
     /// TLS server certificate of `mcp-http` (optional there) and `serve`.
     pub server_cert: Option<PathBuf>,
     /// Its key (0600).
@@ -169,15 +172,8 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
             root.error(key, "must be between 1 and 10000");
         }
     }
-    let listen = root
-        .opt_str("listen")
-        .and_then(|l| match l.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                root.error("listen", "must be ip:port, e.g. 127.0.0.1:8443");
-                None
-            }
-        });
+    let listen = socket_addr(&root, "listen", "127.0.0.1:8443");
+    let monitor_listen = socket_addr(&root, "monitor_listen", "127.0.0.1:9102");
     let opt_path = |key: &str| root.raw(key).and_then(|_| path(&root, key, base));
     let server_cert = opt_path("server_cert");
     let server_key = opt_path("server_key");
@@ -206,6 +202,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         max_sessions_per_caller: usize::try_from(max_sessions_per_caller).unwrap_or(10),
         max_sessions_total: usize::try_from(max_sessions_total).unwrap_or(100),
         listen,
+        monitor_listen,
         server_cert,
         server_key,
         client_ca,
@@ -214,6 +211,18 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         oauth,
         http,
     })
+}
+
+/// An optional `ip:port` setting.
+fn socket_addr(root: &Obj<'_>, key: &str, example: &str) -> Option<SocketAddr> {
+    root.opt_str(key)
+        .and_then(|l| match l.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                root.error(key, format!("must be ip:port, e.g. {example}"));
+                None
+            }
+        })
 }
 
 /// `rest_callers: {"<CN>": {"allowed_groups": [...]}}`, the shape of the

@@ -20,6 +20,7 @@ use crate::api::{
 use crate::chain::PreDial;
 use crate::config::BrokerConfig;
 use crate::exec;
+use crate::metrics::Metrics;
 use crate::session::SessionTable;
 use crate::signer::{HostCache, SignerApi};
 
@@ -40,6 +41,9 @@ pub enum EngineError {
     /// The audit log or key.
     #[error("audit: {0}")]
     Audit(#[from] infrabroker_common::audit::AuditError),
+    /// The monitor listener (`monitor_listen`).
+    #[error("monitor_listen: {0}")]
+    Monitor(String),
 }
 
 /// The broker engine.
@@ -50,6 +54,7 @@ pub struct Engine {
     audit: AuditLog,
     per_caller: Mutex<HashMap<String, Arc<Semaphore>>>,
     sessions: SessionTable,
+    metrics: Metrics,
 }
 
 /// A hop as planned: where, and which certificate role.
@@ -87,7 +92,9 @@ impl Engine {
             audit,
             per_caller: Mutex::new(HashMap::new()),
             sessions: SessionTable::default(),
+            metrics: Metrics::default(),
         });
+        engine.start_monitor().await?;
         if let Err(e) = engine.hosts.refresh().await {
             tracing::warn!(error = %e, "initial host view unavailable; calls will retry");
         }
@@ -114,6 +121,31 @@ impl Engine {
             }
         });
         Ok(engine)
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `monitor_listen`.
+    async fn start_monitor(self: &Arc<Self>) -> Result<(), EngineError> {
+        let Some(addr) = self.cfg.monitor_listen else {
+            return Ok(());
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| EngineError::Monitor(format!("cannot listen on {addr}: {e}")))?;
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!("monitor listening on http://{local}");
+        }
+        let app = crate::metrics::monitor_router(self);
+        tokio::spawn(infrabroker_common::tls::serve_plain(
+            listener,
+            app,
+            infrabroker_common::tls::ServeOptions::default(),
+        ));
+        Ok(())
+    }
+
+    /// The metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Open sessions.
@@ -373,6 +405,11 @@ impl Tools for Engine {
             "timings".into(),
             serde_json::to_value(&timings).unwrap_or(Value::Null),
         );
+        let outcome = result
+            .as_ref()
+            .map_or_else(ToolError::reason_code, |_| "ok");
+        self.metrics
+            .command("oneshot", outcome, &timings, ms_since(started));
         rec.insert(
             "duration_ms".into(),
             u64::try_from(started.elapsed().as_millis())

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod exec;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod session;
 pub mod signer;
 pub mod ssh;

@@ -16,6 +16,8 @@
 //! - [`display`]: visible escaping of untrusted text for humans.
 //! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
 //!   certificates) and the mTLS HTTP accept loop.
+//! - [`monitor`]: `/metrics` (OpenMetrics), `/healthz` and `/readyz` of
+//!   every service's monitor listener.
 //! - [`conn`]: per-key connection slots and request-based idle deadlines
 //!   shared by every listener.
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
@@ -27,6 +29,7 @@ pub mod conn;
 pub mod display;
 pub mod force_command;
 pub mod krl;
+pub mod monitor;
 pub mod names;
 #[cfg(feature = "pki")]
 pub mod pki;

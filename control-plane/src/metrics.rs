@@ -1,139 +1,140 @@
-//! Counters of the control plane in the Prometheus text format.
+//! The control plane's Prometheus metrics (prometheus-client), served with
+//! `/healthz` and `/readyz` on `monitor_listen` by
+//! [`infrabroker_common::monitor`].
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use infrabroker_common::monitor::Registry;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
-/// Monotonic counters.
-#[derive(Debug, Default)]
+/// Counters and gauges; cheap to update from many tasks.
+#[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    forwarded: AtomicU64,
-    approvals_created: AtomicU64,
-    approvals_granted: AtomicU64,
-    approvals_denied: AtomicU64,
-    approvals_expired: AtomicU64,
-    approvals_collected: AtomicU64,
-    rate_limited: AtomicU64,
-    anomalies: AtomicU64,
-    notify_failures: AtomicU64,
-    audit_failures: AtomicU64,
-}
-
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+    forwarded: Counter,
+    approvals_created: Counter,
+    approvals_granted: Counter,
+    approvals_denied: Counter,
+    approvals_expired: Counter,
+    approvals_collected: Counter,
+    rate_limited: Counter,
+    anomalies: Counter,
+    notify_failures: Counter,
+    audit_failures: Counter,
+    held: Gauge,
+    subjects: Gauge,
 }
 
 impl Metrics {
-    /// A request relayed to the signer.
-    pub fn forwarded(&self) {
-        inc(&self.forwarded);
-    }
-    /// An approval was created.
-    pub fn created(&self) {
-        inc(&self.approvals_created);
-    }
-    /// An approval was granted.
-    pub fn granted(&self) {
-        inc(&self.approvals_granted);
-    }
-    /// An approval was denied.
-    pub fn denied(&self) {
-        inc(&self.approvals_denied);
-    }
-    /// An approval expired.
-    pub fn expired(&self) {
-        inc(&self.approvals_expired);
-    }
-    /// An approval was collected.
-    pub fn collected(&self) {
-        inc(&self.approvals_collected);
-    }
-    /// A request was refused for its rate.
-    pub fn rate_limited(&self) {
-        inc(&self.rate_limited);
-    }
-    /// A guardrail finding was recorded.
-    pub fn anomaly(&self) {
-        inc(&self.anomalies);
-    }
-    /// A notification could not be delivered.
-    pub fn notify_failure(&self) {
-        inc(&self.notify_failures);
-    }
-    /// An audit record could not be written.
-    pub fn audit_failure(&self) {
-        inc(&self.audit_failures);
-    }
-
-    /// The exposition text, with the current pending count and subjects.
-    pub fn render(&self, pending: usize, subjects: usize) -> String {
-        let mut out = String::new();
+    /// A registry holding these metrics, for the monitor listener.
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::default();
         let counters = [
             (
-                "forwarded_total",
-                "Requests relayed to the signer.",
+                "forwarded",
+                "Requests relayed to the signer",
                 &self.forwarded,
             ),
             (
-                "approvals_created_total",
-                "Approvals created.",
+                "approvals_created",
+                "Approvals created",
                 &self.approvals_created,
             ),
             (
-                "approvals_granted_total",
-                "Approvals granted.",
+                "approvals_granted",
+                "Approvals granted",
                 &self.approvals_granted,
             ),
             (
-                "approvals_denied_total",
-                "Approvals denied.",
+                "approvals_denied",
+                "Approvals denied",
                 &self.approvals_denied,
             ),
             (
-                "approvals_expired_total",
-                "Approvals expired.",
+                "approvals_expired",
+                "Approvals that expired",
                 &self.approvals_expired,
             ),
             (
-                "approvals_collected_total",
-                "Approvals collected by their broker.",
+                "approvals_collected",
+                "Approved requests collected by their broker",
                 &self.approvals_collected,
             ),
             (
-                "rate_limited_total",
-                "Requests refused for their rate.",
+                "rate_limited",
+                "Requests refused for their rate",
                 &self.rate_limited,
             ),
+            ("anomalies", "Guardrail findings recorded", &self.anomalies),
             (
-                "anomalies_total",
-                "Guardrail findings recorded.",
-                &self.anomalies,
-            ),
-            (
-                "notify_failures_total",
-                "Notifications given up on.",
+                "notify_failures",
+                "Notifications given up on",
                 &self.notify_failures,
             ),
             (
-                "audit_failures_total",
-                "Audit records that could not be written.",
+                "audit_failures",
+                "Audit records that could not be written",
                 &self.audit_failures,
             ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP infrabroker_cp_{name} {help}\n# TYPE infrabroker_cp_{name} counter\ninfrabroker_cp_{name} {}",
-                c.load(Ordering::Relaxed)
-            );
+            r.register(format!("infrabroker_cp_{name}"), help, c.clone());
         }
-        let _ = writeln!(
-            out,
-            "# HELP infrabroker_cp_approvals_held Approvals currently held (any state).\n# TYPE infrabroker_cp_approvals_held gauge\ninfrabroker_cp_approvals_held {pending}"
+        r.register(
+            "infrabroker_cp_approvals_held",
+            "Approvals currently held (any state)",
+            self.held.clone(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP infrabroker_cp_subjects Guardrail subjects tracked.\n# TYPE infrabroker_cp_subjects gauge\ninfrabroker_cp_subjects {subjects}"
+        r.register(
+            "infrabroker_cp_subjects",
+            "Guardrail subjects tracked",
+            self.subjects.clone(),
         );
-        out
+        r
+    }
+
+    /// A request relayed to the signer.
+    pub fn forwarded(&self) {
+        self.forwarded.inc();
+    }
+    /// An approval was created.
+    pub fn created(&self) {
+        self.approvals_created.inc();
+    }
+    /// An approval was granted.
+    pub fn granted(&self) {
+        self.approvals_granted.inc();
+    }
+    /// An approval was denied.
+    pub fn denied(&self) {
+        self.approvals_denied.inc();
+    }
+    /// An approval expired.
+    pub fn expired(&self) {
+        self.approvals_expired.inc();
+    }
+    /// An approval was collected.
+    pub fn collected(&self) {
+        self.approvals_collected.inc();
+    }
+    /// A request was refused for its rate.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+    /// A guardrail finding was recorded.
+    pub fn anomaly(&self) {
+        self.anomalies.inc();
+    }
+    /// A notification could not be delivered.
+    pub fn notify_failure(&self) {
+        self.notify_failures.inc();
+    }
+    /// An audit record could not be written.
+    pub fn audit_failure(&self) {
+        self.audit_failures.inc();
+    }
+    /// The gauges, set before each scrape.
+    pub fn set_gauges(&self, held: usize, subjects: usize) {
+        self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
+        self.subjects
+            .set(i64::try_from(subjects).unwrap_or(i64::MAX));
     }
 }

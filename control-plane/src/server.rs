@@ -10,6 +10,7 @@
 //! | `POST /v1/approvals/{id}` | `approval.callers` | `{"approve": bool, "reason": "…"}` |
 //! | `GET /ui/approvals[/{id}]`, `POST /ui/approvals/{id}` | `approval.callers` | the approval web page ([`crate::ui`]) |
 
+use infrabroker_common::monitor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,20 +50,31 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::ui::router(shared))
 }
 
-/// Routes of the plain-HTTP monitor listener.
+/// Routes of the plain-HTTP monitor listener: `/metrics`, `/healthz`,
+/// and `/readyz` (not ready while the audit log cannot be appended to or
+/// the signer does not answer).
 pub fn monitor_router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route(
-            "/metrics",
-            get(|State(s): State<Arc<Shared>>| async move {
-                (
-                    [(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    s.metrics.render(s.store.len(), s.guard.subjects()),
-                )
-            }),
-        )
-        .with_state(shared)
+    let registry = Arc::new(shared.metrics.registry());
+    let scrape = Arc::clone(&shared);
+    let before: monitor::BeforeScrape = Arc::new(move || {
+        scrape
+            .metrics
+            .set_gauges(scrape.store.len(), scrape.guard.subjects());
+    });
+    let ready: monitor::ReadyCheck = Arc::new(move || {
+        let s = Arc::clone(&shared);
+        Box::pin(async move {
+            let mut problems: monitor::Problems =
+                monitor::audit_problem(s.audit.path()).into_iter().collect();
+            match tokio::time::timeout(monitor::READY_DEADLINE, s.upstream.healthz()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("the signer does not answer: {}", e.0)),
+                Err(_) => problems.push("the signer did not answer in time".to_owned()),
+            }
+            problems
+        })
+    });
+    monitor::router(registry, before, ready)
 }
 
 async fn healthz() -> impl IntoResponse {

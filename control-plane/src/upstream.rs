@@ -48,6 +48,20 @@ impl Upstream {
             .map_err(|e| Unreachable(e.to_string()))
     }
 
+    /// `GET /healthz`: whether the signer answers at all (readiness).
+    pub async fn healthz(&self) -> Result<(), Unreachable> {
+        let raw = self
+            .client
+            .call_raw(Method::GET, "/healthz", None)
+            .await
+            .map_err(|e| Unreachable(e.to_string()))?;
+        if raw.status.is_success() {
+            Ok(())
+        } else {
+            Err(Unreachable(format!("HTTP {}", raw.status)))
+        }
+    }
+
     /// `POST /v1/sign` with `req` as is (the caller sets `on_behalf_of`).
     pub async fn sign(&self, req: &SignRequest) -> Result<RawResponse, Unreachable> {
         let body = serde_json::to_vec(req)

@@ -25,6 +25,7 @@ use crate::issuance::{self, Denial, Plan, Runtime};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::ratelimit::{self, RateLimiter};
+use infrabroker_common::monitor;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -232,24 +233,25 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Routes of the plain-HTTP monitor listener.
+/// Routes of the plain-HTTP monitor listener: `/metrics`, `/healthz`,
+/// and `/readyz` (not ready while the audit log cannot be appended to).
 pub fn monitor_router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route(
-            "/metrics",
-            get(|State(s): State<Arc<Shared>>| async move {
-                let hosts = s.runtime().config.hosts.len();
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    s.metrics.render(hosts),
-                )
-            }),
-        )
-        .with_state(shared)
+    let registry = Arc::new(shared.metrics.registry());
+    let scrape = Arc::clone(&shared);
+    let before: monitor::BeforeScrape = Arc::new(move || {
+        scrape
+            .metrics
+            .set_hosts(scrape.runtime().config.hosts.len());
+    });
+    let ready: monitor::ReadyCheck = Arc::new(move || {
+        let s = Arc::clone(&shared);
+        Box::pin(async move {
+            monitor::audit_problem(s.audit().path())
+                .into_iter()
+                .collect()
+        })
+    });
+    monitor::router(registry, before, ready)
 }
 
 async fn healthz() -> impl IntoResponse {

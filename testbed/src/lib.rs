@@ -20,12 +20,15 @@
 //!   and certificate file writers.
 //! - [`process`]: workspace binary lookup, free ports, polling, and child
 //!   processes that are stopped when dropped.
+//! - [`monitor`]: GETs on a monitor listener and an independent OpenMetrics
+//!   parse of `/metrics`.
 //! - [`netns`]: network namespaces, veth links and a ready-made
 //!   client → bastion(s) → target topology behind a safety `unreachable`
 //!   route.
 //! - [`stack`]: the infrabroker services as real processes (dev PKI, signer).
 
 pub mod client;
+pub mod monitor;
 pub mod netns;
 pub mod prereq;
 pub mod process;

@@ -179,6 +179,12 @@ impl Engine {
         timings.exec_ms = ms_since(running);
         guard.finish();
         finish_record(&mut rec, &ran, started, &timings);
+        let outcome = ran
+            .result
+            .as_ref()
+            .map_or_else(ToolError::reason_code, |_| "ok");
+        self.metrics()
+            .command("session", outcome, &timings, ms_since(started));
         let result = ran.result;
         let written = self.write_record(rec).await;
         if let Some(why) = &ran.close {

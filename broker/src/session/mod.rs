@@ -119,6 +119,11 @@ impl SessionTable {
         }
     }
 
+    /// Open sessions now.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     fn all(&self) -> Vec<Arc<Session>> {
         self.lock().values().cloned().collect()
     }

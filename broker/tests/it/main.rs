@@ -19,6 +19,7 @@ mod http_mcp;
 mod http_rest;
 mod login_shells;
 mod mcp_stdio;
+mod monitor;
 mod refusals;
 mod sessions;
 mod stopping;

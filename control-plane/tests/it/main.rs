@@ -17,6 +17,7 @@ mod held;
 mod identities;
 mod limits;
 mod mcp_wait;
+mod monitor;
 mod notify;
 mod reviewer;
 mod web;

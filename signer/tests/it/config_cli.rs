@@ -147,17 +147,30 @@ async fn metrics_and_graceful_sigterm() {
         .sign("broker-1", &crate::harness::oneshot("nope", "id", &key))
         .await;
     assert_eq!(st, 404);
-    let body = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    let (status, body) =
+        tokio::task::spawn_blocking(move || infrabroker_testbed::monitor::get(port, "/metrics"))
+            .await
+            .unwrap()
             .unwrap();
-        let mut out = String::new();
-        c.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    if infrabroker_testbed::require(
+        "Python prometheus_client (pip install prometheus_client)",
+        infrabroker_testbed::monitor::have_prometheus_parser(),
+    ) {
+        let families = infrabroker_testbed::monitor::parse_openmetrics(&body).unwrap();
+        assert!(
+            families
+                .iter()
+                .any(|f| f == "infrabroker_signer_sign_seconds"),
+            "{families:?}"
+        );
+    }
+    let (status, ready) =
+        tokio::task::spawn_blocking(move || infrabroker_testbed::monitor::get(port, "/readyz"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(status, 200, "{ready}");
     assert!(
         body.contains("infrabroker_signer_certificates_issued_total 1"),
         "{body}"
