@@ -82,3 +82,10 @@ fn dechunk(body: &str) -> String {
         rest = after.get(n + 2..).unwrap_or("");
     }
 }
+
+/// Polls `/readyz` on `port` until it answers 200, for at most `secs`.
+pub fn wait_ready(port: u16, secs: u64) -> bool {
+    crate::wait_until(std::time::Duration::from_secs(secs), || {
+        get(port, "/readyz").is_ok_and(|(status, _)| status == 200)
+    })
+}

@@ -3,9 +3,7 @@
 //! and `/readyz` that turns false while the signer is down and true again
 //! after.
 
-use std::time::Duration;
-
-use infrabroker_testbed::monitor::{get, have_prometheus_parser, parse_openmetrics};
+use infrabroker_testbed::monitor::{get, have_prometheus_parser, parse_openmetrics, wait_ready};
 use infrabroker_testbed::{require, sshd_or_skip};
 use serde_json::json;
 
@@ -76,13 +74,8 @@ async fn metrics_parse_and_readiness_follows_the_signer() {
     assert_eq!(status, 503, "{ready}");
     assert!(ready.contains("signer"), "{ready}");
     // And ready again once it is back.
-    let mut back = false;
-    for _ in 0..20 {
-        if fetch(port, "/readyz").await.0 == 200 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let back = tokio::task::spawn_blocking(move || wait_ready(port, 5))
+        .await
+        .unwrap();
     assert!(back, "ready again after the signer returned");
 }

@@ -2,9 +2,7 @@
 //! independent OpenMetrics parser, and `/readyz` false while the signer
 //! does not answer, true again once it does.
 
-use std::time::Duration;
-
-use infrabroker_testbed::monitor::{get, have_prometheus_parser, parse_openmetrics};
+use infrabroker_testbed::monitor::{get, have_prometheus_parser, parse_openmetrics, wait_ready};
 use infrabroker_testbed::require;
 use serde_json::json;
 
@@ -49,13 +47,8 @@ async fn metrics_parse_and_readiness_follows_the_signer() {
     assert!(bed.signer.child.signal(SIGCONT));
     assert_eq!(status, 503, "{ready}");
     assert!(ready.contains("signer"), "{ready}");
-    let mut back = false;
-    for _ in 0..20 {
-        if fetch(port, "/readyz").await.0 == 200 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let back = tokio::task::spawn_blocking(move || wait_ready(port, 5))
+        .await
+        .unwrap();
     assert!(back, "ready again after the signer returned");
 }
