@@ -9,6 +9,7 @@
 //! - [`ssh`] — russh connections with pinned host keys, hop through hop.
 //! - [`exec`] — one command on one channel, capped and timed.
 //! - [`engine`] — a tool call end to end, audited.
+//! - [`cli`] — the `broker` command line and its modes.
 //! - `chain` — keys, certificates and connections for a chain of hops,
 //!   with per-stage timings.
 //! - [`session`] — sessions in exec, shell and pty modes, recordings.
@@ -19,6 +20,7 @@
 mod abandon;
 pub mod api;
 mod chain;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod exec;
