@@ -102,7 +102,8 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("broker: {e:#}");
-                    ExitCode::FAILURE
+                    let engine = e.downcast_ref::<infrabroker_broker::engine::EngineError>();
+                    ExitCode::from(engine.map_or(1, |e| e.exit_code()))
                 }
             }
         }
@@ -133,7 +134,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("broker: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
