@@ -90,7 +90,7 @@ fn run<F, Fut, E>(config: &std::path::Path, serve: F) -> ExitCode
 where
     F: FnOnce(BrokerConfig) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: std::fmt::Display + ExitStatus,
 {
     let cfg = match BrokerConfig::load(config) {
         Ok(c) => c,
@@ -110,7 +110,26 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("broker: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The process exit code of a failed mode: 65 when the audit log's last
+/// record does not verify, 1 otherwise.
+trait ExitStatus {
+    fn exit_code(&self) -> u8;
+}
+
+impl ExitStatus for crate::http::HttpError {
+    fn exit_code(&self) -> u8 {
+        crate::http::HttpError::exit_code(self)
+    }
+}
+
+impl ExitStatus for anyhow::Error {
+    fn exit_code(&self) -> u8 {
+        self.downcast_ref::<crate::engine::EngineError>()
+            .map_or(1, crate::engine::EngineError::exit_code)
     }
 }

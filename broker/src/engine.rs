@@ -46,6 +46,19 @@ pub enum EngineError {
     Monitor(String),
 }
 
+impl EngineError {
+    /// The process exit code for this start-up failure: 65 when the audit
+    /// log's last record does not verify, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::Audit(e) if e.is_unverified_tail() => {
+                infrabroker_common::audit::EXIT_UNVERIFIED_TAIL
+            }
+            _ => 1,
+        }
+    }
+}
+
 /// The broker engine.
 #[derive(Debug)]
 pub struct Engine {

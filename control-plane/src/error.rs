@@ -13,9 +13,26 @@ pub enum StartError {
     /// The configuration is invalid (exit 64).
     #[error(transparent)]
     Config(#[from] ConfigErrors),
+    /// The audit log cannot be continued (exit 65 when its last record
+    /// does not verify, else 1).
+    #[error("opening the audit log: {0}")]
+    Audit(infrabroker_common::audit::AuditError),
     /// Anything else at start-up (exit 1).
     #[error("{0}")]
     Other(String),
+}
+
+impl StartError {
+    /// The process exit code for this start-up failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) => 64,
+            StartError::Audit(e) if e.is_unverified_tail() => {
+                infrabroker_common::audit::EXIT_UNVERIFIED_TAIL
+            }
+            _ => 1,
+        }
+    }
 }
 
 /// Stable reason codes of the control plane's own answers. Answers relayed

@@ -85,7 +85,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let audit = tokio::task::spawn_blocking(move || AuditLog::open(log_path, key))
         .await
         .map_err(other)?
-        .map_err(|e| StartError::Other(format!("opening the audit log: {e}")))?;
+        .map_err(StartError::Audit)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
     let upstream = Upstream::new(&cfg.signer)?;

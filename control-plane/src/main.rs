@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("control-plane: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use infrabroker_common::audit::{self, AuditKey, AuditLog};
+use infrabroker_common::audit::{self, AuditError, AuditKey, AuditLog};
 use infrabroker_common::config::ConfigErrors;
 use infrabroker_common::tls::{self, ServeOptions};
 use serde_json::Map;
@@ -46,9 +46,24 @@ pub enum StartError {
     /// The configuration is invalid (exit 64).
     #[error(transparent)]
     Config(#[from] ConfigErrors),
+    /// The audit log cannot be continued (exit 65 when its last record
+    /// does not verify, else 1).
+    #[error("opening the audit log: {0}")]
+    Audit(#[from] AuditError),
     /// Anything else at start-up (exit 1).
     #[error("{0}")]
     Other(String),
+}
+
+impl StartError {
+    /// The process exit code for this start-up failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) => 64,
+            StartError::Audit(e) if e.is_unverified_tail() => audit::EXIT_UNVERIFIED_TAIL,
+            _ => 1,
+        }
+    }
 }
 
 /// Loads and validates a configuration file, CA keys included.
@@ -62,12 +77,9 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let cfg = &runtime.config;
     let key = AuditKey::from_seed_file(&cfg.audit_key)
         .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
-    let last_serial = audit::max_u64_field(&cfg.audit_log, "serial")
-        .map_err(|e| StartError::Other(format!("reading the audit log: {e}")))?
-        .unwrap_or(0);
+    let last_serial = audit::max_u64_field(&cfg.audit_log, "serial")?.unwrap_or(0);
     check_serial_space(last_serial).map_err(StartError::Other)?;
-    let log = AuditLog::open(&cfg.audit_log, key)
-        .map_err(|e| StartError::Other(format!("opening the audit log: {e}")))?;
+    let log = AuditLog::open(&cfg.audit_log, key)?;
     let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let listener = TcpListener::bind(cfg.listen)

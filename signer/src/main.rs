@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("signer: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

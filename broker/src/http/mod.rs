@@ -52,6 +52,17 @@ pub enum HttpError {
     },
 }
 
+impl HttpError {
+    /// The process exit code: 65 for an audit log whose tail does not
+    /// verify, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            HttpError::Engine(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
     tokio::net::TcpListener::bind(addr)
         .await

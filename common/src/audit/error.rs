@@ -31,12 +31,25 @@ pub enum AuditError {
     /// A caller's record used a member name the chain sets itself.
     #[error("record member {0:?} is reserved for the audit chain")]
     ReservedField(String),
-    /// The last complete record of an existing log does not check out, so
-    /// the chain cannot be continued safely.
-    #[error("audit log {}: cannot continue the chain: {detail}", path.display())]
-    Corrupt {
+    /// The last complete record of an existing log does not check out
+    /// (shape, hash or signature), so the chain cannot be continued safely:
+    /// a service refuses to start (exit code [`EXIT_UNVERIFIED_TAIL`]).
+    #[error(
+        "audit log {}: refusing to append after an unverified record{}: {detail}. \
+         The log may have been edited while the service was stopped. Run \
+         `broker-ctl audit verify {} --pubkey <audit key .pub> --all-signatures` to find \
+         the first bad record, move the log aside (keep it as evidence), and start the \
+         service on a new log; record the old head hash in the new chain \
+         (OPERATIONS.md, \"Audit: recovering from a refused start\")",
+        path.display(),
+        seq.map(|s| format!(" (seq {s})")).unwrap_or_default(),
+        path.display()
+    )]
+    Unverified {
         /// The log file.
         path: PathBuf,
+        /// The last record's `seq`, when it could be read.
+        seq: Option<u64>,
         /// What is wrong with its tail.
         detail: String,
     },
@@ -54,7 +67,17 @@ pub enum AuditError {
     Closed,
 }
 
+/// Exit code of a service that refuses to start because its audit log's
+/// last record does not verify (`EX_DATAERR`).
+pub const EXIT_UNVERIFIED_TAIL: u8 = 65;
+
 impl AuditError {
+    /// Whether this error means the log's tail failed verification, so the
+    /// service must stop with [`EXIT_UNVERIFIED_TAIL`].
+    pub fn is_unverified_tail(&self) -> bool {
+        matches!(self, AuditError::Unverified { .. })
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         AuditError::Io {
             path: path.into(),

@@ -30,6 +30,28 @@
 //! [`verify_file`] therefore checks hashes and links of every line in one
 //! streaming pass but only the last signature, bisecting if it fails.
 //!
+//! # Why the head signature covers every record
+//!
+//! Record *k*'s signature is over body0, which contains `prev_hash` =
+//! hash of record *k−1*'s body1, which contains *its* `sig` and
+//! `prev_hash`, and so on down to record 1. SHA-256 is collision
+//! resistant, so a valid signature on the last record commits to the exact
+//! bytes of every record before it. Someone without the key who edits
+//! record *j* and recomputes every later `prev_hash` and `hash` (a full
+//! rewrite) changes body0 of *j..=n*; their old signatures no longer
+//! verify and they cannot make new ones, so the head signature fails and
+//! the bisection names *j*.
+//!
+//! This holds only if a genuine signature is never made over a forged
+//! record. The writer guarantees that: on open and on every reopen after a
+//! failed write it verifies the last record's signature (not only its hash
+//! and shape) before appending, and refuses to continue otherwise
+//! ([`AuditError::Unverified`], exit [`EXIT_UNVERIFIED_TAIL`]). A torn
+//! last line (crash mid-write) is moved to `<log>.torn-<timestamp>` and the
+//! next record (`event: audit_torn_quarantined`) names that file. What the
+//! head signature cannot show is a log cut short (records removed from the
+//! end): that needs a checkpoint kept elsewhere.
+//!
 //! Caller fields must not use the reserved names in [`RESERVED_FIELDS`].
 //! Values may be any JSON, but floating-point numbers should not be used:
 //! a float that does not re-encode to the same digits makes its record
@@ -49,7 +71,7 @@
 //! - `record`: canonical encoding, sealing and per-line checks.
 //! - `key`: [`AuditKey`] and [`parse_public_key`].
 //! - `writer`: [`AuditLog`] and its group-commit thread.
-//! - `restore`: opening a log and finding where its chain continues.
+//! - `restore`: opening a log, verifying its tail and quarantining a torn line.
 //! - `verify`: [`verify_file`].
 //! - `scan`: [`max_u64_field`].
 //! - `error`: [`AuditError`], [`VerifyError`].
@@ -63,9 +85,11 @@ mod verify;
 mod writer;
 
 #[cfg(test)]
+mod tail_tests;
+#[cfg(test)]
 mod tests;
 
-pub use error::{AuditError, BrokenKind, VerifyError};
+pub use error::{AuditError, BrokenKind, EXIT_UNVERIFIED_TAIL, VerifyError};
 pub use key::{AuditKey, parse_public_key};
 pub use record::{GENESIS_HASH, RESERVED_FIELDS};
 pub use scan::max_u64_field;

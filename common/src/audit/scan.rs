@@ -43,16 +43,17 @@ pub fn max_u64_field(path: impl AsRef<Path>, field: &str) -> Result<Option<u64>,
         }
         line_no += 1;
         let Some(body) = line.strip_suffix(b"\n") else {
-            // Torn by a crash; the writer cuts it off when it reopens.
+            // Torn by a crash; the writer quarantines it when it reopens.
             return Ok(max);
         };
         let mut de = serde_json::Deserializer::from_slice(body);
         let value = FieldSeed(field)
             .deserialize(&mut de)
             .and_then(|v| de.end().map(|()| v))
-            .map_err(|e| AuditError::Corrupt {
+            .map_err(|e| AuditError::Unverified {
                 path: path.to_path_buf(),
-                detail: format!("line {line_no}: {e}"),
+                seq: None,
+                detail: format!("line {line_no} is not a JSON record: {e}"),
             })?;
         max = max.max(value);
     }

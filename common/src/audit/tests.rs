@@ -12,16 +12,16 @@ use zeroize::Zeroizing;
 use super::record::write_canonical;
 use super::*;
 
-fn key() -> AuditKey {
+pub(super) fn key() -> AuditKey {
     AuditKey::from_seed(Zeroizing::new([42u8; 32]))
 }
 
-fn public() -> VerifyingKey {
+pub(super) fn public() -> VerifyingKey {
     key().verifying_key()
 }
 
 /// A record about the size the signer writes.
-fn fields(i: u64) -> Map<String, Value> {
+pub(super) fn fields(i: u64) -> Map<String, Value> {
     let Value::Object(map) = json!({
         "outcome": "issued",
         "caller": "broker-01.example.net",
@@ -37,7 +37,7 @@ fn fields(i: u64) -> Map<String, Value> {
     map
 }
 
-fn log_with(n: u64) -> (tempfile::TempDir, PathBuf) {
+pub(super) fn log_with(n: u64) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let log = AuditLog::open(&path, key()).unwrap();
@@ -48,7 +48,7 @@ fn log_with(n: u64) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn lines(path: &Path) -> Vec<String> {
+pub(super) fn lines(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -56,7 +56,7 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn write_lines(path: &Path, lines: &[String]) {
+pub(super) fn write_lines(path: &Path, lines: &[String]) {
     fs::write(
         path,
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
@@ -64,13 +64,13 @@ fn write_lines(path: &Path, lines: &[String]) {
     .unwrap();
 }
 
-fn parse(line: &str) -> Map<String, Value> {
+pub(super) fn parse(line: &str) -> Map<String, Value> {
     serde_json::from_str(line).unwrap()
 }
 
 /// Re-encodes a record with a correct `hash` for its (possibly edited)
 /// content, as an attacker without the key can.
-fn rehash(mut map: Map<String, Value>) -> (String, String) {
+pub(super) fn rehash(mut map: Map<String, Value>) -> (String, String) {
     map.remove("hash");
     let mut body = Vec::new();
     write_canonical(&map, &mut body).unwrap();
@@ -78,6 +78,30 @@ fn rehash(mut map: Map<String, Value>) -> (String, String) {
     body.pop();
     let line = format!("{},\"hash\":\"{hash}\"}}", String::from_utf8(body).unwrap());
     (line, hash)
+}
+
+/// Sets `field` of the last record to `value` and re-hashes it: a forgery
+/// whose hash and links check out but whose signature cannot.
+pub(super) fn forge_last(path: &Path, field: &str, value: &str) {
+    let mut all = lines(path);
+    let last = all.len() - 1;
+    let mut map = parse(&all[last]);
+    map.insert(field.into(), Value::from(value));
+    all[last] = rehash(map).0;
+    write_lines(path, &all);
+}
+
+/// Opens a log whose path leads to `/dev/full`, fails one append, then
+/// points the path at `real`: the next append makes the writer reopen it.
+pub(super) fn fail_then_lead_to(real: &Path) -> (tempfile::TempDir, AuditLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let log = AuditLog::open(&path, key()).unwrap();
+    assert!(log.append_blocking(fields(99)).is_err());
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(real, &path).unwrap();
+    (dir, log)
 }
 
 /// Recomputes `prev_hash` and `hash` of every line from `from` (0-based) on.
@@ -93,7 +117,7 @@ fn rechain(lines: &mut [String], from: usize) {
 }
 
 /// Asserts both verification modes name `seq` with `kind`.
-fn assert_broken(path: &Path, want_seq: u64, want_kind: BrokenKind) {
+pub(super) fn assert_broken(path: &Path, want_seq: u64, want_kind: BrokenKind) {
     for all_signatures in [false, true] {
         let err = verify_file(path, &public(), VerifyOptions { all_signatures }).unwrap_err();
         match &err {
@@ -109,7 +133,7 @@ fn assert_broken(path: &Path, want_seq: u64, want_kind: BrokenKind) {
     }
 }
 
-fn assert_valid(path: &Path, records: u64) -> VerifyReport {
+pub(super) fn assert_valid(path: &Path, records: u64) -> VerifyReport {
     let fast = verify_file(path, &public(), VerifyOptions::default()).unwrap();
     let full = verify_file(
         path,
@@ -175,6 +199,10 @@ fn modified_field_is_a_hash_mismatch() {
     assert_broken(&path, 5, BrokenKind::HashMismatch);
 }
 
+/// A full rewrite without the key: a middle record edited and every later
+/// `prev_hash`/`hash` recomputed. The default mode (head signature only)
+/// catches it and names the edited record, and a restart refuses to seal
+/// over it (which is what keeps the head-signature argument sound).
 #[test]
 fn modified_field_with_recomputed_chain_is_a_bad_signature() {
     let (_dir, path) = log_with(40);
@@ -185,13 +213,12 @@ fn modified_field_with_recomputed_chain_is_a_bad_signature() {
     rechain(&mut all, 17);
     write_lines(&path, &all);
     assert_broken(&path, 17, BrokenKind::BadSignature);
+    let err = AuditLog::open(&path, key()).unwrap_err();
+    assert!(err.is_unverified_tail(), "{err}");
+    assert_broken(&path, 17, BrokenKind::BadSignature);
     // The last record alone is forged the same way.
     let (_dir, path) = log_with(3);
-    let mut all = lines(&path);
-    let mut map = parse(&all[2]);
-    map.insert("user".into(), Value::from("root"));
-    all[2] = rehash(map).0;
-    write_lines(&path, &all);
+    forge_last(&path, "user", "root");
     assert_broken(&path, 3, BrokenKind::BadSignature);
 }
 
@@ -332,18 +359,36 @@ fn restart_continues_the_chain() {
 }
 
 #[test]
-fn torn_last_line_is_reported_then_cut_on_restart() {
-    let (_dir, path) = log_with(3);
+fn torn_last_line_is_reported_then_quarantined_on_restart() {
+    let (dir, path) = log_with(3);
     let mut bytes = fs::read(&path).unwrap();
-    let good_len = bytes.len();
+    let good = bytes.clone();
     bytes.extend_from_slice(b"{\"outcome\":\"issued\",\"prev_h");
     fs::write(&path, &bytes).unwrap();
     assert_broken(&path, 4, BrokenKind::Malformed);
     let log = AuditLog::open(&path, key()).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().len(), good_len as u64);
-    assert_eq!(log.append_blocking(fields(4)).unwrap().seq, 4);
+    // The torn bytes live on in the quarantine file, never dropped.
+    let quarantined: Vec<PathBuf> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".torn-"))
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(fs::read(&quarantined[0]).unwrap(), &bytes[good.len()..]);
+    // The next record says so, and the chain continues after it.
+    assert!(fs::read(&path).unwrap().starts_with(&good));
+    let all = lines(&path);
+    let notice = parse(&all[3]);
+    assert_eq!(notice["seq"], 4);
+    assert_eq!(notice["event"], "audit_torn_quarantined");
+    assert_eq!(notice["torn_bytes"], 27);
+    assert_eq!(
+        notice["quarantine_file"],
+        quarantined[0].display().to_string()
+    );
+    assert_eq!(log.append_blocking(fields(4)).unwrap().seq, 5);
     drop(log);
-    assert_valid(&path, 4);
+    assert_valid(&path, 5);
 }
 
 #[test]
@@ -409,15 +454,9 @@ fn full_disk_fails_every_append_without_wedging() {
 #[test]
 fn appends_recover_once_the_disk_is_writable_again() {
     let (_dir, real) = log_with(3);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-    let log = AuditLog::open(&path, key()).unwrap();
-    assert!(log.append_blocking(fields(99)).is_err());
     // The failed batch makes the writer reopen the path, which now leads
     // to a healthy log: the chain continues from what is on disk.
-    fs::remove_file(&path).unwrap();
-    std::os::unix::fs::symlink(&real, &path).unwrap();
+    let (_link_dir, log) = fail_then_lead_to(&real);
     let receipt = log.append_blocking(fields(4)).unwrap();
     assert_eq!(receipt.seq, 4);
     assert_eq!(log.head(), (4, receipt.hash));

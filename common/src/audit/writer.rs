@@ -76,21 +76,25 @@ impl AuditLog {
     /// exist) the log at `path`, restores the chain head from its last
     /// complete record and starts the writer thread.
     ///
-    /// A partial last line left by a crash is cut off (with a warning). A
-    /// last complete record that does not check out is an error: appending
-    /// after it would extend a chain that cannot be verified. The file is
+    /// A partial last line left by a crash is moved to
+    /// `<log>.torn-<timestamp>` and a record (`event:
+    /// audit_torn_quarantined`) naming that file is appended first. A last
+    /// complete record whose hash or signature (checked with `key`'s public
+    /// half) does not verify is [`AuditError::Unverified`]: appending after
+    /// it would make a genuine signature vouch for a forgery. The file is
     /// locked (`flock`) so two writers cannot interleave chains. Blocking:
     /// call it at start-up or from `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>, key: AuditKey) -> Result<AuditLog, AuditError> {
         let path = path.as_ref().to_path_buf();
-        let (file, tail) = restore::open_log(&path)?;
+        let (file, tail) = restore::open_log(&path, &key.verifying_key())?;
+        let torn = tail.torn.clone();
         let shared = Arc::new(Shared {
             path: path.clone(),
             head: Mutex::new(tail.clone()),
             batches: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = Writer {
+        let mut writer = Writer {
             file: Some(file),
             tail,
             key,
@@ -98,6 +102,15 @@ impl AuditLog {
             scratch: Vec::new(),
             out: Vec::new(),
         };
+        if let Some(torn) = torn {
+            let (notice, mut rx) = torn_notice(&torn);
+            writer.commit(&mut vec![notice]);
+            match rx.try_recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(AuditError::Closed),
+            }
+        }
         let thread = std::thread::Builder::new()
             .name("audit-writer".to_owned())
             .spawn(move || writer.run(rx))
@@ -221,8 +234,12 @@ impl Writer {
         let path = self.shared.path.clone();
         let file = match self.file.take() {
             Some(file) => file,
-            None => match restore::open_log(&path) {
+            None => match restore::open_log(&path, &self.key.verifying_key()) {
                 Ok((file, tail)) => {
+                    if let Some(torn) = &tail.torn {
+                        // The caller of this notice is nobody; its reply is dropped.
+                        batch.insert(0, torn_notice(torn).0);
+                    }
                     self.tail = tail;
                     self.publish_head();
                     file
@@ -311,6 +328,22 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner);
         *head = self.tail.clone();
     }
+}
+
+/// The record that says a torn line was quarantined, and where its
+/// outcome will arrive.
+fn torn_notice(
+    torn: &restore::Torn,
+) -> (Request, oneshot::Receiver<Result<AuditReceipt, AuditError>>) {
+    let mut fields = Map::new();
+    fields.insert("event".into(), Value::from("audit_torn_quarantined"));
+    fields.insert(
+        "quarantine_file".into(),
+        Value::from(torn.path.display().to_string()),
+    );
+    fields.insert("torn_bytes".into(), Value::from(torn.bytes));
+    let (reply, rx) = oneshot::channel();
+    (Request { fields, reply }, rx)
 }
 
 fn fail_all(batch: &mut Vec<Request>, msg: &str) {

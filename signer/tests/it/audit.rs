@@ -185,3 +185,71 @@ async fn signing_is_refused_while_the_audit_log_cannot_be_written() {
     );
     assert!(report.records >= 3);
 }
+
+/// Re-hashes an edited record line the way an attacker without the audit
+/// key can (`hash` is SHA-256 of the line up to `,"hash":…` plus `}`), with
+/// the system's `sha256sum` as an independent implementation.
+fn rehash_line(line: &str) -> String {
+    let body = format!("{}}}", &line[..line.len() - 75]);
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    format!("{},\"hash\":\"{}\"}}", &body[..body.len() - 1], &hex[..64])
+}
+
+/// Issue 11 §1: someone who can write the log but holds no key edits the
+/// last record while the signer is stopped. The signer must refuse to seal
+/// a genuine signature over it: exit 65 naming the file, the seq and what
+/// to do, and the log left untouched.
+#[tokio::test]
+async fn a_log_edited_while_stopped_stops_the_signer_with_exit_65() {
+    let mut s = Stack::start(|_, _| {});
+    let (st, _) = s.sign("broker-1", &oneshot("web", "id", &keypair())).await;
+    assert_eq!(st, 200);
+    s.signer.child.stop();
+    let text = std::fs::read_to_string(s.audit_log()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let edited = lines[last].replace("\"outcome\":\"issued\"", "\"outcome\":\"denied\"");
+    assert_ne!(edited, lines[last], "the last record is the issuance");
+    lines[last] = rehash_line(&edited);
+    let forged: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(s.audit_log(), &forged).unwrap();
+    // Hashes and links check out; only the signature gives it away.
+    // Bounded: a signer that (wrongly) starts is killed by the guard's drop.
+    let mut child = infrabroker_testbed::spawn_service(
+        infrabroker_testbed::bin_path("signer").unwrap(),
+        [
+            std::ffi::OsStr::new("--config"),
+            s.signer.config_path.as_os_str(),
+        ],
+        s.dir.path().join("refused.log"),
+    )
+    .unwrap();
+    infrabroker_testbed::wait_until(Duration::from_secs(20), || child.try_status().is_some());
+    let stderr = child.log();
+    let status = child.try_status();
+    assert_eq!(status.and_then(|s| s.code()), Some(65), "{stderr}");
+    let seq = lines.len();
+    for needle in [
+        s.audit_log().display().to_string(),
+        format!("(seq {seq})"),
+        "bad signature".to_owned(),
+        "--all-signatures".to_owned(),
+        "move the log aside".to_owned(),
+    ] {
+        assert!(stderr.contains(&needle), "{needle:?} missing in {stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(s.audit_log()).unwrap(), forged);
+}
