@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use crate::api::Caller;
 use crate::config::BrokerConfig;
 use crate::engine::Engine;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(

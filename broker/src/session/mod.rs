@@ -192,32 +192,87 @@ impl Engine {
         }
     }
 
+    /// Refuses an open past `max_sessions_total` or the caller's
+    /// `max_sessions_per_caller`.
+    fn check_limits(&self, caller: &Caller) -> Result<(), ToolError> {
+        let table = self.sessions().lock();
+        self.room(&table, caller)
+    }
+
+    fn room(
+        &self,
+        table: &HashMap<String, Arc<Session>>,
+        caller: &Caller,
+    ) -> Result<(), ToolError> {
+        let total = self.config().max_sessions_total;
+        if table.len() >= total {
+            return Err(ToolError::SessionLimit(format!(
+                "{total} sessions in total"
+            )));
+        }
+        let per_caller = self.config().max_sessions_per_caller;
+        if table.values().filter(|s| s.owned_by(caller)).count() >= per_caller {
+            return Err(ToolError::SessionLimit(format!(
+                "{per_caller} sessions per caller"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The recording of a shell or pty session, when recordings are on.
+    fn recorder_for(
+        &self,
+        caller: &Caller,
+        req: &SessionOpenRequest,
+        id: &str,
+    ) -> Result<Option<Arc<Recorder>>, ToolError> {
+        let (SessionMode::Shell | SessionMode::Pty, Some(dir)) =
+            (req.mode, &self.config().session_recording_dir)
+        else {
+            return Ok(None);
+        };
+        let title = format!(
+            "{} on {} ({})",
+            caller.end_user.as_deref().unwrap_or(&caller.id),
+            req.host,
+            mode_str(req.mode)
+        );
+        let (cols, rows) = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
+        Recorder::create(dir, id, cols, rows, &title)
+            .map(|r| Some(Arc::new(r)))
+            .map_err(|e| ToolError::Broken(format!("cannot create the session recording: {e}")))
+    }
+
+    /// What carries the session's commands: a channel per command (exec),
+    /// or one remote `/bin/sh` behind the elevation prefix (shell, pty).
+    async fn start_runner(
+        &self,
+        target: &Conn,
+        req: &SessionOpenRequest,
+        elevation_prefix: Option<&str>,
+        recorder: Option<Arc<Recorder>>,
+    ) -> Result<Runner, ToolError> {
+        if req.mode == SessionMode::Exec {
+            return Ok(Runner::Exec);
+        }
+        let shell_cmd = match elevation_prefix {
+            Some(p) => format!("{p} -- /bin/sh"),
+            None => "/bin/sh".to_owned(),
+        };
+        let pty = (req.mode == SessionMode::Pty)
+            .then(|| (req.cols.unwrap_or(80), req.rows.unwrap_or(24)));
+        let timeout = self.config().connect_timeout;
+        let shell = Shell::start(target, &shell_cmd, pty, recorder, timeout).await?;
+        Ok(Runner::Shell(Box::new(shell)))
+    }
+
     /// Opens a session (see the module docs).
     pub(crate) async fn open_session(
         &self,
         caller: &Caller,
         req: SessionOpenRequest,
     ) -> Result<SessionInfo, ToolError> {
-        let limits = (
-            self.config().max_sessions_per_caller,
-            self.config().max_sessions_total,
-        );
-        {
-            let table = self.sessions().lock();
-            if table.len() >= limits.1 {
-                return Err(ToolError::SessionLimit(format!(
-                    "{} sessions in total",
-                    limits.1
-                )));
-            }
-            let mine = table.values().filter(|s| s.owned_by(caller)).count();
-            if mine >= limits.0 {
-                return Err(ToolError::SessionLimit(format!(
-                    "{} sessions per caller",
-                    limits.0
-                )));
-            }
-        }
+        self.check_limits(caller)?;
         let view = self.hosts_cache().refresh().await?;
         let hops = Engine::plan(&view, caller, &req.host)?;
         let target_req =
@@ -239,53 +294,13 @@ impl Engine {
         let elevation_prefix = responses.last().and_then(|r| r.elevation_prefix.clone());
         let (conns, _) = self.dial_chain(&hops, certified, pre).await?;
         let id = new_id();
-        let recorder = match (req.mode, &self.config().session_recording_dir) {
-            (SessionMode::Shell | SessionMode::Pty, Some(dir)) => {
-                let title = format!(
-                    "{} on {} ({})",
-                    caller.end_user.as_deref().unwrap_or(&caller.id),
-                    req.host,
-                    mode_str(req.mode)
-                );
-                Some(Arc::new(
-                    Recorder::create(
-                        dir,
-                        &id,
-                        req.cols.unwrap_or(80),
-                        req.rows.unwrap_or(24),
-                        &title,
-                    )
-                    .map_err(|e| {
-                        ToolError::Broken(format!("cannot create the session recording: {e}"))
-                    })?,
-                ))
-            }
-            _ => None,
-        };
+        let recorder = self.recorder_for(caller, &req, &id)?;
         let target = conns
             .last()
             .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
-        let runner = match req.mode {
-            SessionMode::Exec => Runner::Exec,
-            mode => {
-                let shell_cmd = match &elevation_prefix {
-                    Some(p) => format!("{p} -- /bin/sh"),
-                    None => "/bin/sh".to_owned(),
-                };
-                let pty = (mode == SessionMode::Pty)
-                    .then(|| (req.cols.unwrap_or(80), req.rows.unwrap_or(24)));
-                Runner::Shell(Box::new(
-                    Shell::start(
-                        target,
-                        &shell_cmd,
-                        pty,
-                        recorder.clone(),
-                        self.config().connect_timeout,
-                    )
-                    .await?,
-                ))
-            }
-        };
+        let runner = self
+            .start_runner(target, &req, elevation_prefix.as_deref(), recorder.clone())
+            .await?;
         let remaining = Duration::from_secs(expires_unix.saturating_sub(unix_now()));
         let session = Arc::new(Session {
             id: id.clone(),
@@ -314,20 +329,16 @@ impl Engine {
         let info = session.info();
         let admitted = {
             let mut table = self.sessions().lock();
-            let mine = table.values().filter(|s| s.owned_by(caller)).count();
-            let ok = table.len() < limits.1 && mine < limits.0;
-            if ok {
+            let room = self.room(&table, caller);
+            if room.is_ok() {
                 table.insert(id.clone(), session.clone());
             }
-            ok
+            room
         };
-        if !admitted {
+        if let Err(e) = admitted {
             // Another open raced this one past the limit.
             self.shutdown_session(&session, "session limit").await;
-            return Err(ToolError::SessionLimit(format!(
-                "{} sessions per caller, {} in total",
-                limits.0, limits.1
-            )));
+            return Err(e);
         }
         let mut rec = self.session_record(caller, &session, "session_open");
         rec.insert("expires_at".into(), expires_unix.into());
