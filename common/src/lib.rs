@@ -20,6 +20,7 @@
 //!   every service's monitor listener.
 //! - [`conn`]: per-key connection slots and request-based idle deadlines
 //!   shared by every listener.
+//! - [`service`]: logging, runtime and exit codes of the service binaries.
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
 
 pub mod audit;
@@ -33,5 +34,6 @@ pub mod monitor;
 pub mod names;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod service;
 pub mod tls;
 pub mod wire;

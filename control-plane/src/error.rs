@@ -35,6 +35,12 @@ impl StartError {
     }
 }
 
+impl infrabroker_common::service::StartFailure for StartError {
+    fn exit_code(&self) -> u8 {
+        StartError::exit_code(self)
+    }
+}
+
 /// Stable reason codes of the control plane's own answers. Answers relayed
 /// from the signer keep the signer's codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

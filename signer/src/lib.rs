@@ -66,6 +66,12 @@ impl StartError {
     }
 }
 
+impl infrabroker_common::service::StartFailure for StartError {
+    fn exit_code(&self) -> u8 {
+        StartError::exit_code(self)
+    }
+}
+
 /// Loads and validates a configuration file, CA keys included.
 pub fn check(path: &Path) -> Result<Runtime, ConfigErrors> {
     SignerConfig::load(path).and_then(Runtime::new)

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use infrabroker_signer::StartError;
+use infrabroker_common::service;
 
 #[derive(Parser)]
 #[command(
@@ -28,45 +28,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SIGNER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    if let Some(Command::Check) = cli.command {
-        return match infrabroker_signer::check(&cli.config) {
-            Ok(rt) => {
-                println!(
-                    "{}: valid ({} hosts)",
-                    cli.config.display(),
-                    rt.config.hosts.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", cli.config.display());
-                ExitCode::from(64)
-            }
-        };
-    }
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("signer: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    service::init_logging("SIGNER_LOG");
+    match cli.command {
+        Some(Command::Check) => {
+            service::check(&cli.config, infrabroker_signer::check(&cli.config), |rt| {
+                format!("{} hosts", rt.config.hosts.len())
+            })
         }
-    };
-    match rt.block_on(infrabroker_signer::run(&cli.config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(StartError::Config(e)) => {
-            eprintln!("signer: {}: {e}", cli.config.display());
-            ExitCode::from(64)
-        }
-        Err(e) => {
-            eprintln!("signer: {e}");
-            ExitCode::from(e.exit_code())
-        }
+        None => service::run("signer", &cli.config, infrabroker_signer::run(&cli.config)),
     }
 }
