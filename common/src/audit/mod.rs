@@ -73,11 +73,13 @@
 //! - `writer`: [`AuditLog`] and its group-commit thread.
 //! - `restore`: opening a log, verifying its tail and quarantining a torn line.
 //! - `verify`: [`verify_file`].
+//! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs.
 //! - `scan`: [`max_u64_field`].
 //! - `error`: [`AuditError`], [`VerifyError`].
 
 mod error;
 mod key;
+pub mod merkle;
 mod record;
 mod restore;
 mod scan;
