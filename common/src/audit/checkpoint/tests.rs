@@ -72,30 +72,32 @@ origin, size, root = body.decode().splitlines()
 print(origin, size, base64.b64decode(root).hex())
 "#;
 
+/// Runs the Python verifier on `note`; `None` if python3 cannot start.
+fn py_verify(name: &str, note: &str) -> Option<std::process::Output> {
+    let mut child = Command::new("python3")
+        .args(["-c", PY_VERIFY, name])
+        .arg(hex::encode(key().verifying_key().as_bytes()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    stdin.write_all(note.as_bytes()).ok()?;
+    drop(stdin);
+    child.wait_with_output().ok()
+}
+
 /// The note verifies with an implementation that shares no code with
 /// ours. Needs `python3` with `cryptography`; fails when `CI=true` if absent.
 #[test]
 fn checkpoint_verifies_with_an_independent_implementation() {
     let name = "infrabroker.test/signer";
     let note = cp().sign(name, &key());
-    let child = Command::new("python3")
-        .args(["-c", PY_VERIFY, name])
-        .arg(hex::encode(key().verifying_key().as_bytes()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
+    let Some(out) = py_verify(name, &note) else {
         assert!(std::env::var_os("CI").is_none(), "python3 is required");
         return;
     };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(note.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("No module named 'cryptography'") {
         assert!(std::env::var_os("CI").is_none(), "{stderr}");
@@ -106,19 +108,5 @@ fn checkpoint_verifies_with_an_independent_implementation() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     // And it rejects what ours rejects.
     let tampered = note.replacen("\n5\n", "\n6\n", 1);
-    let mut child = Command::new("python3")
-        .args(["-c", PY_VERIFY, name])
-        .arg(hex::encode(key().verifying_key().as_bytes()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(tampered.as_bytes())
-        .unwrap();
-    assert!(!child.wait().unwrap().success());
+    assert!(!py_verify(name, &tampered).unwrap().status.success());
 }
