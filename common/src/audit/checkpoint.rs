@@ -12,7 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::merkle::Hash;
+use super::AuditKey;
+use super::merkle::{self, Hash};
 
 /// One checkpoint: a commitment to the first `size` records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,41 @@ impl Checkpoint {
         let mut blob = key_id(name, &key.verifying_key()).to_vec();
         blob.extend_from_slice(&sig.to_bytes());
         format!("{body}\n\u{2014} {name} {}\n", STANDARD.encode(blob))
+    }
+
+    /// [`sign`](Self::sign) with a service's audit key.
+    pub fn sign_audit(&self, name: &str, key: &AuditKey) -> String {
+        self.sign(name, key.signing_key())
+    }
+
+    /// Parses a signed note whose signer name is its origin line (how
+    /// services sign their checkpoints) and checks its signature.
+    pub fn open_own(text: &str, key: &VerifyingKey) -> Result<Checkpoint, CheckpointError> {
+        let origin = text.lines().next().unwrap_or_default();
+        Self::open(text, origin, key)
+    }
+
+    /// Checks that the log whose record leaf hashes are `leaves` extends
+    /// this checkpoint: at least `size` records (else truncated) whose
+    /// first `size` reproduce `root` (else rewritten or forked).
+    pub fn check_log(&self, leaves: &[Hash]) -> Result<(), String> {
+        let Some(prefix) = usize::try_from(self.size)
+            .ok()
+            .and_then(|n| leaves.get(..n))
+        else {
+            return Err(format!(
+                "truncated: the log has {} records, the checkpoint commits to {}",
+                leaves.len(),
+                self.size
+            ));
+        };
+        if merkle::root(prefix) != self.root {
+            return Err(format!(
+                "rewritten or forked: the first {} records do not reproduce the checkpoint's root",
+                self.size
+            ));
+        }
+        Ok(())
     }
 
     /// Parses a signed note and checks that one of its signature lines is

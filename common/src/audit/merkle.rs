@@ -31,6 +31,23 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     h.finalize().into()
 }
 
+/// The leaf hashes of every complete line of the log at `path`.
+pub fn log_leaves(path: &std::path::Path) -> std::io::Result<Vec<Hash>> {
+    use std::io::BufRead as _;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut line = Vec::new();
+    let mut leaves = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(leaves);
+        }
+        if let Some(body) = line.strip_suffix(b"\n") {
+            leaves.push(leaf_hash(body));
+        }
+    }
+}
+
 /// Largest power of two strictly below `n` (for `n >= 2`).
 fn split(n: usize) -> usize {
     let mut k = 1;
