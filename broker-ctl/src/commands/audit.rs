@@ -130,7 +130,7 @@ pub fn prove(file: &Path, seq: u64, json: bool) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-fn hex(hash: &merkle::Hash) -> String {
+pub(super) fn hex(hash: &merkle::Hash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 

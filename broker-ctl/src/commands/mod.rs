@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod audit_proofs;
 mod doctor;
 mod krl;
 mod pki;
@@ -140,6 +141,23 @@ enum AuditCmd {
         #[arg(long)]
         origin: String,
     },
+    /// Check that checkpoint NEW extends checkpoint OLD (same origin, both
+    /// signed by the audit key) with a consistency proof built from LOG.
+    Consistency {
+        /// The older checkpoint.
+        old: PathBuf,
+        /// The newer checkpoint.
+        new: PathBuf,
+        /// The service's audit public key (`*-audit.pub`).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// The audit log both checkpoints were taken from.
+        #[arg(long)]
+        log: PathBuf,
+        /// Print the result and the proof as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the Merkle inclusion proof of record `seq` in the whole log.
     Prove {
         /// The audit log.
@@ -252,6 +270,13 @@ pub fn run(cli: Cli) -> Outcome {
             json,
         }) => audit::verify(&file, &pubkey, all_signatures, checkpoint.as_deref(), json),
         Command::Audit(AuditCmd::Prove { file, seq, json }) => audit::prove(&file, seq, json),
+        Command::Audit(AuditCmd::Consistency {
+            old,
+            new,
+            pubkey,
+            log,
+            json,
+        }) => audit_proofs::consistency(&old, &new, &pubkey, &log, json),
         Command::Audit(AuditCmd::Checkpoint { file, key, origin }) => {
             audit::checkpoint(&file, &key, &origin)
         }

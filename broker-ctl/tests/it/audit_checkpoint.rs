@@ -130,3 +130,51 @@ fn prove_prints_an_inclusion_proof_that_verifies() {
     let o = ctl(&["audit", "prove", log.to_str().unwrap(), "--seq", "14"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+fn consistency(old: &Path, new: &Path, pubkey: &Path, log: &Path) -> std::process::Output {
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (old, new, pubkey, log) = (s(old), s(new), s(pubkey), s(log));
+    ctl(&[
+        "audit",
+        "consistency",
+        &old,
+        &new,
+        "--pubkey",
+        &pubkey,
+        "--log",
+        &log,
+        "--json",
+    ])
+}
+
+#[test]
+fn consistency_accepts_an_extension_and_refuses_a_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, pubkey) = write_log(dir.path(), 5);
+    let old = dir.path().join("old");
+    std::fs::rename(checkpoint_of(dir.path(), &log), &old).unwrap();
+    let key = AuditKey::from_seed_file(dir.path().join("k.seed")).unwrap();
+    let writer = infrabroker_common::audit::AuditLog::open(&log, key).unwrap();
+    for i in 0..4u64 {
+        let mut m = serde_json::Map::new();
+        m.insert("serial".into(), i.into());
+        writer.append_blocking(m).unwrap();
+    }
+    drop(writer);
+    let new = checkpoint_of(dir.path(), &log);
+    let o = consistency(&old, &new, &pubkey, &log);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["old_size"].as_u64()),
+        (Some(true), Some(5))
+    );
+
+    // A different history of 9 records, signed with the same key: a fork.
+    std::fs::remove_file(&log).unwrap();
+    let (log, _) = write_log(dir.path(), 9);
+    let forked = checkpoint_of(dir.path(), &log);
+    let o = consistency(&old, &forked, &pubkey, &log);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("inconsistent"), "{}", text(&o));
+}
