@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod audit_proofs;
 mod doctor;
 mod krl;
 mod pki;
@@ -119,7 +120,52 @@ enum AuditCmd {
         /// Check every record's signature, not only the head's.
         #[arg(long)]
         all_signatures: bool,
+        /// A signed checkpoint (C2SP tlog-checkpoint) the log must extend:
+        /// detects truncation and rewrites.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a signed checkpoint (C2SP tlog-checkpoint note) of the log's
+    /// current records, signed with the service's audit key; ship it
+    /// off the host to detect later truncation or rewrites.
+    Checkpoint {
+        /// The audit log.
+        file: PathBuf,
+        /// The service's audit key seed file (`*-audit.seed`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The log's origin line, also the note's signer name.
+        #[arg(long)]
+        origin: String,
+    },
+    /// Check that checkpoint NEW extends checkpoint OLD (same origin, both
+    /// signed by the audit key) with a consistency proof built from LOG.
+    Consistency {
+        /// The older checkpoint.
+        old: PathBuf,
+        /// The newer checkpoint.
+        new: PathBuf,
+        /// The service's audit public key (`*-audit.pub`).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// The audit log both checkpoints were taken from.
+        #[arg(long)]
+        log: PathBuf,
+        /// Print the result and the proof as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Merkle inclusion proof of record `seq` in the whole log.
+    Prove {
+        /// The audit log.
+        file: PathBuf,
+        /// The record's seq.
+        #[arg(long)]
+        seq: u64,
+        /// Print the proof as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -220,8 +266,20 @@ pub fn run(cli: Cli) -> Outcome {
             file,
             pubkey,
             all_signatures,
+            checkpoint,
             json,
-        }) => audit::verify(&file, &pubkey, all_signatures, json),
+        }) => audit::verify(&file, &pubkey, all_signatures, checkpoint.as_deref(), json),
+        Command::Audit(AuditCmd::Prove { file, seq, json }) => audit::prove(&file, seq, json),
+        Command::Audit(AuditCmd::Consistency {
+            old,
+            new,
+            pubkey,
+            log,
+            json,
+        }) => audit_proofs::consistency(&old, &new, &pubkey, &log, json),
+        Command::Audit(AuditCmd::Checkpoint { file, key, origin }) => {
+            audit::checkpoint(&file, &key, &origin)
+        }
         Command::Audit(AuditCmd::Tail { file, lines }) => audit::tail(&file, lines),
         Command::Policy(PolicyCmd::Explain {
             config,

@@ -49,7 +49,7 @@ fn pki_init_writes_everything_and_refuses_to_overwrite() {
     assert_ne!(std::fs::read(out.join("ca.key")).unwrap(), before);
 }
 
-fn write_log(dir: &Path, n: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn write_log(dir: &Path, n: u64) -> (std::path::PathBuf, std::path::PathBuf) {
     let seed = dir.join("k.seed");
     std::fs::write(&seed, [9u8; 32]).unwrap();
     std::fs::set_permissions(&seed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();

@@ -7,6 +7,7 @@
     reason = "test code: a failed setup aborts the test with its message"
 )]
 
+mod audit_checkpoint;
 mod cli;
 mod doctor;
 mod krl;

@@ -73,11 +73,15 @@
 //! - `writer`: [`AuditLog`] and its group-commit thread.
 //! - `restore`: opening a log, verifying its tail and quarantining a torn line.
 //! - `verify`: [`verify_file`].
+//! - `checkpoint`: C2SP tlog-checkpoint notes signed with the audit key.
+//! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs.
 //! - `scan`: [`max_u64_field`].
 //! - `error`: [`AuditError`], [`VerifyError`].
 
+pub mod checkpoint;
 mod error;
 mod key;
+pub mod merkle;
 mod record;
 mod restore;
 mod scan;

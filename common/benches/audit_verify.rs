@@ -1,0 +1,75 @@
+//! Default-mode `audit verify` throughput (SPEC §11 / issue 11 target:
+//! ≥ 1,000,000 records/s): seals `RECORDS` signer-sized records with the
+//! real writer, then times `verify_file` (every hash link, the head
+//! signature) five times and prints the best and median rate.
+//! `cargo bench --workspace --bench audit_verify`.
+
+#![allow(clippy::unwrap_used, reason = "bench setup fails loudly")]
+
+use std::time::Instant;
+
+use infrabroker_common::audit::{AuditKey, AuditLog, VerifyOptions, verify_file};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+const RECORDS: u64 = 200_000;
+
+fn record(i: u64) -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "serial": i,
+        "key_id": format!("broker-01/deploy/{i}"),
+        "outcome": "issued",
+        "cn": "broker-01.example.net",
+        "target": "web-07:22",
+        "login": "deploy",
+        "force_command": "systemctl restart nginx",
+        "valid_after": 1_800_000_000u64,
+        "valid_before": 1_800_000_300u64,
+    }) else {
+        unreachable!()
+    };
+    map
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let key = AuditKey::from_seed(Zeroizing::new([5u8; 32]));
+    let public = key.verifying_key();
+    let log = AuditLog::open(&path, key).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for chunk in (1..=RECORDS).collect::<Vec<_>>().chunks(4096) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let log = log.clone();
+                    tokio::spawn(async move { log.append(record(i)).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        }
+    });
+    drop(log);
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let report = verify_file(&path, &public, VerifyOptions::default()).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(report.records, RECORDS);
+        rates.push(RECORDS as f64 / secs);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "audit verify (default mode): {RECORDS} records, {} bytes/record: best {:.0} records/s, median {:.0} records/s",
+        bytes / RECORDS,
+        rates[4],
+        rates[2]
+    );
+}

@@ -1,0 +1,222 @@
+//! RFC 6962 / RFC 9162 Merkle tree hashing over audit records: leaf =
+//! SHA-256(0x00 ‖ record line bytes without `\n`), interior node =
+//! SHA-256(0x01 ‖ left ‖ right), a tree of *n* leaves split at the largest
+//! power of two below *n*. Inclusion and consistency proofs are generated
+//! and verified as RFC 9162 §2.1.3 and §2.1.4 describe.
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 tree hash.
+pub type Hash = [u8; 32];
+
+/// Root of the empty tree: SHA-256 of the empty string.
+pub fn empty_root() -> Hash {
+    Sha256::digest([]).into()
+}
+
+/// The leaf hash of one record (its line without the newline).
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(data);
+    h.finalize().into()
+}
+
+/// The hash of an interior node.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The leaf hashes of every complete line of the log at `path`.
+pub fn log_leaves(path: &std::path::Path) -> std::io::Result<Vec<Hash>> {
+    use std::io::BufRead as _;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut line = Vec::new();
+    let mut leaves = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(leaves);
+        }
+        if let Some(body) = line.strip_suffix(b"\n") {
+            leaves.push(leaf_hash(body));
+        }
+    }
+}
+
+/// Largest power of two strictly below `n` (for `n >= 2`).
+fn split(n: usize) -> usize {
+    let mut k = 1;
+    while k << 1 < n {
+        k <<= 1;
+    }
+    k
+}
+
+/// Merkle Tree Hash of `leaves` (leaf hashes). Iterative: complete
+/// subtrees are merged on a stack, so it runs in O(n) with O(log n) memory.
+pub fn root(leaves: &[Hash]) -> Hash {
+    let mut stack: Vec<(Hash, u32)> = Vec::new();
+    for leaf in leaves {
+        let mut node = (*leaf, 0u32);
+        while let Some(&(top, height)) = stack.last() {
+            if height != node.1 {
+                break;
+            }
+            stack.pop();
+            node = (node_hash(&top, &node.0), height + 1);
+        }
+        stack.push(node);
+    }
+    // Right-most incomplete subtrees fold from the right, as MTH does.
+    let mut acc: Option<Hash> = None;
+    while let Some((hash, _)) = stack.pop() {
+        acc = Some(match acc {
+            None => hash,
+            Some(right) => node_hash(&hash, &right),
+        });
+    }
+    acc.unwrap_or_else(empty_root)
+}
+
+/// The inclusion proof (audit path) of leaf `index` in the tree of
+/// `leaves`, or `None` when `index` is out of range.
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    (index < leaves.len()).then(|| {
+        let mut proof = Vec::new();
+        path(leaves, index, &mut proof);
+        proof
+    })
+}
+
+fn path(leaves: &[Hash], index: usize, out: &mut Vec<Hash>) {
+    if leaves.len() <= 1 {
+        return;
+    }
+    let k = split(leaves.len());
+    let (left, right) = leaves.split_at(k);
+    if index < k {
+        path(left, index, out);
+        out.push(root(right));
+    } else {
+        path(right, index - k, out);
+        out.push(root(left));
+    }
+}
+
+/// Verifies that `leaf` is leaf `index` of a tree of `size` leaves with
+/// root `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
+    if index >= size {
+        return false;
+    }
+    let mut r = *leaf;
+    let complete = walk(index, size - 1, proof, |p, left| {
+        r = if left {
+            node_hash(p, &r)
+        } else {
+            node_hash(&r, p)
+        };
+    });
+    complete && r == *root
+}
+
+/// The proof walk both RFC 9162 verifiers share: for each proof hash,
+/// calls `step(hash, sibling_is_left)` while climbing from node `fn_` of
+/// the last node `sn`. False if the proof is longer than the tree is high
+/// or too short to reach the root.
+fn walk(mut fn_: u64, mut sn: u64, proof: &[Hash], mut step: impl FnMut(&Hash, bool)) -> bool {
+    for p in proof {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            step(p, true);
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            step(p, false);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    sn == 0
+}
+
+/// The consistency proof between the first `old` leaves and all of
+/// `leaves` (RFC 9162 §2.1.4.1), or `None` unless `0 < old <= len`.
+pub fn consistency_proof(leaves: &[Hash], old: usize) -> Option<Vec<Hash>> {
+    (old > 0 && old <= leaves.len()).then(|| {
+        let mut proof = Vec::new();
+        subproof(old, leaves, true, &mut proof);
+        proof
+    })
+}
+
+fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !complete {
+            out.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    let (left, right) = leaves.split_at(k);
+    if m <= k {
+        subproof(m, left, complete, out);
+        out.push(root(right));
+    } else {
+        subproof(m - k, right, false, out);
+        out.push(root(left));
+    }
+}
+
+/// Verifies that the tree of `old` leaves with root `old_root` is a prefix
+/// of the tree of `new` leaves with root `new_root` (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> bool {
+    if old == 0 || old > new {
+        return false;
+    }
+    if old == new {
+        return proof.is_empty() && old_root == new_root;
+    }
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if old.is_power_of_two() {
+        path.push(*old_root);
+    }
+    path.extend_from_slice(proof);
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let (mut fn_, mut sn) = (old - 1, new - 1);
+    while fn_ & 1 == 1 {
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    let complete = walk(fn_, sn, rest, |c, left| {
+        if left {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+        } else {
+            sr = node_hash(&sr, c);
+        }
+    });
+    complete && fr == *old_root && sr == *new_root
+}
+
+#[cfg(test)]
+mod tests;
