@@ -109,36 +109,7 @@ fn secs(o: &Obj<'_>, key: &str, default: u64, min: u64, max: u64) -> Duration {
 
 fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfig> {
     let root = Obj::new(v, "", errs)?;
-    let signer = root.opt_obj("signer");
-    if signer.is_none() && root.raw("signer").is_none() {
-        root.error("signer", "is required");
-    }
-    let signer = signer.and_then(|s| {
-        let url = s.str("url");
-        if let Some(u) = &url
-            && !u.starts_with("https://")
-        {
-            s.error("url", "must be an https:// URL");
-        }
-        let client_cert = path(&s, "client_cert", base);
-        let client_key = path(&s, "client_key", base);
-        let ca = path(&s, "ca", base);
-        let approval_wait = secs(&s, "approval_wait_seconds", 300, 0, 3600);
-        let request_timeout = secs(&s, "request_timeout_seconds", 10, 1, 120);
-        let endpoint = match (url, client_cert, client_key, ca) {
-            (Some(url), Some(client_cert), Some(client_key), Some(ca)) => Some(SignerEndpoint {
-                url,
-                client_cert,
-                client_key,
-                ca,
-                approval_wait,
-                request_timeout,
-            }),
-            _ => None,
-        };
-        s.finish();
-        endpoint
-    });
+    let signer = read_signer(&root, base);
     let hosts_refresh = secs(&root, "hosts_refresh_seconds", 300, 5, 86_400);
     let audit_log = path(&root, "audit_log", base);
     let audit_key = path(&root, "audit_key", base);
@@ -210,6 +181,40 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         resource_url,
         oauth,
         http,
+    })
+}
+
+/// `signer`: where the signer is and this broker's identity toward it.
+fn read_signer(root: &Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
+    let signer = root.opt_obj("signer");
+    if signer.is_none() && root.raw("signer").is_none() {
+        root.error("signer", "is required");
+    }
+    signer.and_then(|s| {
+        let url = s.str("url");
+        if let Some(u) = &url
+            && !u.starts_with("https://")
+        {
+            s.error("url", "must be an https:// URL");
+        }
+        let client_cert = path(&s, "client_cert", base);
+        let client_key = path(&s, "client_key", base);
+        let ca = path(&s, "ca", base);
+        let approval_wait = secs(&s, "approval_wait_seconds", 300, 0, 3600);
+        let request_timeout = secs(&s, "request_timeout_seconds", 10, 1, 120);
+        let endpoint = match (url, client_cert, client_key, ca) {
+            (Some(url), Some(client_cert), Some(client_key), Some(ca)) => Some(SignerEndpoint {
+                url,
+                client_cert,
+                client_key,
+                ca,
+                approval_wait,
+                request_timeout,
+            }),
+            _ => None,
+        };
+        s.finish();
+        endpoint
     })
 }
 
