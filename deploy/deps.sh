@@ -28,7 +28,7 @@ done
 # Debian packages: the demo needs a real sshd and the account tools; the
 # tests also need the login shells of the shell matrix, PostgreSQL,
 # SoftHSM2, Chromium, asciinema, Python and Node for the independent clients.
-demo_pkgs=(openssh-server openssh-client sudo iproute2 make procps util-linux passwd ca-certificates)
+demo_pkgs=(openssh-server openssh-client sudo iproute2 make procps util-linux passwd ca-certificates libsqlite3-dev)
 test_pkgs=(asciinema python3 python3-pip nodejs npm postgresql softhsm2 opensc
   chromium chromium-driver fish tcsh csh zsh mksh busybox systemd)
 pkgs=("${demo_pkgs[@]}")

@@ -25,11 +25,14 @@
 //! - [`netns`]: network namespaces, veth links and a ready-made
 //!   client → bastion(s) → target topology behind a safety `unreachable`
 //!   route.
+//! - [`postgres`]: a private PostgreSQL cluster per test (initdb, pg_ctl),
+//!   stoppable like a crash and startable again.
 //! - [`stack`]: the infrabroker services as real processes (dev PKI, signer).
 
 pub mod client;
 pub mod monitor;
 pub mod netns;
+pub mod postgres;
 pub mod prereq;
 pub mod process;
 pub mod sshd;

@@ -1,0 +1,102 @@
+//! The versioned schema of both backends. A migration is applied once, in
+//! order, inside one transaction that also records its number in
+//! `schema_version`; a database whose version is newer than this build
+//! knows is refused (an older replica must not write to a newer schema).
+//!
+//! The two dialects differ only where they must (`BIGINT` vs `INTEGER`,
+//! `BOOLEAN` vs `INTEGER`), so the same queries work on both.
+
+/// Migrations for SQLite, by version (index + 1).
+pub const SQLITE: &[&str] = &[r"
+CREATE TABLE approvals (
+    id          TEXT PRIMARY KEY,
+    caller      TEXT NOT NULL,
+    open        INTEGER NOT NULL,
+    deadline_ms INTEGER,
+    purge_at_ms INTEGER,
+    created_ms  INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    version     INTEGER NOT NULL
+);
+CREATE INDEX approvals_deadline ON approvals (deadline_ms) WHERE open = 1;
+CREATE INDEX approvals_purge ON approvals (purge_at_ms) WHERE purge_at_ms IS NOT NULL;
+CREATE INDEX approvals_caller_open ON approvals (caller) WHERE open = 1;
+CREATE TABLE claims (
+    topic  TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    owner  TEXT NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (topic, key)
+);
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    next INTEGER NOT NULL
+);
+CREATE TABLE freezes (
+    id         TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    ended_ms   INTEGER,
+    body       TEXT NOT NULL
+);
+CREATE TABLE grants (
+    id         TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    ended_ms   INTEGER,
+    body       TEXT NOT NULL
+);
+"];
+
+/// Migrations for PostgreSQL, by version (index + 1).
+pub const POSTGRES: &[&str] = &[r"
+CREATE TABLE approvals (
+    id          TEXT PRIMARY KEY,
+    caller      TEXT NOT NULL,
+    open        BOOLEAN NOT NULL,
+    deadline_ms BIGINT,
+    purge_at_ms BIGINT,
+    created_ms  BIGINT NOT NULL,
+    body        TEXT NOT NULL,
+    version     BIGINT NOT NULL
+);
+CREATE INDEX approvals_deadline ON approvals (deadline_ms) WHERE open;
+CREATE INDEX approvals_purge ON approvals (purge_at_ms) WHERE purge_at_ms IS NOT NULL;
+CREATE INDEX approvals_caller_open ON approvals (caller) WHERE open;
+CREATE TABLE claims (
+    topic  TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    owner  TEXT NOT NULL,
+    at_ms  BIGINT NOT NULL,
+    PRIMARY KEY (topic, key)
+);
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    next BIGINT NOT NULL
+);
+CREATE TABLE freezes (
+    id         TEXT PRIMARY KEY,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    ended_ms   BIGINT,
+    body       TEXT NOT NULL
+);
+CREATE TABLE grants (
+    id         TEXT PRIMARY KEY,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    ended_ms   BIGINT,
+    body       TEXT NOT NULL
+);
+"];
+
+/// The version table both backends create first.
+pub const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)";
+
+/// The refusal for a database newer than this build.
+pub fn too_new(found: i64, known: usize) -> crate::StoreError {
+    crate::StoreError::Corrupt(format!(
+        "the database is at schema version {found}, newer than this build knows ({known}); \
+         upgrade this service before pointing it at that database"
+    ))
+}
