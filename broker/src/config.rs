@@ -14,8 +14,9 @@ use crate::http::settings::{self, HttpSettings, OAuthSettings};
 /// How to reach the signer (or a control plane in front of it).
 #[derive(Debug, Clone)]
 pub struct SignerEndpoint {
-    /// `https://host:port`.
-    pub url: String,
+    /// `https://host:port` of each replica, in order of preference
+    /// (`signer.url` is one URL or a list).
+    pub urls: Vec<String>,
     /// Client certificate presented to the signer.
     pub client_cert: PathBuf,
     /// Its key (0600).
@@ -191,20 +192,15 @@ fn read_signer(root: &Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
         root.error("signer", "is required");
     }
     signer.and_then(|s| {
-        let url = s.str("url");
-        if let Some(u) = &url
-            && !u.starts_with("https://")
-        {
-            s.error("url", "must be an https:// URL");
-        }
+        let url = signer_urls(&s);
         let client_cert = path(&s, "client_cert", base);
         let client_key = path(&s, "client_key", base);
         let ca = path(&s, "ca", base);
         let approval_wait = secs(&s, "approval_wait_seconds", 300, 0, 3600);
         let request_timeout = secs(&s, "request_timeout_seconds", 10, 1, 120);
         let endpoint = match (url, client_cert, client_key, ca) {
-            (Some(url), Some(client_cert), Some(client_key), Some(ca)) => Some(SignerEndpoint {
-                url,
+            (Some(urls), Some(client_cert), Some(client_key), Some(ca)) => Some(SignerEndpoint {
+                urls,
                 client_cert,
                 client_key,
                 ca,
@@ -216,6 +212,40 @@ fn read_signer(root: &Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
         s.finish();
         endpoint
     })
+}
+
+/// Most signer (or control-plane) replicas a broker fails over between.
+pub const MAX_SIGNER_URLS: usize = 8;
+
+/// `signer.url`: one `https://` URL, or a list of them (replicas, tried in
+/// order on connection errors and timeouts).
+fn signer_urls(s: &Obj<'_>) -> Option<Vec<String>> {
+    let urls = match s.raw("url") {
+        Some(serde_json::Value::Array(_)) => s.str_list("url"),
+        Some(_) => s.str("url").into_iter().collect(),
+        None => {
+            s.error("url", "is required");
+            return None;
+        }
+    };
+    let mut ok = !urls.is_empty();
+    if urls.is_empty() {
+        s.error("url", "must name at least one https:// URL");
+    }
+    if urls.len() > MAX_SIGNER_URLS {
+        s.error("url", format!("at most {MAX_SIGNER_URLS} URLs"));
+        ok = false;
+    }
+    for (i, u) in urls.iter().enumerate() {
+        if !u.starts_with("https://") {
+            s.error("url", "must be an https:// URL");
+            ok = false;
+        } else if urls[..i].contains(u) {
+            s.error("url", format!("{u:?} is listed twice"));
+            ok = false;
+        }
+    }
+    ok.then_some(urls)
 }
 
 /// An optional `ip:port` setting.
@@ -295,6 +325,34 @@ mod tests {
             "rest_callers.x.groups: unknown field",
         ] {
             assert!(e.contains(needle), "{needle} missing in:\n{e}");
+        }
+    }
+
+    fn with_url(url: &str) -> Result<BrokerConfig, ConfigErrors> {
+        BrokerConfig::from_text(
+            &format!(
+                r#"{{"signer": {{"url": {url}, "client_cert": "c", "client_key": "k", "ca": "ca"}},
+                    "audit_log": "l", "audit_key": "s"}}"#
+            ),
+            Path::new("/etc/ib"),
+        )
+    }
+
+    #[test]
+    fn signer_url_is_one_url_or_a_list_of_replicas() {
+        let one = with_url(r#""https://s1:9443""#).unwrap();
+        assert_eq!(one.signer.urls, ["https://s1:9443"]);
+        let two = with_url(r#"["https://s1:9443", "https://s2:9443"]"#).unwrap();
+        assert_eq!(two.signer.urls, ["https://s1:9443", "https://s2:9443"]);
+        for (bad, needle) in [
+            ("[]", "at least one"),
+            (r#"["https://s1", "http://s2"]"#, "must be an https:// URL"),
+            (r#"["https://s1", "https://s1"]"#, "listed twice"),
+            ("[1]", "expected a string"),
+            (&format!("{:?}", vec!["https://s"; 9]), "at most 8"),
+        ] {
+            let e = with_url(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {needle} missing in {e}");
         }
     }
 }

@@ -1,20 +1,26 @@
 //! The broker's view of the signer: the host list (cached, refreshed) and
 //! certificate requests.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use hyper::Method;
-use infrabroker_common::client::{ClientError, MtlsClient};
+use infrabroker_common::client::{ClientError, MtlsClient, RawResponse};
 use infrabroker_common::wire::{HostsResponse, SignRequest, SignResponse};
 
 use crate::api::ToolError;
 use crate::config::SignerEndpoint;
 
-/// Calls to the signer.
+/// Calls to the signer: one client per replica of `signer.url`, tried in
+/// turn from the one that answered last (a sticky preference), moving on
+/// only when a replica cannot be reached or does not answer in time. An
+/// answer of any kind — a refusal included — is final: replicas share one
+/// policy and one store, so another replica would answer the same.
 #[derive(Debug, Clone)]
 pub struct SignerApi {
-    client: MtlsClient,
+    clients: Arc<[(String, MtlsClient)]>,
+    preferred: Arc<AtomicUsize>,
     /// Longest wait for an approval held by a control plane.
     approval_wait: std::time::Duration,
 }
@@ -42,24 +48,75 @@ pub fn tool_error(e: ClientError) -> ToolError {
 impl SignerApi {
     /// A client for `endpoint`.
     pub fn new(endpoint: &SignerEndpoint) -> Result<SignerApi, ClientError> {
+        let clients = endpoint
+            .urls
+            .iter()
+            .map(|url| {
+                let c = MtlsClient::new(
+                    url,
+                    &endpoint.ca,
+                    &endpoint.client_cert,
+                    &endpoint.client_key,
+                    endpoint.request_timeout,
+                )?;
+                Ok((url.clone(), c))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        if clients.is_empty() {
+            return Err(ClientError::Url(String::new()));
+        }
         Ok(SignerApi {
-            client: MtlsClient::new(
-                &endpoint.url,
-                &endpoint.ca,
-                &endpoint.client_cert,
-                &endpoint.client_key,
-                endpoint.request_timeout,
-            )?,
+            clients: clients.into(),
+            preferred: Arc::new(AtomicUsize::new(0)),
             approval_wait: endpoint.approval_wait,
         })
     }
 
+    /// The replica calls go to first (index into `signer.url`).
+    pub fn preferred(&self) -> usize {
+        self.preferred.load(Ordering::Relaxed)
+    }
+
+    /// One call, failing over between replicas on connection errors and
+    /// timeouts; the error of the last replica tried if none answered.
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawResponse, ClientError> {
+        let n = self.clients.len();
+        let start = self.preferred() % n;
+        let mut last = ClientError::Url(String::new());
+        for k in 0..n {
+            let i = (start + k) % n;
+            let (url, client) = &self.clients[i];
+            match client.call_raw(method.clone(), path, body.clone()).await {
+                Err(e @ ClientError::Unreachable { .. }) => {
+                    if n > 1 {
+                        tracing::warn!(%url, error = %e, "signer replica unreachable; trying the next");
+                    }
+                    last = e;
+                }
+                answer => {
+                    if i != start {
+                        tracing::info!(%url, "signer calls now go to this replica first");
+                        self.preferred.store(i, Ordering::Relaxed);
+                    }
+                    return answer;
+                }
+            }
+        }
+        Err(last)
+    }
+
     /// `GET /v1/hosts`.
     pub async fn hosts(&self) -> Result<HostsResponse, ToolError> {
-        self.client
-            .call(Method::GET, "/v1/hosts", None::<&()>)
+        let raw = self
+            .call_raw(Method::GET, "/v1/hosts", None)
             .await
-            .map_err(tool_error)
+            .map_err(tool_error)?;
+        infrabroker_common::client::decode(raw).map_err(tool_error)
     }
 
     /// `POST /v1/sign`. A control plane may answer `202 {approval_id}`:
@@ -67,7 +124,7 @@ impl SignerApi {
     /// arrives, is refused, or `approval_wait` has passed.
     pub async fn sign(&self, req: &SignRequest) -> Result<SignResponse, ToolError> {
         use hyper::StatusCode;
-        use infrabroker_common::client::{RawResponse, decode};
+        use infrabroker_common::client::decode;
         use std::time::Duration;
 
         // Not `ErrorBody`: a control plane has reason codes of its own
@@ -100,7 +157,6 @@ impl SignerApi {
         }
 
         let raw = self
-            .client
             .call_raw(
                 hyper::Method::POST,
                 "/v1/sign",
@@ -135,7 +191,6 @@ impl SignerApi {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
             let raw = match self
-                .client
                 .call_raw(hyper::Method::GET, &format!("/v1/sign/result/{id}"), None)
                 .await
             {
@@ -148,6 +203,12 @@ impl SignerApi {
             };
             match raw.status {
                 StatusCode::ACCEPTED => continue,
+                // The control plane's store or audit log is down for a
+                // moment: nothing was decided; poll again within the deadline.
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    tracing::warn!(approval_id = %id, "approval poll answered 503; retrying");
+                    continue;
+                }
                 StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT | StatusCode::GONE => {
                     let (code, message) = refusal(&raw).unwrap_or_default();
                     let code = match raw.status {

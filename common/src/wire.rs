@@ -255,6 +255,9 @@ pub enum ReasonCode {
     ReloadFailed,
     /// The audit record could not be written; nothing was issued.
     AuditUnavailable,
+    /// The state store (SQLite or PostgreSQL) could not be used; nothing
+    /// was issued.
+    StoreUnavailable,
     /// An unexpected internal failure; nothing was issued.
     Internal,
     /// No such route.
@@ -298,6 +301,7 @@ impl ReasonCode {
             ReasonCode::ReloadForbidden => "reload_forbidden",
             ReasonCode::ReloadFailed => "reload_failed",
             ReasonCode::AuditUnavailable => "audit_unavailable",
+            ReasonCode::StoreUnavailable => "store_unavailable",
             ReasonCode::Internal => "internal",
             ReasonCode::NotFound => "not_found",
             ReasonCode::SigningFailed => "signing_failed",
@@ -394,6 +398,7 @@ mod tests {
             ReasonCode::ReloadForbidden,
             ReasonCode::ReloadFailed,
             ReasonCode::AuditUnavailable,
+            ReasonCode::StoreUnavailable,
             ReasonCode::Internal,
             ReasonCode::NotFound,
             ReasonCode::SigningFailed,

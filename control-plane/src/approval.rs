@@ -117,7 +117,7 @@ impl Via {
 }
 
 /// Someone deciding: an identity and the channel used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decider {
     /// Operator CN or the reviewer's configured name.
     pub id: String,
@@ -127,7 +127,7 @@ pub struct Decider {
 
 /// Something a guardrail has not seen before for a subject, learned once
 /// the approval it caused is collected.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Novelty {
     /// A host never reached by the subject.
     Host(String),
@@ -146,8 +146,8 @@ impl Novelty {
     }
 }
 
-/// One held sign request.
-#[derive(Debug, Clone, PartialEq)]
+/// One held sign request (stored as JSON in the state store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     /// 128-bit random id, lowercase hex.
     pub id: String,
@@ -258,11 +258,23 @@ impl Approval {
         who == self.caller || self.request.end_user.as_deref() == Some(who)
     }
 
-    /// Moves a pending or approved request past its deadline to `Expired`.
-    /// True if it did (the caller audits the timeout).
+    /// When an open request expires unless acted on: its deadline while
+    /// pending or approved; for an issuing step, the deadline plus
+    /// [`ISSUING_GRACE_MS`] (a replica that crashed mid-collection leaves
+    /// the step open; it is then spent as expired, never issued twice).
+    /// `None` once final.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self.status {
+            Status::Pending | Status::Approved => Some(self.expires_ms),
+            Status::Issuing => Some(self.expires_ms.saturating_add(ISSUING_GRACE_MS)),
+            Status::Used | Status::Denied | Status::Expired => None,
+        }
+    }
+
+    /// Moves an open request past its [`Approval::deadline_ms`] to
+    /// `Expired`. True if it did (the caller audits the timeout).
     pub fn expire_if_due(&mut self, now_ms: u64) -> bool {
-        let live = matches!(self.status, Status::Pending | Status::Approved);
-        if live && now_ms >= self.expires_ms {
+        if self.deadline_ms().is_some_and(|d| now_ms >= d) {
             self.status = Status::Expired;
             self.decided_ms = Some(now_ms);
             true
@@ -368,6 +380,10 @@ impl Approval {
         }
     }
 }
+
+/// How long past its collection deadline an issuing step may stay open
+/// before it is taken for abandoned (far longer than any signer call).
+pub const ISSUING_GRACE_MS: u64 = 5 * 60 * 1000;
 
 /// A fresh approval id: 128 random bits in lowercase hex.
 pub fn new_id() -> String {

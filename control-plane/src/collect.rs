@@ -22,7 +22,7 @@ use crate::config::GuardMode;
 use crate::error::{ApiError, Code};
 use crate::sign::{dry_run, finish_forward, policy_tier, refuse, unreachable};
 use crate::state::{Clock, Shared};
-use crate::store::ApprovalStore;
+use crate::store::Approvals;
 
 /// The signer's answer asks for an approval: `403 needs_approval`, or —
 /// for a preflight, which is a dry run — a `200` whose decision requires
@@ -53,7 +53,7 @@ fn decided_tier(a: &Approval) -> Tier {
 /// [`Issuing::answered`]: spent (a certificate may have been issued) and
 /// audited as `approval-abandoned`.
 pub struct Issuing {
-    store: Arc<dyn ApprovalStore>,
+    store: Approvals,
     clock: Arc<dyn Clock>,
     audit: infrabroker_common::audit::AuditLog,
     id: String,
@@ -77,12 +77,16 @@ impl Issuing {
         }
     }
 
-    /// Ends the step: spent when `spent`, else back to approved.
-    fn end(&mut self, spent: bool) {
+    /// Ends the step: spent when `spent`, else back to approved. A store
+    /// that fails here leaves the step `issuing` until its deadline passes
+    /// (then it expires, spent): never a second issuance.
+    async fn end(&mut self, spent: bool) {
         self.record = None;
         let now = self.clock.now_ms();
-        self.store
-            .update(&self.id, &mut |a| a.finish_issuing(spent, now));
+        let _ = self
+            .store
+            .update(&self.id, |a| a.finish_issuing(spent, now))
+            .await;
     }
 }
 
@@ -92,8 +96,7 @@ impl Drop for Issuing {
             return;
         };
         let now = self.clock.now_ms();
-        self.store
-            .update(&self.id, &mut |a| a.finish_issuing(true, now));
+        let (store, id) = (self.store.clone(), self.id.clone());
         r.insert("outcome".into(), "approval-abandoned".into());
         r.insert(
             "err".into(),
@@ -102,6 +105,7 @@ impl Drop for Issuing {
         let audit = self.audit.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
+                let _ = store.update(&id, |a| a.finish_issuing(true, now)).await;
                 if let Err(e) = audit.append(r).await {
                     tracing::error!(error = %e, "audit record of an abandoned collection could not be written");
                 }
@@ -118,11 +122,11 @@ pub async fn issue(s: &Shared, r: Map<String, Value>, cn: &str, a: &Approval) ->
     match rejudge(s, a, &fwd).await {
         Ok(None) => {}
         Ok(Some(raw)) => {
-            step.end(true);
+            step.end(true).await;
             return finish_forward(s, r, &raw, &a.subject, &[]).await;
         }
         Err((e, spent)) => {
-            step.end(spent);
+            step.end(spent).await;
             return refuse(s, r, e).await;
         }
     }
@@ -133,11 +137,11 @@ pub async fn issue(s: &Shared, r: Map<String, Value>, cn: &str, a: &Approval) ->
             // The signer may have issued before the answer was lost: the
             // approval is spent either way, so a second certificate can
             // never come out of one approval.
-            step.end(true);
+            step.end(true).await;
             return refuse(s, r, unreachable(&e)).await;
         }
     };
-    step.end(true);
+    step.end(true).await;
     finish_forward(s, r, &raw, &a.subject, &a.learn).await
 }
 

@@ -173,6 +173,9 @@ pub struct ControlPlaneConfig {
     pub monitor_listen: Option<SocketAddr>,
     /// Which operator CNs, OIDC subjects and REST CNs are the same person.
     pub identities: IdentityMap,
+    /// Where approvals live (`store`, or upstream's `state_db`; default
+    /// SQLite beside the audit log).
+    pub store: infrabroker_store::StoreConfig,
 }
 
 impl ControlPlaneConfig {
@@ -286,6 +289,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
     };
     let monitor_listen = socket_addr(&root, "monitor_listen");
     let identities = identity::read(&root);
+    let store = infrabroker_store::StoreConfig::read(&root, base, audit_log.as_deref());
     if let Some(a) = &approval {
         // A broker that may also approve could approve other brokers'
         // requests; keep requesters and approvers apart.
@@ -312,6 +316,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         audit_fail_mode,
         monitor_listen,
         identities,
+        store: store?,
     })
 }
 
@@ -625,7 +630,7 @@ mod tests {
                          "reviewer": {"listen": "0.0.0.0:1", "token_file": "t"},
                          "learn": true},
             "behavior": {"mode": "panic", "max_subjects": 0},
-            "state_db": "x.db",
+            "store": {"sqlite": "x.db", "postgres": {"url": "postgresql://db/ib"}},
             "audit_log": "l", "audit_key": "k"
         }"#;
         let e = ControlPlaneConfig::from_text(text, Path::new("/"))
@@ -647,7 +652,7 @@ mod tests {
             "approval.learn: unknown field",
             "behavior.mode: \"panic\" is not",
             "behavior.max_subjects: must be between",
-            "state_db: unknown field",
+            "store: name either `sqlite` or `postgres`, not both",
         ] {
             assert!(e.contains(needle), "{needle} missing in:\n{e}");
         }

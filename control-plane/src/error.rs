@@ -82,6 +82,9 @@ pub enum Code {
     SignerUnavailable,
     /// The audit record could not be written; nothing was done.
     AuditUnavailable,
+    /// The state store (SQLite or PostgreSQL) could not be used; nothing
+    /// was decided or issued.
+    StoreUnavailable,
     /// No such route.
     NotFound,
     /// Missing or wrong bearer token (reviewer endpoint).
@@ -112,6 +115,7 @@ impl Code {
             Code::RateLimited => "rate_limited",
             Code::SignerUnavailable => "signer_unavailable",
             Code::AuditUnavailable => "audit_unavailable",
+            Code::StoreUnavailable => "store_unavailable",
             Code::NotFound => "not_found",
             Code::Unauthorized => "unauthorized",
             Code::CsrfInvalid => "csrf_invalid",
@@ -138,7 +142,7 @@ impl Code {
             Code::ApprovalUsed => StatusCode::GONE,
             Code::RateLimited | Code::TooManyPending => StatusCode::TOO_MANY_REQUESTS,
             Code::SignerUnavailable => StatusCode::BAD_GATEWAY,
-            Code::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::AuditUnavailable | Code::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -213,6 +217,7 @@ mod tests {
             Code::RateLimited,
             Code::SignerUnavailable,
             Code::AuditUnavailable,
+            Code::StoreUnavailable,
             Code::NotFound,
             Code::Unauthorized,
         ] {

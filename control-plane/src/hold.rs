@@ -1,9 +1,7 @@
 //! The approval operations on [`Shared`]: create, decide, escalate, collect
-//! and sweep. Each state change happens inside one
-//! [`ApprovalStore::update`](crate::store::ApprovalStore::update) and is
-//! audited right after; refused attempts are audited too.
-
-use std::time::Duration;
+//! and sweep. Each state change is one compare-and-set in the state store
+//! ([`Approvals::update`](crate::store::Approvals::update)) and is audited
+//! right after; refused attempts are audited too.
 
 use infrabroker_common::wire::SignRequest;
 use serde_json::{Map, Value};
@@ -86,7 +84,7 @@ impl Shared {
         // Recorded before it exists: an approval nobody can trace is worse
         // than a request refused for a broken log.
         self.record(r).await?;
-        if !self.store.insert(a.clone()) {
+        if !self.store.insert(&a).await? {
             return Err(ApiError::new(
                 Code::AuditUnavailable,
                 "approval id collision; retry",
@@ -101,13 +99,8 @@ impl Shared {
     /// open approvals (each up to a request body, each announced).
     async fn check_pending_cap(&self, caller: &str, req: &SignRequest) -> Result<(), ApiError> {
         let cap = self.cfg.approval.max_pending_per_caller;
-        let open = self
-            .store
-            .list()
-            .iter()
-            .filter(|a| a.caller == caller && !a.status.is_final())
-            .count();
-        if open < cap {
+        let open = self.store.open_count(caller).await?;
+        if open < u64::try_from(cap).unwrap_or(u64::MAX) {
             return Ok(());
         }
         let e = ApiError::new(
@@ -132,7 +125,13 @@ impl Shared {
         let notifier = self.notifier.clone();
         let audit = self.audit.clone();
         let metrics = self.metrics.clone();
+        let (store, replica, now) = (self.store.clone(), self.replica.clone(), self.now_ms());
         tokio::spawn(async move {
+            // One announcement per request across every replica.
+            match store.claim_announcement(&view.id, &replica, now).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            }
             if let Err(why) = notifier.deliver(&view).await {
                 metrics.notify_failure();
                 tracing::warn!(approval_id = %view.id, error = %why, "approval notification given up");
@@ -152,7 +151,8 @@ impl Shared {
         let mut expired = false;
         let a = self
             .store
-            .update(id, &mut |a| expired = a.expire_if_due(now))
+            .update(id, |a| expired = a.expire_if_due(now))
+            .await?
             .ok_or_else(|| unknown(id))?;
         if expired {
             self.audit_timeout(&a).await;
@@ -161,9 +161,15 @@ impl Shared {
     }
 
     /// Every approval held, deadlines applied.
-    pub async fn approvals(&self) -> Vec<ApprovalView> {
+    pub async fn approvals(&self) -> Result<Vec<ApprovalView>, ApiError> {
         self.sweep().await;
-        self.store.list().iter().map(Approval::view).collect()
+        Ok(self
+            .store
+            .list()
+            .await?
+            .iter()
+            .map(Approval::view)
+            .collect())
     }
 
     /// Approves or denies `id` as `who`.
@@ -180,12 +186,13 @@ impl Shared {
         let mut outcome = Ok(());
         let a = self
             .store
-            .update(id, &mut |a| {
+            .update(id, |a| {
                 expired = a.expire_if_due(now);
                 outcome = a
                     .refuse_tied(who, &self.cfg.identities)
                     .and_then(|()| a.decide(who, approve, reason, now, window));
             })
+            .await?
             .ok_or_else(|| unknown(id))?;
         if expired {
             self.audit_timeout(&a).await;
@@ -225,10 +232,11 @@ impl Shared {
         let mut outcome = Ok(());
         let a = self
             .store
-            .update(id, &mut |a| {
+            .update(id, |a| {
                 expired = a.expire_if_due(now);
                 outcome = a.escalate(who, reason);
             })
+            .await?
             .ok_or_else(|| unknown(id))?;
         if expired {
             self.audit_timeout(&a).await;
@@ -276,12 +284,13 @@ impl Shared {
         let mut found = None;
         let a = self
             .store
-            .update(id, &mut |a| {
+            .update(id, |a| {
                 if a.caller == caller {
                     expired = a.expire_if_due(now);
                     found = Some(a.collect());
                 }
             })
+            .await?
             .ok_or_else(|| unknown(id))?;
         if expired {
             self.audit_timeout(&a).await;
@@ -305,22 +314,36 @@ impl Shared {
     }
 
     /// Ends an issuing step begun by [`Shared::collect`].
-    pub fn end_issuing(&self, id: &str, answered: bool) {
+    pub async fn end_issuing(&self, id: &str, answered: bool) -> Result<(), ApiError> {
         let now = self.now_ms();
         self.store
-            .update(id, &mut |a| a.finish_issuing(answered, now));
+            .update(id, |a| a.finish_issuing(answered, now))
+            .await
+            .map(|_| ())
     }
 
-    /// Applies deadlines (auditing each timeout) and forgets decided
-    /// requests older than `purge_after_seconds`.
+    /// Applies deadlines (auditing each timeout, once across replicas: only
+    /// the compare-and-set that expires a request audits it) and forgets
+    /// decided requests older than `purge_after_seconds`. A store failure
+    /// is logged and retried on the next sweep.
     pub async fn sweep(&self) {
         let now = self.now_ms();
-        let purge_ms = duration_ms(self.cfg.approval.purge_after);
-        let expired = self.store.sweep(&mut |a| a.expire_if_due(now), &|a| {
-            a.status.is_final() && a.decided_ms.unwrap_or(now).saturating_add(purge_ms) <= now
-        });
-        for a in expired {
-            self.audit_timeout(&a).await;
+        if let Ok(due) = self.store.due(now).await {
+            for a in due {
+                let mut expired = false;
+                if let Ok(Some(a)) = self
+                    .store
+                    .update(&a.id, |a| expired = a.expire_if_due(now))
+                    .await
+                    && expired
+                {
+                    self.audit_timeout(&a).await;
+                }
+            }
+        }
+        let _ = self.store.purge(now).await;
+        if let Ok(n) = self.store.count().await {
+            self.metrics.set_held(n);
         }
         self.guard.sweep(now);
     }
@@ -337,10 +360,6 @@ impl Shared {
         r.insert("err".into(), was.into());
         self.record_anyway(r).await;
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unknown(id: &str) -> ApiError {

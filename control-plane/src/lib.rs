@@ -16,7 +16,8 @@
 //! - [`config`]: `control-plane.json`, read strictly.
 //! - [`approval`]: the approval record, tiers and its state machine.
 //! - [`view`]: an approval as operators and the reviewer see it.
-//! - [`store`]: [`store::ApprovalStore`] and the in-memory store.
+//! - [`store`]: [`store::Approvals`], approvals in the state store
+//!   (SQLite by default, PostgreSQL for replicas).
 //! - [`identity`]: the identity map behind requester ≠ approver.
 //! - [`guard`]: behaviour guardrails per subject (rate, novelty).
 //! - [`hold`]: create / decide / escalate / collect / sweep, audited.
@@ -61,7 +62,7 @@ use crate::guard::Guardrails;
 use crate::notify::Notifier;
 use crate::reviewer::Token;
 use crate::state::{Shared, SystemClock, rec};
-use crate::store::MemoryStore;
+use crate::store::Approvals;
 use crate::upstream::Upstream;
 
 /// How often deadlines are applied and old decisions purged.
@@ -88,6 +89,11 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(StartError::Audit)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
+    let store = infrabroker_store::Store::open(&cfg.store)
+        .await
+        .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
+    tracing::info!(store = %cfg.store.describe(), "state store open");
+    let store = Approvals::new(store, cfg.approval.purge_after);
     let upstream = Upstream::new(&cfg.signer)?;
     let notifier = Notifier::new(&cfg.approval)?;
     let reviewer = match &cfg.approval.reviewer {
@@ -116,7 +122,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         guard: Guardrails::new(cfg.behavior.clone()),
         cfg,
-        store: Arc::new(MemoryStore::new()),
+        store,
+        replica: approval::new_id(),
         upstream,
         notifier,
         audit,

@@ -132,9 +132,14 @@ impl Metrics {
         self.audit_failures.inc();
     }
     /// The gauges, set before each scrape.
-    pub fn set_gauges(&self, held: usize, subjects: usize) {
-        self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
+    pub fn set_subjects(&self, subjects: usize) {
         self.subjects
             .set(i64::try_from(subjects).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the approvals-held gauge (from the sweeper, which counts them
+    /// in the store once a second).
+    pub fn set_held(&self, held: u64) {
+        self.held.set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 }

@@ -258,7 +258,7 @@ impl ReviewerMcp {
                 let _: NoArgs = parse(args)?;
                 let list: Vec<Value> = s
                     .approvals()
-                    .await
+                    .await?
                     .into_iter()
                     .filter(|a| a.status == Status::Pending)
                     .map(|a| {

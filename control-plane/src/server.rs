@@ -57,9 +57,7 @@ pub fn monitor_router(shared: Arc<Shared>) -> Router {
     let registry = Arc::new(shared.metrics.registry());
     let scrape = Arc::clone(&shared);
     let before: monitor::BeforeScrape = Arc::new(move || {
-        scrape
-            .metrics
-            .set_gauges(scrape.store.len(), scrape.guard.subjects());
+        scrape.metrics.set_subjects(scrape.guard.subjects());
     });
     let ready: monitor::ReadyCheck = Arc::new(move || {
         let s = Arc::clone(&shared);
@@ -70,6 +68,11 @@ pub fn monitor_router(shared: Arc<Shared>) -> Router {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => problems.push(format!("the signer does not answer: {}", e.0)),
                 Err(_) => problems.push("the signer did not answer in time".to_owned()),
+            }
+            match tokio::time::timeout(monitor::READY_DEADLINE, s.store.store().ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("the state store does not answer: {e}")),
+                Err(_) => problems.push("the state store did not answer in time".to_owned()),
             }
             problems
         })
@@ -186,9 +189,11 @@ async fn list_route(
         Ok(st) => st,
         Err(e) => return e.into_response(),
     };
-    let all: Vec<ApprovalView> = s
-        .approvals()
-        .await
+    let all = match s.approvals().await {
+        Ok(all) => all,
+        Err(e) => return e.into_response(),
+    };
+    let all: Vec<ApprovalView> = all
         .into_iter()
         .filter(|a| status.as_deref().is_none_or(|st| a.status.as_str() == st))
         .collect();

@@ -14,7 +14,7 @@ use crate::error::{ApiError, Code};
 use crate::guard::Guardrails;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::ApprovalStore;
+use crate::store::Approvals;
 use crate::upstream::Upstream;
 
 /// The time source, injected so tests can set it.
@@ -41,8 +41,10 @@ impl Clock for SystemClock {
 pub struct Shared {
     /// The validated configuration.
     pub cfg: ControlPlaneConfig,
-    /// Approvals.
-    pub store: Arc<dyn ApprovalStore>,
+    /// Approvals, in the state store.
+    pub store: Approvals,
+    /// This process's name in store claims (random per start).
+    pub replica: String,
     /// Guardrails.
     pub guard: Guardrails,
     /// The signer.

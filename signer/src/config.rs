@@ -125,6 +125,9 @@ pub struct SignerConfig {
     pub callers: BTreeMap<String, CallerPolicy>,
     /// Hosts by logical name.
     pub hosts: BTreeMap<String, Host>,
+    /// Where serials are allocated (`store`, or upstream's `state_db`;
+    /// default SQLite beside the audit log).
+    pub store: infrabroker_store::StoreConfig,
 }
 
 impl SignerConfig {
@@ -206,6 +209,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let library = read_policy_library(&root);
     let group_policies = read_group_policies(&root, &library);
     let hosts = read_hosts(&root, max_ttl, &ca_groups, &library, &group_policies);
+    let store = infrabroker_store::StoreConfig::read(&root, base, Some(&audit_log));
     root.finish();
 
     Some(SignerConfig {
@@ -226,6 +230,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         sign_rate_limit_per_min,
         callers,
         hosts,
+        store: store?,
     })
 }
 

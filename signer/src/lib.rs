@@ -13,6 +13,7 @@
 //! - [`issuance`]: the rules of SPEC §3 and certificate signing.
 //! - [`ratelimit`]: `sign_rate_limit_per_min` per caller / end user.
 //! - [`deadline`]: the `timeout -k` bound of one-shot force-commands.
+//! - [`serials`]: certificate serials from the state store, in blocks.
 //! - [`server`]: HTTP routes, error answers, audit records, reload.
 //! - [`metrics`]: Prometheus counters.
 //! - [`run`]: start-up, signals and shutdown.
@@ -23,6 +24,7 @@ pub mod issuance;
 pub mod metrics;
 pub mod names;
 pub mod ratelimit;
+pub mod serials;
 pub mod server;
 
 use std::path::Path;
@@ -85,6 +87,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
     let last_serial = audit::max_u64_field(&cfg.audit_log, "serial")?.unwrap_or(0);
     check_serial_space(last_serial).map_err(StartError::Other)?;
+    let store = infrabroker_store::Store::open(&cfg.store)
+        .await
+        .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
+    tracing::info!(store = %cfg.store.describe(), "state store open");
     let log = AuditLog::open(&cfg.audit_log, key)?;
     let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -106,7 +112,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         runtime,
         config_path.to_owned(),
         log,
-        last_serial,
+        serials::Serials::new(store, last_serial),
     ));
 
     let mut start = Map::new();
@@ -176,9 +182,12 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
 
 /// Refuses to start above a restored log whose largest serial leaves no
 /// room: the next serial would wrap to 0 and repeat earlier ones (a
-/// repeated serial breaks revocation by serial and the audit join).
+/// repeated serial breaks revocation by serial and the audit join). The
+/// store keeps serials as signed 64-bit integers, so the space ends one
+/// block below `i64::MAX`.
 fn check_serial_space(last_serial: u64) -> Result<(), String> {
-    if last_serial >= u64::MAX - 1 {
+    let top = (i64::MAX as u64).saturating_sub(serials::BLOCK);
+    if last_serial >= top {
         return Err(format!(
             "the audit log's largest serial is {last_serial}: no unused serial is left above \
              it, and serials never wrap. Start with a new audit log (keep the old one for \

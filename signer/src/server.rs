@@ -2,7 +2,6 @@
 //! and configuration reloads.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +24,7 @@ use crate::issuance::{self, Denial, Plan, Runtime};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::ratelimit::{self, RateLimiter};
+use crate::serials::Serials;
 use infrabroker_common::monitor;
 
 /// Largest accepted request body.
@@ -38,7 +38,7 @@ pub struct Shared {
     runtime: RwLock<Arc<Runtime>>,
     config_path: PathBuf,
     audit: AuditLog,
-    next_serial: AtomicU64,
+    serials: Serials,
     limiter: RateLimiter,
     reload_lock: tokio::sync::Mutex<()>,
     /// Counters for `/metrics`.
@@ -67,6 +67,7 @@ fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
         old.audit_fail_mode == new.audit_fail_mode,
     );
     check("monitor_listen", old.monitor_listen == new.monitor_listen);
+    check("store", old.store == new.store);
     check(
         "auto_reload_seconds",
         old.auto_reload_seconds == new.auto_reload_seconds,
@@ -75,19 +76,14 @@ fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
 }
 
 impl Shared {
-    /// State for a loaded runtime. Serials continue above both the clock
-    /// (microseconds since the epoch) and the largest serial in the audit
-    /// log, so they stay unique across restarts even if the clock steps back.
-    pub fn new(runtime: Runtime, config_path: PathBuf, audit: AuditLog, last_serial: u64) -> Self {
-        let clock = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+    /// State for a loaded runtime; serials come from `serials` (see
+    /// [`crate::serials`]).
+    pub fn new(runtime: Runtime, config_path: PathBuf, audit: AuditLog, serials: Serials) -> Self {
         Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             config_path,
             audit,
-            next_serial: AtomicU64::new(clock.max(last_serial.saturating_add(1))),
+            serials,
             limiter: RateLimiter::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
@@ -156,18 +152,14 @@ impl Shared {
         result
     }
 
-    /// The next serial, or `None` once the space is used up: a serial is
-    /// never reused, so the counter never wraps to 0.
     /// The per-subject sign counters.
     pub(crate) fn limiter(&self) -> &RateLimiter {
         &self.limiter
     }
 
-    fn serial(&self) -> Option<u64> {
-        self.next_serial
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(1))
-            .ok()
-            .filter(|v| *v < u64::MAX)
+    /// The serial allocator (its store answers `/readyz`).
+    pub(crate) fn serials(&self) -> &Serials {
+        &self.serials
     }
 }
 
@@ -209,7 +201,7 @@ fn status_of(code: ReasonCode) -> StatusCode {
         R::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         R::HostUnknown | R::NotFound => StatusCode::NOT_FOUND,
         R::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        R::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        R::AuditUnavailable | R::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         R::Internal | R::SigningFailed | R::ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::FORBIDDEN,
     }
@@ -246,9 +238,15 @@ pub fn monitor_router(shared: Arc<Shared>) -> Router {
     let ready: monitor::ReadyCheck = Arc::new(move || {
         let s = Arc::clone(&shared);
         Box::pin(async move {
-            monitor::audit_problem(s.audit().path())
+            let mut problems: monitor::Problems = monitor::audit_problem(s.audit().path())
                 .into_iter()
-                .collect()
+                .collect();
+            match tokio::time::timeout(monitor::READY_DEADLINE, s.serials().store().ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("the state store does not answer: {e}")),
+                Err(_) => problems.push("the state store did not answer in time".to_owned()),
+            }
+            problems
         })
     });
     monitor::router(registry, before, ready)
@@ -482,14 +480,22 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         Ok(k) => k,
         Err(d) => return deny_policy(s, rec, d).await,
     };
-    let Some(serial) = s.serial() else {
-        let msg = "the serial number space is used up; nothing was issued";
-        return deny(
-            s,
-            rec,
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::Internal, msg),
-        )
-        .await;
+    let serial = match s.serials.next().await {
+        Ok(serial) => serial,
+        Err(e) => {
+            tracing::error!(error = %e, "no serial from the state store");
+            let msg = format!("the state store cannot allocate a serial ({e}); nothing was issued");
+            return deny(
+                s,
+                rec,
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ReasonCode::StoreUnavailable,
+                    msg,
+                ),
+            )
+            .await;
+        }
     };
     let issued = match issuance::sign(&rt, &plan, &pubkey, serial, now_unix()) {
         Ok(i) => i,

@@ -11,6 +11,7 @@
 mod chain;
 mod conformance;
 mod direct;
+mod failover;
 mod firewall;
 mod harness;
 mod http_harness;

@@ -121,7 +121,10 @@ async fn list(
         return resp;
     }
     let (_, cookie) = ui.sessions.for_request(&headers, &peer.cn);
-    let mut all = ui.shared.approvals().await;
+    let mut all = match ui.shared.approvals().await {
+        Ok(all) => all,
+        Err(e) => return e.into_response(),
+    };
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     html(StatusCode::OK, page::list(&all, REFRESH_SECONDS), cookie)
 }

@@ -19,5 +19,6 @@ mod limits;
 mod mcp_wait;
 mod monitor;
 mod notify;
+mod replicas;
 mod reviewer;
 mod web;

@@ -16,4 +16,5 @@ mod harness;
 mod listener;
 mod rate_limit;
 mod reload;
+mod replicas;
 mod ssh_rules;

@@ -124,7 +124,10 @@ pub fn run(path: &Path, json: bool) -> Outcome {
         _ => {
             let cfg = BrokerConfig::load(path).map_err(invalid)?;
             files::broker(&cfg, &mut report);
-            rt.block_on(reach::upstream(&(&cfg.signer).into(), &mut report, true));
+            // Every replica is checked: a broker fails over to any of them.
+            for up in reach::Upstream::replicas(&cfg.signer) {
+                rt.block_on(reach::upstream(&up, &mut report, true));
+            }
         }
     }
     print(path, &report, json);

@@ -30,14 +30,18 @@ pub struct Upstream {
     pub key: PathBuf,
 }
 
-impl From<&infrabroker_broker::config::SignerEndpoint> for Upstream {
-    fn from(s: &infrabroker_broker::config::SignerEndpoint) -> Self {
-        Upstream {
-            url: s.url.clone(),
-            ca: s.ca.clone(),
-            cert: s.client_cert.clone(),
-            key: s.client_key.clone(),
-        }
+impl Upstream {
+    /// One upstream per replica in a broker's `signer.url`.
+    pub fn replicas(s: &infrabroker_broker::config::SignerEndpoint) -> Vec<Upstream> {
+        s.urls
+            .iter()
+            .map(|url| Upstream {
+                url: url.clone(),
+                ca: s.ca.clone(),
+                cert: s.client_cert.clone(),
+                key: s.client_key.clone(),
+            })
+            .collect()
     }
 }
 
