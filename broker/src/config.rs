@@ -192,7 +192,7 @@ fn read_signer(root: &Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
         root.error("signer", "is required");
     }
     signer.and_then(|s| {
-        let url = signer_urls(&s);
+        let url = infrabroker_common::replicas::read_urls(&s);
         let client_cert = path(&s, "client_cert", base);
         let client_key = path(&s, "client_key", base);
         let ca = path(&s, "ca", base);
@@ -212,40 +212,6 @@ fn read_signer(root: &Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
         s.finish();
         endpoint
     })
-}
-
-/// Most signer (or control-plane) replicas a broker fails over between.
-pub const MAX_SIGNER_URLS: usize = 8;
-
-/// `signer.url`: one `https://` URL, or a list of them (replicas, tried in
-/// order on connection errors and timeouts).
-fn signer_urls(s: &Obj<'_>) -> Option<Vec<String>> {
-    let urls = match s.raw("url") {
-        Some(serde_json::Value::Array(_)) => s.str_list("url"),
-        Some(_) => s.str("url").into_iter().collect(),
-        None => {
-            s.error("url", "is required");
-            return None;
-        }
-    };
-    let mut ok = !urls.is_empty();
-    if urls.is_empty() {
-        s.error("url", "must name at least one https:// URL");
-    }
-    if urls.len() > MAX_SIGNER_URLS {
-        s.error("url", format!("at most {MAX_SIGNER_URLS} URLs"));
-        ok = false;
-    }
-    for (i, u) in urls.iter().enumerate() {
-        if !u.starts_with("https://") {
-            s.error("url", "must be an https:// URL");
-            ok = false;
-        } else if urls[..i].contains(u) {
-            s.error("url", format!("{u:?} is listed twice"));
-            ok = false;
-        }
-    }
-    ok.then_some(urls)
 }
 
 /// An optional `ip:port` setting.

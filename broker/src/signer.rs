@@ -1,26 +1,22 @@
 //! The broker's view of the signer: the host list (cached, refreshed) and
 //! certificate requests.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use hyper::Method;
-use infrabroker_common::client::{ClientError, MtlsClient, RawResponse};
+use infrabroker_common::client::{ClientError, RawResponse};
+use infrabroker_common::replicas::Replicas;
 use infrabroker_common::wire::{HostsResponse, SignRequest, SignResponse};
 
 use crate::api::ToolError;
 use crate::config::SignerEndpoint;
 
-/// Calls to the signer: one client per replica of `signer.url`, tried in
-/// turn from the one that answered last (a sticky preference), moving on
-/// only when a replica cannot be reached or does not answer in time. An
-/// answer of any kind — a refusal included — is final: replicas share one
-/// policy and one store, so another replica would answer the same.
+/// Calls to the signer: one client per replica of `signer.url`, with
+/// sticky failover ([`Replicas`]).
 #[derive(Debug, Clone)]
 pub struct SignerApi {
-    clients: Arc<[(String, MtlsClient)]>,
-    preferred: Arc<AtomicUsize>,
+    replicas: Replicas,
     /// Longest wait for an approval held by a control plane.
     approval_wait: std::time::Duration,
 }
@@ -48,66 +44,30 @@ pub fn tool_error(e: ClientError) -> ToolError {
 impl SignerApi {
     /// A client for `endpoint`.
     pub fn new(endpoint: &SignerEndpoint) -> Result<SignerApi, ClientError> {
-        let clients = endpoint
-            .urls
-            .iter()
-            .map(|url| {
-                let c = MtlsClient::new(
-                    url,
-                    &endpoint.ca,
-                    &endpoint.client_cert,
-                    &endpoint.client_key,
-                    endpoint.request_timeout,
-                )?;
-                Ok((url.clone(), c))
-            })
-            .collect::<Result<Vec<_>, ClientError>>()?;
-        if clients.is_empty() {
-            return Err(ClientError::Url(String::new()));
-        }
         Ok(SignerApi {
-            clients: clients.into(),
-            preferred: Arc::new(AtomicUsize::new(0)),
+            replicas: Replicas::new(
+                &endpoint.urls,
+                &endpoint.ca,
+                &endpoint.client_cert,
+                &endpoint.client_key,
+                endpoint.request_timeout,
+            )?,
             approval_wait: endpoint.approval_wait,
         })
     }
 
     /// The replica calls go to first (index into `signer.url`).
     pub fn preferred(&self) -> usize {
-        self.preferred.load(Ordering::Relaxed)
+        self.replicas.preferred()
     }
 
-    /// One call, failing over between replicas on connection errors and
-    /// timeouts; the error of the last replica tried if none answered.
     async fn call_raw(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
-        let n = self.clients.len();
-        let start = self.preferred() % n;
-        let mut last = ClientError::Url(String::new());
-        for k in 0..n {
-            let i = (start + k) % n;
-            let (url, client) = &self.clients[i];
-            match client.call_raw(method.clone(), path, body.clone()).await {
-                Err(e @ ClientError::Unreachable { .. }) => {
-                    if n > 1 {
-                        tracing::warn!(%url, error = %e, "signer replica unreachable; trying the next");
-                    }
-                    last = e;
-                }
-                answer => {
-                    if i != start {
-                        tracing::info!(%url, "signer calls now go to this replica first");
-                        self.preferred.store(i, Ordering::Relaxed);
-                    }
-                    return answer;
-                }
-            }
-        }
-        Err(last)
+        self.replicas.call_raw(method, path, body).await
     }
 
     /// `GET /v1/hosts`.

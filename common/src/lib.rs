@@ -20,6 +20,8 @@
 //!   every service's monitor listener.
 //! - [`conn`]: per-key connection slots and request-based idle deadlines
 //!   shared by every listener.
+//! - [`replicas`]: one client per replica URL with sticky failover, and the
+//!   `url`-or-list config member that names them.
 //! - [`service`]: logging, runtime and exit codes of the service binaries.
 //! - [`pki`] (feature `pki`): the dev/test PKI behind `broker-ctl pki init`.
 
@@ -34,6 +36,7 @@ pub mod monitor;
 pub mod names;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod replicas;
 pub mod service;
 pub mod tls;
 pub mod wire;

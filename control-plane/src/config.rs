@@ -60,8 +60,9 @@ pub enum NotifierKind {
 /// The signer the control plane forwards to.
 #[derive(Debug, Clone)]
 pub struct SignerEndpoint {
-    /// `https://host:port`.
-    pub url: String,
+    /// `https://host:port` of each signer replica, in order of preference
+    /// (`signer.url` is one URL or a list).
+    pub urls: Vec<String>,
     /// Client certificate (its CN must be in the signer's `trusted_forwarders`).
     pub client_cert: PathBuf,
     /// Its key (0600).
@@ -321,12 +322,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
 }
 
 fn read_signer(s: Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
-    let url = s.str("url");
-    if let Some(u) = &url
-        && !u.starts_with("https://")
-    {
-        s.error("url", "must be an https:// URL");
-    }
+    let urls = infrabroker_common::replicas::read_urls(&s);
     let client_cert = req_path(&s, "client_cert", base);
     let client_key = req_path(&s, "client_key", base);
     let ca = req_path(&s, "ca", base);
@@ -336,7 +332,7 @@ fn read_signer(s: Obj<'_>, base: &Path) -> Option<SignerEndpoint> {
     }
     s.finish();
     Some(SignerEndpoint {
-        url: url?,
+        urls: urls?,
         client_cert: client_cert?,
         client_key: client_key?,
         ca: ca?,

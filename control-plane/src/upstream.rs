@@ -1,10 +1,11 @@
-//! The control plane's mTLS client toward the signer: the shared
-//! [`MtlsClient`] with the `X-On-Behalf-Of` header that `GET /v1/hosts`
-//! needs from a forwarder; answers come back raw so they can be relayed
-//! byte for byte.
+//! The control plane's mTLS client toward the signer (one client per
+//! signer replica, with sticky failover: [`Replicas`]) with the
+//! `X-On-Behalf-Of` header that `GET /v1/hosts` needs from a forwarder;
+//! answers come back raw so they can be relayed byte for byte.
 
 use hyper::Method;
-use infrabroker_common::client::{MtlsClient, RawResponse};
+use infrabroker_common::client::RawResponse;
+use infrabroker_common::replicas::Replicas;
 use infrabroker_common::wire::SignRequest;
 
 use crate::config::SignerEndpoint;
@@ -18,14 +19,14 @@ pub struct Unreachable(pub String);
 /// Calls to the signer as the control plane's own CN.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: MtlsClient,
+    client: Replicas,
 }
 
 impl Upstream {
     /// A client for `endpoint`.
     pub fn new(endpoint: &SignerEndpoint) -> Result<Upstream, StartError> {
-        let client = MtlsClient::new(
-            &endpoint.url,
+        let client = Replicas::new(
+            &endpoint.urls,
             &endpoint.ca,
             &endpoint.client_cert,
             &endpoint.client_key,

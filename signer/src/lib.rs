@@ -8,6 +8,7 @@
 //! be written, nothing is issued.
 //!
 //! # Layout
+//! - [`auditing`]: the audit sink, a local log or the replicas' global chain.
 //! - [`config`]: `signer.json`, read strictly into validated types.
 //! - [`names`]: character rules for every field that reaches a certificate.
 //! - [`issuance`]: the rules of SPEC §3 and certificate signing.
@@ -18,6 +19,7 @@
 //! - [`metrics`]: Prometheus counters.
 //! - [`run`]: start-up, signals and shutdown.
 
+pub mod auditing;
 pub mod config;
 pub mod deadline;
 pub mod issuance;
@@ -91,7 +93,19 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
     tracing::info!(store = %cfg.store.describe(), "state store open");
-    let log = AuditLog::open(&cfg.audit_log, key)?;
+    let log = match &cfg.store {
+        // HA mode: one chain for every replica, in the database.
+        infrabroker_store::StoreConfig::Postgres(_) => {
+            tracing::warn!(
+                audit_log = %cfg.audit_log.display(),
+                "HA mode: audit records go to the global chain in PostgreSQL; audit_log is not written"
+            );
+            auditing::Audit::Global(auditing::GlobalChain::start(store.clone(), key))
+        }
+        infrabroker_store::StoreConfig::Sqlite(_) => {
+            auditing::Audit::Local(AuditLog::open(&cfg.audit_log, key)?)
+        }
+    };
     let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let listener = TcpListener::bind(cfg.listen)

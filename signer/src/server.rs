@@ -12,13 +12,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, Limited};
-use infrabroker_common::audit::AuditLog;
 use infrabroker_common::tls::Peer;
 use infrabroker_common::wire::{
     ErrorBody, HostInfo, HostsResponse, ReasonCode, ReloadResponse, SignRequest, SignResponse,
 };
 use serde_json::{Map, Value, json};
 
+use crate::auditing::Audit;
 use crate::config::{AuditFailMode, SignerConfig};
 use crate::issuance::{self, Denial, Plan, Runtime};
 use crate::metrics::Metrics;
@@ -37,7 +37,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Shared {
     runtime: RwLock<Arc<Runtime>>,
     config_path: PathBuf,
-    audit: AuditLog,
+    audit: Audit,
     serials: Serials,
     limiter: RateLimiter,
     reload_lock: tokio::sync::Mutex<()>,
@@ -78,7 +78,7 @@ fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
 impl Shared {
     /// State for a loaded runtime; serials come from `serials` (see
     /// [`crate::serials`]).
-    pub fn new(runtime: Runtime, config_path: PathBuf, audit: AuditLog, serials: Serials) -> Self {
+    pub fn new(runtime: Runtime, config_path: PathBuf, audit: Audit, serials: Serials) -> Self {
         Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             config_path,
@@ -99,7 +99,7 @@ impl Shared {
     }
 
     /// The audit log.
-    pub fn audit(&self) -> &AuditLog {
+    pub fn audit(&self) -> &Audit {
         &self.audit
     }
 
@@ -238,9 +238,7 @@ pub fn monitor_router(shared: Arc<Shared>) -> Router {
     let ready: monitor::ReadyCheck = Arc::new(move || {
         let s = Arc::clone(&shared);
         Box::pin(async move {
-            let mut problems: monitor::Problems = monitor::audit_problem(s.audit().path())
-                .into_iter()
-                .collect();
+            let mut problems: monitor::Problems = s.audit().problem().into_iter().collect();
             match tokio::time::timeout(monitor::READY_DEADLINE, s.serials().store().ping()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => problems.push(format!("the state store does not answer: {e}")),
@@ -463,8 +461,10 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         if let Err(e) = s.audit.append(rec).await {
             s.metrics.audit_failure();
             tracing::error!(error = %e, "audit record of a dry run could not be written");
-            if rt.config.audit_fail_mode == AuditFailMode::Closed {
-                return audit_down(s);
+            // The global chain never fails open: in HA mode no certificate
+            // leaves without its committed record.
+            if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
+                return audit_down(s, e.store);
             }
         }
         return axum::Json(SignResponse {
@@ -510,8 +510,10 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     if let Err(e) = s.audit.append(rec).await {
         s.metrics.audit_failure();
         tracing::error!(error = %e, serial, "audit record of an issuance could not be written");
-        if rt.config.audit_fail_mode == AuditFailMode::Closed {
-            return audit_down(s);
+        // The global chain never fails open: in HA mode no certificate
+        // leaves without its committed record.
+        if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
+            return audit_down(s, e.store);
         }
     }
     s.metrics.issued();
@@ -525,14 +527,20 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     .into_response()
 }
 
-fn audit_down(s: &Shared) -> Response {
-    s.metrics.denied(ReasonCode::AuditUnavailable.as_str());
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ReasonCode::AuditUnavailable,
-        "the audit log cannot be written; nothing was issued",
-    )
-    .into_response()
+fn audit_down(s: &Shared, store: bool) -> Response {
+    let (code, msg) = if store {
+        (
+            ReasonCode::StoreUnavailable,
+            "the global audit chain in the state store cannot be written; nothing was issued",
+        )
+    } else {
+        (
+            ReasonCode::AuditUnavailable,
+            "the audit log cannot be written; nothing was issued",
+        )
+    };
+    s.metrics.denied(code.as_str());
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, msg).into_response()
 }
 
 async fn deny_policy(s: &Shared, mut rec: Map<String, Value>, d: Denial) -> Response {

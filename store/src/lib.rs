@@ -172,6 +172,28 @@ impl Store {
         dispatch!(self, s => s.serial_block(floor, n))
     }
 
+    /// Appends `records` to the one global audit chain (PostgreSQL only),
+    /// sealed with `key` over the verified head, in one transaction; see
+    /// the HA section of OPERATIONS.md. Returns each record's `seq`.
+    pub async fn audit_append(
+        &self,
+        records: Vec<serde_json::Map<String, serde_json::Value>>,
+        key: &infrabroker_common::audit::AuditKey,
+    ) -> Result<Vec<u64>> {
+        match self {
+            Store::Postgres(p) => p.audit_append(records, key).await,
+            Store::Sqlite(_) => Err(no_shared_chain()),
+        }
+    }
+
+    /// Up to `limit` lines of the global audit chain after `after_seq`.
+    pub async fn audit_lines(&self, after_seq: u64, limit: u32) -> Result<Vec<String>> {
+        match self {
+            Store::Postgres(p) => p.audit_lines(after_seq, limit).await,
+            Store::Sqlite(_) => Err(no_shared_chain()),
+        }
+    }
+
     /// Adds a freeze or grant; false if its id is taken.
     pub async fn entry_insert(&self, kind: EntryKind, e: &Entry) -> Result<bool> {
         dispatch!(self, s => s.entry_insert(kind, e))
@@ -188,6 +210,13 @@ impl Store {
     pub async fn entry_end(&self, kind: EntryKind, id: &str, now_ms: u64) -> Result<bool> {
         dispatch!(self, s => s.entry_end(kind, id, now_ms))
     }
+}
+
+fn no_shared_chain() -> StoreError {
+    StoreError::Unavailable(
+        "the shared audit chain lives in PostgreSQL; a SQLite store keeps none (use the audit_log file)"
+            .into(),
+    )
 }
 
 /// `u64` milliseconds or serials as the signed 64-bit integers both

@@ -23,6 +23,9 @@ use rustls_pki_types::pem::PemObject as _;
 use tokio_postgres::Row;
 use tokio_postgres::config::SslMode;
 
+use infrabroker_common::audit::{AuditKey, sealing};
+use serde_json::{Map, Value};
+
 use crate::config::PostgresConfig;
 use crate::rows::{ApprovalRow, Entry};
 use crate::schema;
@@ -32,10 +35,16 @@ use crate::{EntryKind, Result, StoreError, from_db, to_db};
 /// Arbitrary key of the migration advisory lock ("ib store").
 const MIGRATION_LOCK: i64 = 0x6962_5f73_746f_7265;
 
+/// Arbitrary key of the audit chain's head lock ("ib audit").
+const AUDIT_LOCK: i64 = 0x6962_5f61_7564_6974;
+
 /// An open PostgreSQL store (a pool; cheap to clone).
 #[derive(Clone)]
 pub struct Postgres {
     pool: Pool,
+    /// The chain head this process last verified or wrote: a batch whose
+    /// head is still this one skips re-verifying its signature.
+    verified_head: Arc<std::sync::Mutex<Option<(u64, String)>>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -89,6 +98,23 @@ fn entry(r: &Row) -> Result<Entry> {
         ended_ms: opt_from(r.try_get(3).map_err(fail)?)?,
         body: r.try_get(4).map_err(fail)?,
     })
+}
+
+/// Refuses to seal over a head that is not a genuine record: its line must
+/// verify with the audit key and agree with its indexed columns. A
+/// database admin without the key cannot make the chain continue from a
+/// forged or edited head.
+fn check_head(line: &str, seq: u64, hash: &str, key: &AuditKey) -> Result<()> {
+    match sealing::check_record(line, &key.verifying_key()) {
+        Ok((s, h, _)) if s == seq && h == hash => Ok(()),
+        Ok((s, h, _)) => Err(StoreError::Corrupt(format!(
+            "audit chain head row {seq} holds record {s} with hash {h}: the table was edited"
+        ))),
+        Err(why) => Err(StoreError::Corrupt(format!(
+            "audit chain head {seq} does not verify ({why}); nothing is appended over it. \
+             Export and verify the chain (broker-ctl audit verify --postgres …)"
+        ))),
+    }
 }
 
 const APPROVAL_COLS: &str = "id, caller, open, deadline_ms, purge_at_ms, created_ms, body, version";
@@ -145,7 +171,10 @@ impl Postgres {
             .recycle_timeout(Some(Duration::from_secs(2)))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
-        let store = Postgres { pool };
+        let store = Postgres {
+            pool,
+            verified_head: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -367,6 +396,79 @@ impl Postgres {
             .try_get(0)
             .map_err(fail)?;
         from_db(first)
+    }
+
+    /// Appends `records` to the global audit chain in one transaction,
+    /// under the head lock: the head is read (and its signature verified,
+    /// unless this process wrote or verified exactly that head), the batch
+    /// is sealed over it and inserted, and only the commit makes it count.
+    /// Returns each record's `seq`.
+    pub(crate) async fn audit_append(
+        &self,
+        records: Vec<Map<String, Value>>,
+        key: &AuditKey,
+    ) -> Result<Vec<u64>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(fail)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+            .await
+            .map_err(fail)?;
+        let head = tx
+            .query_opt(
+                "SELECT seq, hash, line FROM audit_chain ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(fail)?;
+        let (prev_seq, prev_hash) = match head {
+            None => (0, sealing::genesis().to_owned()),
+            Some(row) => {
+                let seq = from_db(row.try_get(0).map_err(fail)?)?;
+                let hash: String = row.try_get(1).map_err(fail)?;
+                let known = self
+                    .verified_head
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                if known.as_ref() != Some(&(seq, hash.clone())) {
+                    let line: String = row.try_get(2).map_err(fail)?;
+                    check_head(&line, seq, &hash, key)?;
+                }
+                (seq, hash)
+            }
+        };
+        let sealed = sealing::seal_after(records, prev_seq, &prev_hash, key)
+            .map_err(|e| StoreError::Corrupt(format!("sealing audit records: {e}")))?;
+        let seqs: Vec<i64> = sealed.iter().map(|s| to_db(s.seq)).collect();
+        let hashes: Vec<&str> = sealed.iter().map(|s| s.hash.as_str()).collect();
+        let lines: Vec<&str> = sealed.iter().map(|s| s.line.as_str()).collect();
+        tx.execute(
+            "INSERT INTO audit_chain (seq, hash, line)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[])",
+            &[&seqs, &hashes, &lines],
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        if let Some(last) = sealed.last() {
+            *self
+                .verified_head
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((last.seq, last.hash.clone()));
+        }
+        Ok(sealed.iter().map(|s| s.seq).collect())
+    }
+
+    /// Up to `limit` lines of the global chain after `after_seq`, in order.
+    pub(crate) async fn audit_lines(&self, after_seq: u64, limit: u32) -> Result<Vec<String>> {
+        let rows = self
+            .query(
+                "SELECT line FROM audit_chain WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&to_db(after_seq), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(|r| r.try_get(0).map_err(fail)).collect()
     }
 
     pub(crate) async fn entry_insert(&self, kind: EntryKind, e: &Entry) -> Result<bool> {

@@ -3,11 +3,16 @@
 //! `schema_version`; a database whose version is newer than this build
 //! knows is refused (an older replica must not write to a newer schema).
 //!
+//! Version 2 adds `audit_chain`, the one global audit chain of signer
+//! replicas (used on PostgreSQL only; SQLite has the table so both
+//! backends stay at the same version).
+//!
 //! The two dialects differ only where they must (`BIGINT` vs `INTEGER`,
 //! `BOOLEAN` vs `INTEGER`), so the same queries work on both.
 
 /// Migrations for SQLite, by version (index + 1).
-pub const SQLITE: &[&str] = &[r"
+pub const SQLITE: &[&str] = &[
+    r"
 CREATE TABLE approvals (
     id          TEXT PRIMARY KEY,
     caller      TEXT NOT NULL,
@@ -46,10 +51,19 @@ CREATE TABLE grants (
     ended_ms   INTEGER,
     body       TEXT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE audit_chain (
+    seq  INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+",
+];
 
 /// Migrations for PostgreSQL, by version (index + 1).
-pub const POSTGRES: &[&str] = &[r"
+pub const POSTGRES: &[&str] = &[
+    r"
 CREATE TABLE approvals (
     id          TEXT PRIMARY KEY,
     caller      TEXT NOT NULL,
@@ -88,7 +102,15 @@ CREATE TABLE grants (
     ended_ms   BIGINT,
     body       TEXT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE audit_chain (
+    seq  BIGINT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+",
+];
 
 /// The version table both backends create first.
 pub const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)";

@@ -165,3 +165,39 @@ impl Drop for Postgres {
         let _ = self.stop_immediate();
     }
 }
+
+/// The signer replicas' global audit chain in database `url`, read with the
+/// real `broker-ctl audit export --postgres`, after `broker-ctl audit
+/// verify --postgres … --pubkey pubkey` has passed. Panics (failing the
+/// test) if either command fails.
+#[expect(
+    clippy::panic,
+    reason = "a test helper: failing the calling test is the purpose"
+)]
+pub fn verified_global_chain(url: &str, pubkey: &Path) -> Vec<serde_json::Value> {
+    let ctl = crate::bin_path("broker-ctl").unwrap_or_else(|e| panic!("{e}"));
+    let verify = Command::new(&ctl)
+        .args(["audit", "verify", "--postgres", url, "--pubkey"])
+        .arg(pubkey)
+        .output()
+        .unwrap_or_else(|e| panic!("broker-ctl: {e}"));
+    assert!(
+        verify.status.success(),
+        "the global chain must verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let export = Command::new(&ctl)
+        .args(["audit", "export", "--postgres", url])
+        .output()
+        .unwrap_or_else(|e| panic!("broker-ctl: {e}"));
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}

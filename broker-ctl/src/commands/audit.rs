@@ -20,6 +20,19 @@ pub fn verify(
     checkpoint: Option<&Path>,
     json: bool,
 ) -> Outcome {
+    let label = file.display().to_string();
+    verify_labelled(file, &label, pubkey, all_signatures, checkpoint, json)
+}
+
+/// [`verify`], naming the log `label` in what it prints.
+pub fn verify_labelled(
+    file: &Path,
+    label: &str,
+    pubkey: &Path,
+    all_signatures: bool,
+    checkpoint: Option<&Path>,
+    json: bool,
+) -> Outcome {
     let text = std::fs::read_to_string(pubkey)
         .map_err(|e| Failure::other(format!("cannot read {}: {e}", pubkey.display())))?;
     let key = parse_public_key(&text)
@@ -31,7 +44,7 @@ pub fn verify(
         if json {
             println!("{}", serde_json::json!({"ok": false, "error": why}));
         }
-        return Err(Failure::bad(format!("{}: {why}", file.display())));
+        return Err(Failure::bad(format!("{}: {why}", label)));
     }
     match result {
         Ok(report) => {
@@ -44,10 +57,7 @@ pub fn verify(
             } else {
                 println!(
                     "{}: intact, {} records, head seq {} hash {}",
-                    file.display(),
-                    report.records,
-                    report.head_seq,
-                    report.head_hash
+                    label, report.records, report.head_seq, report.head_hash
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -59,9 +69,9 @@ pub fn verify(
                     serde_json::json!({"ok": false, "error": e.to_string()})
                 );
             }
-            Err(Failure::bad(format!("{}: broken: {e}", file.display())))
+            Err(Failure::bad(format!("{}: broken: {e}", label)))
         }
-        Err(e) => Err(Failure::other(format!("{}: {e}", file.display()))),
+        Err(e) => Err(Failure::other(format!("{}: {e}", label))),
     }
 }
 

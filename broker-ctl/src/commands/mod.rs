@@ -3,6 +3,7 @@
 
 mod approval;
 mod audit;
+mod audit_pg;
 mod audit_proofs;
 mod doctor;
 mod krl;
@@ -112,8 +113,16 @@ enum PkiCmd {
 enum AuditCmd {
     /// Verify a log's hash chain and signatures; names the first bad record.
     Verify {
-        /// The audit log (JSON lines).
-        file: PathBuf,
+        /// The audit log (JSON lines); or `--postgres` for the signer
+        /// replicas' global chain.
+        #[arg(required_unless_present = "postgres", conflicts_with = "postgres")]
+        file: Option<PathBuf>,
+        /// Verify the global chain in this PostgreSQL database instead of a file.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// CA of the database server's certificate (TLS required when set).
+        #[arg(long, value_name = "PEM", requires = "postgres")]
+        postgres_ca: Option<PathBuf>,
         /// The service's audit public key (`*-audit.pub`).
         #[arg(long)]
         pubkey: PathBuf,
@@ -168,6 +177,16 @@ enum AuditCmd {
         /// Print the proof as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the signer replicas' global chain from PostgreSQL to stdout as
+    /// JSON lines (a file `audit verify` checks like any log).
+    Export {
+        /// The database (`postgresql://user@host/db`).
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// CA of the database server's certificate (TLS required when set).
+        #[arg(long, value_name = "PEM")]
+        postgres_ca: Option<PathBuf>,
     },
     /// Print the last records of a log.
     Tail {
@@ -264,11 +283,28 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Pki(PkiCmd::Init { out, force }) => pki::init(out, force),
         Command::Audit(AuditCmd::Verify {
             file,
+            postgres,
+            postgres_ca,
             pubkey,
             all_signatures,
             checkpoint,
             json,
-        }) => audit::verify(&file, &pubkey, all_signatures, checkpoint.as_deref(), json),
+        }) => match (file, postgres) {
+            (_, Some(_)) if checkpoint.is_some() => Err(Failure::bad(
+                "--checkpoint applies to a log file, not --postgres",
+            )),
+            (_, Some(url)) => {
+                audit_pg::verify(&url, postgres_ca.as_deref(), &pubkey, all_signatures, json)
+            }
+            (Some(file), None) => {
+                audit::verify(&file, &pubkey, all_signatures, checkpoint.as_deref(), json)
+            }
+            (None, None) => Err(Failure::bad("name a log file or --postgres URL")),
+        },
+        Command::Audit(AuditCmd::Export {
+            postgres,
+            postgres_ca,
+        }) => audit_pg::export(&postgres, postgres_ca.as_deref()),
         Command::Audit(AuditCmd::Prove { file, seq, json }) => audit::prove(&file, seq, json),
         Command::Audit(AuditCmd::Consistency {
             old,

@@ -74,6 +74,8 @@
 //! - `restore`: opening a log, verifying its tail and quarantining a torn line.
 //! - `verify`: [`verify_file`].
 //! - `checkpoint`: C2SP tlog-checkpoint notes signed with the audit key.
+//! - [`sealing`]: records sealed and checked one by one, for a chain kept
+//!   outside a file (the signer replicas' chain in PostgreSQL).
 //! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs.
 //! - `scan`: [`max_u64_field`].
 //! - `error`: [`AuditError`], [`VerifyError`].
@@ -85,6 +87,7 @@ pub mod merkle;
 mod record;
 mod restore;
 mod scan;
+pub mod sealing;
 mod verify;
 mod writer;
 

@@ -24,7 +24,7 @@ const QUEUE_CAPACITY: usize = 16_384;
 const MAX_BATCH: usize = 4_096;
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T06:00:00.123Z`.
-const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+pub(crate) const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// Proof that a record is durably in the log.

@@ -352,3 +352,112 @@ async fn postgres_unreachable_at_start_is_a_clear_error() {
     let err = Store::open(&cfg).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+fn psql(pg: &Postgres, db: &str, sql: &str) {
+    let ok = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "psql {sql}");
+}
+
+fn audit_record(n: usize) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("outcome".into(), "issued".into());
+    m.insert("serial".into(), n.into());
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_global_audit_chain_is_one_verifiable_chain_and_refuses_a_forged_head() {
+    use infrabroker_common::audit::{AuditKey, VerifyOptions, verify_file};
+    if !postgres_or_skip() {
+        return;
+    }
+    let pg = Postgres::start(false).unwrap();
+    pg.create_db("chain").unwrap();
+    let cfg = pg_config(&pg, "chain");
+    let (a, b) = (
+        Store::open(&cfg).await.unwrap(),
+        Store::open(&cfg).await.unwrap(),
+    );
+    let key = Arc::new(AuditKey::from_seed(zeroize::Zeroizing::new([3u8; 32])));
+
+    // Two replicas appending batches at once: one gap-free chain.
+    let mut tasks = Vec::new();
+    for r in 0..4 {
+        let (s, key) = (if r % 2 == 0 { a.clone() } else { b.clone() }, key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..25 {
+                let batch = (0..4)
+                    .map(|k| audit_record(r * 1000 + i * 10 + k))
+                    .collect();
+                seqs.extend(s.audit_append(batch, &key).await.unwrap());
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=400).collect::<Vec<u64>>());
+    let lines = a.audit_lines(0, 1_000).await.unwrap();
+    assert_eq!(b.audit_lines(390, 1_000).await.unwrap().len(), 10);
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("chain.jsonl");
+    std::fs::write(
+        &export,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let report = verify_file(
+        &export,
+        &key.verifying_key(),
+        VerifyOptions {
+            all_signatures: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(report.records, 400);
+
+    // A database admin without the key edits the head row (and its hash
+    // column): a replica that did not write it refuses to seal over it.
+    psql(
+        &pg,
+        "chain",
+        "UPDATE audit_chain SET line = replace(line, '\"issued\"', '\"denied\"'), \
+         hash = repeat('a', 64) WHERE seq = 400",
+    );
+    let fresh = Store::open(&cfg).await.unwrap();
+    let err = fresh
+        .audit_append(vec![audit_record(1)], &key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("does not verify"), "{err}");
+    assert_eq!(
+        fresh.audit_lines(399, 10).await.unwrap().len(),
+        1,
+        "nothing appended over it"
+    );
+
+    // The SQLite store keeps no shared chain: a clear error, not a silent file.
+    let sq = Store::open(&StoreConfig::Sqlite(dir.path().join("s.db")))
+        .await
+        .unwrap();
+    assert!(sq.audit_append(vec![audit_record(1)], &key).await.is_err());
+}

@@ -119,13 +119,17 @@ pub fn run(path: &Path, json: bool) -> Outcome {
         "control-plane" => {
             let cfg = ControlPlaneConfig::load(path).map_err(invalid)?;
             files::control_plane(&cfg, &mut report);
-            rt.block_on(reach::upstream(&(&cfg.signer).into(), &mut report, false));
+            let s = &cfg.signer;
+            for up in reach::Upstream::replicas(&s.urls, &s.ca, &s.client_cert, &s.client_key) {
+                rt.block_on(reach::upstream(&up, &mut report, false));
+            }
         }
         _ => {
             let cfg = BrokerConfig::load(path).map_err(invalid)?;
             files::broker(&cfg, &mut report);
             // Every replica is checked: a broker fails over to any of them.
-            for up in reach::Upstream::replicas(&cfg.signer) {
+            let s = &cfg.signer;
+            for up in reach::Upstream::replicas(&s.urls, &s.ca, &s.client_cert, &s.client_key) {
                 rt.block_on(reach::upstream(&up, &mut report, true));
             }
         }

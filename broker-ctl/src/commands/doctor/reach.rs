@@ -2,7 +2,7 @@
 //! clock against its `Date`), and each directly reachable host's pinned key
 //! through the broker's own SSH pinning code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use hyper::{Method, StatusCode};
@@ -31,28 +31,16 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// One upstream per replica in a broker's `signer.url`.
-    pub fn replicas(s: &infrabroker_broker::config::SignerEndpoint) -> Vec<Upstream> {
-        s.urls
-            .iter()
+    /// One upstream per replica in a `signer.url` list.
+    pub fn replicas(urls: &[String], ca: &Path, cert: &Path, key: &Path) -> Vec<Upstream> {
+        urls.iter()
             .map(|url| Upstream {
                 url: url.clone(),
-                ca: s.ca.clone(),
-                cert: s.client_cert.clone(),
-                key: s.client_key.clone(),
+                ca: ca.to_owned(),
+                cert: cert.to_owned(),
+                key: key.to_owned(),
             })
             .collect()
-    }
-}
-
-impl From<&infrabroker_control_plane::config::SignerEndpoint> for Upstream {
-    fn from(s: &infrabroker_control_plane::config::SignerEndpoint) -> Self {
-        Upstream {
-            url: s.url.clone(),
-            ca: s.ca.clone(),
-            cert: s.client_cert.clone(),
-            key: s.client_key.clone(),
-        }
     }
 }
 
