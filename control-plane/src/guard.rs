@@ -19,12 +19,14 @@
 //! Memory is bounded by `max_subjects` (least recently active dropped) and
 //! `max_distinct_per_subject` (least recently used item dropped).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use infrabroker_store::{GuardLimits, Store};
 
 use crate::approval::Novelty;
 use crate::config::{BehaviorConfig, GuardMode};
+use crate::error::ApiError;
+use crate::store::unavailable;
 
 const WINDOW_MS: u64 = 60_000;
 
@@ -56,19 +58,12 @@ impl Findings {
     }
 }
 
-#[derive(Debug, Default)]
-struct Subject {
-    window: VecDeque<u64>,
-    hosts: HashMap<String, u64>,
-    commands: HashMap<String, u64>,
-    last_active: u64,
-}
-
-/// The guardrail state of every subject.
+/// The guardrail state of every subject, in the state store (one history
+/// for every control plane on a shared database).
 #[derive(Debug)]
 pub struct Guardrails {
     cfg: BehaviorConfig,
-    subjects: Mutex<HashMap<String, Subject>>,
+    store: Store,
 }
 
 /// The subject of a request.
@@ -172,12 +167,9 @@ pub fn command_shapes(command: &str) -> Vec<String> {
 }
 
 impl Guardrails {
-    /// Guardrails configured by `behavior`.
-    pub fn new(cfg: BehaviorConfig) -> Self {
-        Guardrails {
-            cfg,
-            subjects: Mutex::new(HashMap::new()),
-        }
+    /// Guardrails configured by `behavior`, remembering in `store`.
+    pub fn new(cfg: BehaviorConfig, store: Store) -> Self {
+        Guardrails { cfg, store }
     }
 
     /// The configured mode.
@@ -185,115 +177,118 @@ impl Guardrails {
         self.cfg.mode
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Subject>> {
-        self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
+    fn limits(&self) -> GuardLimits {
+        GuardLimits {
+            window_ms: WINDOW_MS,
+            rate_limit: u64::from(self.cfg.rate_limit_per_min),
+            count_over: self.cfg.mode == GuardMode::Observe,
+            max_subjects: u64::try_from(self.cfg.max_subjects).unwrap_or(u64::MAX),
+            max_items: u64::try_from(self.cfg.max_distinct_per_subject).unwrap_or(u64::MAX),
+        }
     }
 
     /// Checks one request of `subject` for `host` and `command` at `now_ms`
     /// and counts it in the rate window (except a request refused for its
-    /// rate in enforce mode, so a throttled subject recovers).
-    pub fn check(&self, subject: &str, host: &str, command: &str, now_ms: u64) -> Findings {
+    /// rate in enforce mode, so a throttled subject recovers). A store that
+    /// cannot be used is an error: nothing is forwarded on a history that
+    /// could not be read.
+    pub async fn check(
+        &self,
+        subject: &str,
+        host: &str,
+        command: &str,
+        now_ms: u64,
+    ) -> Result<Findings, ApiError> {
         if self.cfg.mode == GuardMode::Off {
-            return Findings::default();
+            return Ok(Findings::default());
         }
-        let mut map = self.lock();
-        if !map.contains_key(subject) && map.len() >= self.cfg.max_subjects {
-            evict_oldest(&mut map, |s| s.last_active);
-        }
-        let s = map.entry(subject.to_owned()).or_default();
-        s.last_active = now_ms;
-        while s
-            .window
-            .front()
-            .is_some_and(|t| t.saturating_add(WINDOW_MS) <= now_ms)
-        {
-            s.window.pop_front();
-        }
-        let limit = usize::try_from(self.cfg.rate_limit_per_min).unwrap_or(usize::MAX);
+        let shapes = command_shapes(command);
+        let seen = self
+            .store
+            .guard_check(subject, host, &shapes, now_ms, self.limits())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let limit = u64::from(self.cfg.rate_limit_per_min);
         let mut findings = Findings::default();
-        if limit > 0 && s.window.len() >= limit {
-            let oldest = s.window.front().copied().unwrap_or(now_ms);
+        if limit > 0 && seen.hits >= limit {
+            let oldest = seen.oldest_hit_ms.unwrap_or(now_ms);
             let wait_ms = oldest.saturating_add(WINDOW_MS).saturating_sub(now_ms);
             findings.rate_exceeded = Some(Duration::from_secs(wait_ms.div_ceil(1000).max(1)));
         }
-        if findings.rate_exceeded.is_none() || self.cfg.mode == GuardMode::Observe {
-            s.window.push_back(now_ms);
-        }
-        if !s.hosts.contains_key(host) {
+        if !seen.host_known {
             findings.novelties.push(Novelty::Host(host.to_owned()));
         }
-        for shape in command_shapes(command) {
-            if !s.commands.contains_key(&shape) {
+        for shape in shapes {
+            if !seen.known_commands.contains(&shape) {
                 findings.novelties.push(Novelty::Command(shape));
             }
         }
-        findings
+        Ok(findings)
     }
 
     /// Remembers `items` for `subject`: called once a request carrying them
     /// was issued (observe mode) or its approval was collected (enforce).
-    pub fn learn(&self, subject: &str, items: &[Novelty], now_ms: u64) {
+    pub async fn learn(
+        &self,
+        subject: &str,
+        items: &[Novelty],
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
         if self.cfg.mode == GuardMode::Off || items.is_empty() {
-            return;
+            return Ok(());
         }
-        let max = self.cfg.max_distinct_per_subject;
-        let mut map = self.lock();
-        if !map.contains_key(subject) && map.len() >= self.cfg.max_subjects {
-            evict_oldest(&mut map, |s| s.last_active);
-        }
-        let s = map.entry(subject.to_owned()).or_default();
-        s.last_active = now_ms;
-        for item in items {
-            let (set, key) = match item {
-                Novelty::Host(h) => (&mut s.hosts, h),
-                Novelty::Command(c) => (&mut s.commands, c),
-            };
-            if !set.contains_key(key) && set.len() >= max {
-                evict_oldest(set, |t| *t);
-            }
-            set.insert(key.clone(), now_ms);
-        }
+        let items: Vec<(String, String)> = items.iter().map(item).collect();
+        self.store
+            .guard_learn(subject, &items, now_ms, self.limits())
+            .await
+            .map_err(|e| unavailable(&e))
     }
 
     /// Marks `host` and `command` as used now (keeps them from being the
     /// least recently used when the per-subject bound is reached).
-    pub fn touch(&self, subject: &str, host: &str, command: &str, now_ms: u64) {
-        let mut map = self.lock();
-        if let Some(s) = map.get_mut(subject) {
-            if let Some(t) = s.hosts.get_mut(host) {
-                *t = now_ms;
-            }
-            for shape in command_shapes(command) {
-                if let Some(t) = s.commands.get_mut(&shape) {
-                    *t = now_ms;
-                }
-            }
+    pub async fn touch(
+        &self,
+        subject: &str,
+        host: &str,
+        command: &str,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        if self.cfg.mode == GuardMode::Off {
+            return Ok(());
         }
+        let mut items = vec![item(&Novelty::Host(host.to_owned()))];
+        items.extend(
+            command_shapes(command)
+                .into_iter()
+                .map(|c| item(&Novelty::Command(c))),
+        );
+        self.store
+            .guard_touch(subject, &items, now_ms)
+            .await
+            .map_err(|e| unavailable(&e))
     }
 
-    /// Forgets subjects idle longer than `subject_ttl_minutes`.
-    pub fn sweep(&self, now_ms: u64) {
+    /// Forgets subjects idle longer than `subject_ttl_minutes`; a store
+    /// failure is logged and retried on the next sweep.
+    pub async fn sweep(&self, now_ms: u64) {
         let Some(ttl) = self.cfg.subject_ttl else {
             return;
         };
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.lock()
-            .retain(|_, s| s.last_active.saturating_add(ttl_ms) > now_ms);
+        let _ = self.store.guard_sweep(now_ms, ttl_ms).await;
     }
 
-    /// Subjects currently tracked.
-    pub fn subjects(&self) -> usize {
-        self.lock().len()
+    /// Subjects currently remembered (0 when the store does not answer).
+    pub async fn subjects(&self) -> u64 {
+        self.store.guard_subjects().await.unwrap_or(0)
     }
 }
 
-fn evict_oldest<V>(map: &mut HashMap<String, V>, age: impl Fn(&V) -> u64) {
-    if let Some(k) = map
-        .iter()
-        .min_by_key(|(_, v)| age(v))
-        .map(|(k, _)| k.clone())
-    {
-        map.remove(&k);
+/// A novelty as the store keeps it: `("host" | "command", value)`.
+fn item(n: &Novelty) -> (String, String) {
+    match n {
+        Novelty::Host(h) => ("host".to_owned(), h.clone()),
+        Novelty::Command(c) => ("command".to_owned(), c.clone()),
     }
 }
 
@@ -302,29 +297,40 @@ mod tests {
     use super::*;
     use crate::approval::Tier;
 
-    fn guard(mode: GuardMode, rate: u32) -> Guardrails {
-        Guardrails::new(BehaviorConfig {
-            mode,
-            rate_limit_per_min: rate,
-            novelty_tier: Tier::Human,
-            max_subjects: 2,
-            subject_ttl: Some(Duration::from_secs(60)),
-            max_distinct_per_subject: 2,
-        })
+    /// Guardrails on a fresh SQLite store (kept alive by the returned dir).
+    async fn guard(mode: GuardMode, rate: u32) -> (Guardrails, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&infrabroker_store::StoreConfig::Sqlite(
+            dir.path().join("g.db"),
+        ))
+        .await
+        .unwrap();
+        let g = Guardrails::new(
+            BehaviorConfig {
+                mode,
+                rate_limit_per_min: rate,
+                novelty_tier: Tier::Human,
+                max_subjects: 2,
+                subject_ttl: Some(Duration::from_secs(60)),
+                max_distinct_per_subject: 2,
+            },
+            store,
+        );
+        (g, dir)
     }
 
-    #[test]
-    fn off_finds_nothing() {
-        let g = guard(GuardMode::Off, 1);
+    #[tokio::test]
+    async fn off_finds_nothing() {
+        let (g, _dir) = guard(GuardMode::Off, 1).await;
         for _ in 0..5 {
-            assert!(g.check("b", "web", "rm -rf /", 0).is_clean());
+            assert!(g.check("b", "web", "rm -rf /", 0).await.unwrap().is_clean());
         }
     }
 
-    #[test]
-    fn novelties_are_reported_until_learned() {
-        let g = guard(GuardMode::Enforce, 0);
-        let f = g.check("b", "web", "systemctl status x", 0);
+    #[tokio::test]
+    async fn novelties_are_reported_until_learned() {
+        let (g, _dir) = guard(GuardMode::Enforce, 0).await;
+        let f = g.check("b", "web", "systemctl status x", 0).await.unwrap();
         assert_eq!(
             f.novelties,
             vec![
@@ -332,18 +338,31 @@ mod tests {
                 Novelty::Command("systemctl status".into())
             ]
         );
-        g.learn("b", &f.novelties, 2);
-        assert!(g.check("b", "web", "systemctl status y", 3).is_clean());
+        g.learn("b", &f.novelties, 2).await.unwrap();
+        assert!(
+            g.check("b", "web", "systemctl status y", 3)
+                .await
+                .unwrap()
+                .is_clean()
+        );
         assert_eq!(
-            g.check("b", "web", "systemctl restart x", 3).novelties,
+            g.check("b", "web", "systemctl restart x", 3)
+                .await
+                .unwrap()
+                .novelties,
             vec![Novelty::Command("systemctl restart".into())]
         );
         assert_eq!(
-            g.check("b", "db", "systemctl status", 4).novelties,
+            g.check("b", "db", "systemctl status", 4)
+                .await
+                .unwrap()
+                .novelties,
             vec![Novelty::Host("db".into())]
         );
         assert_eq!(
             g.check("other", "web", "systemctl status x", 5)
+                .await
+                .unwrap()
                 .novelties
                 .len(),
             2,
@@ -351,13 +370,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn every_simple_command_counts_not_the_first_word() {
-        let g = guard(GuardMode::Enforce, 0);
-        let f = g.check("b", "web", "ls /tmp", 0);
-        g.learn("b", &f.novelties, 1);
+    #[tokio::test]
+    async fn every_simple_command_counts_not_the_first_word() {
+        let (g, _dir) = guard(GuardMode::Enforce, 0).await;
+        let f = g.check("b", "web", "ls /tmp", 0).await.unwrap();
+        g.learn("b", &f.novelties, 1).await.unwrap();
         for same in ["ls /etc", "ls", "ls -- -la"] {
-            assert!(g.check("b", "web", same, 2).is_clean(), "{same}");
+            assert!(
+                g.check("b", "web", same, 2).await.unwrap().is_clean(),
+                "{same}"
+            );
         }
         for (cmd, novel) in [
             ("ls && reboot", vec!["reboot"]),
@@ -371,7 +393,11 @@ mod tests {
                 .into_iter()
                 .map(|n| Novelty::Command(n.into()))
                 .collect();
-            assert_eq!(g.check("b", "web", cmd, 3).novelties, want, "{cmd}");
+            assert_eq!(
+                g.check("b", "web", cmd, 3).await.unwrap().novelties,
+                want,
+                "{cmd}"
+            );
         }
     }
 
@@ -394,36 +420,60 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rate_window_slides_and_enforce_does_not_count_refusals() {
-        let g = guard(GuardMode::Enforce, 2);
-        assert!(g.check("b", "h", "", 0).rate_exceeded.is_none());
-        assert!(g.check("b", "h", "", 10_000).rate_exceeded.is_none());
+    #[tokio::test]
+    async fn rate_window_slides_and_enforce_does_not_count_refusals() {
+        let (g, _dir) = guard(GuardMode::Enforce, 2).await;
+        assert!(
+            g.check("b", "h", "", 0)
+                .await
+                .unwrap()
+                .rate_exceeded
+                .is_none()
+        );
+        assert!(
+            g.check("b", "h", "", 10_000)
+                .await
+                .unwrap()
+                .rate_exceeded
+                .is_none()
+        );
         assert_eq!(
-            g.check("b", "h", "", 20_000).rate_exceeded,
+            g.check("b", "h", "", 20_000).await.unwrap().rate_exceeded,
             Some(Duration::from_secs(40))
         );
         assert_eq!(
-            g.check("b", "h", "", 59_500).rate_exceeded,
+            g.check("b", "h", "", 59_500).await.unwrap().rate_exceeded,
             Some(Duration::from_secs(1))
         );
-        assert!(g.check("b", "h", "", 60_000).rate_exceeded.is_none());
+        assert!(
+            g.check("b", "h", "", 60_000)
+                .await
+                .unwrap()
+                .rate_exceeded
+                .is_none()
+        );
     }
 
-    #[test]
-    fn bounds_and_ttl_keep_memory_small() {
-        let g = guard(GuardMode::Observe, 0);
-        g.learn("a", &[Novelty::Host("1".into())], 0);
-        g.learn("b", &[Novelty::Host("1".into())], 1);
-        g.learn("c", &[Novelty::Host("1".into())], 2);
-        assert_eq!(g.subjects(), 2, "the least recently active subject went");
+    #[tokio::test]
+    async fn bounds_and_ttl_keep_memory_small() {
+        let (g, _dir) = guard(GuardMode::Observe, 0).await;
+        g.learn("a", &[Novelty::Host("1".into())], 0).await.unwrap();
+        g.learn("b", &[Novelty::Host("1".into())], 1).await.unwrap();
+        g.learn("c", &[Novelty::Host("1".into())], 2).await.unwrap();
+        assert_eq!(
+            g.subjects().await,
+            2,
+            "the least recently active subject went"
+        );
         for (t, word) in [(3, "x"), (4, "y"), (5, "z")] {
-            g.learn("c", &[Novelty::Command(word.into())], t);
+            g.learn("c", &[Novelty::Command(word.into())], t)
+                .await
+                .unwrap();
         }
-        let f = g.check("c", "1", "x", 6);
+        let f = g.check("c", "1", "x", 6).await.unwrap();
         assert_eq!(f.novelties, vec![Novelty::Command("x".into())]);
-        g.sweep(100_000);
-        assert_eq!(g.subjects(), 0);
+        g.sweep(100_000).await;
+        assert_eq!(g.subjects().await, 0);
     }
 
     #[test]

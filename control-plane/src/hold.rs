@@ -345,7 +345,8 @@ impl Shared {
         if let Ok(n) = self.store.count().await {
             self.metrics.set_held(n);
         }
-        self.guard.sweep(now);
+        self.guard.sweep(now).await;
+        self.metrics.set_subjects(self.guard.subjects().await);
     }
 
     async fn audit_timeout(&self, a: &Approval) {

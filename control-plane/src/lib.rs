@@ -93,6 +93,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
     tracing::info!(store = %cfg.store.describe(), "state store open");
+    let guard = Guardrails::new(cfg.behavior.clone(), store.clone());
     let store = Approvals::new(store, cfg.approval.purge_after);
     let upstream = Upstream::new(&cfg.signer)?;
     let notifier = Notifier::new(&cfg.approval)?;
@@ -120,7 +121,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         None => None,
     };
     let shared = Arc::new(Shared {
-        guard: Guardrails::new(cfg.behavior.clone()),
+        guard,
         cfg,
         store,
         replica: approval::new_id(),

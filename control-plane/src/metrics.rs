@@ -131,8 +131,8 @@ impl Metrics {
     pub fn audit_failure(&self) {
         self.audit_failures.inc();
     }
-    /// The gauges, set before each scrape.
-    pub fn set_subjects(&self, subjects: usize) {
+    /// Sets the guardrail-subjects gauge (from the sweeper, once a second).
+    pub fn set_subjects(&self, subjects: u64) {
         self.subjects
             .set(i64::try_from(subjects).unwrap_or(i64::MAX));
     }

@@ -51,14 +51,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Routes of the plain-HTTP monitor listener: `/metrics`, `/healthz`,
-/// and `/readyz` (not ready while the audit log cannot be appended to or
-/// the signer does not answer).
+/// and `/readyz` (not ready while the audit log cannot be appended to, or
+/// the signer or the state store does not answer).
 pub fn monitor_router(shared: Arc<Shared>) -> Router {
     let registry = Arc::new(shared.metrics.registry());
-    let scrape = Arc::clone(&shared);
-    let before: monitor::BeforeScrape = Arc::new(move || {
-        scrape.metrics.set_subjects(scrape.guard.subjects());
-    });
+    // The gauges are set by the sweeper once a second (the store is async).
+    let before: monitor::BeforeScrape = Arc::new(|| {});
     let ready: monitor::ReadyCheck = Arc::new(move || {
         let s = Arc::clone(&shared);
         Box::pin(async move {

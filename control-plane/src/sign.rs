@@ -141,7 +141,10 @@ pub async fn sign(s: &Shared, cn: &str, body: &[u8]) -> Response {
         return forward(s, r, &fwd, &subject, &[]).await;
     }
     let now = s.now_ms();
-    let findings = s.guard.check(&subject, &req.host, &req.command, now);
+    let findings = match s.guard.check(&subject, &req.host, &req.command, now).await {
+        Ok(f) => f,
+        Err(e) => return refuse(s, r, e).await,
+    };
     let mode = s.guard.mode();
     if let Err(resp) = audit_findings(s, &r, &findings, mode).await {
         return resp;
@@ -168,7 +171,9 @@ pub async fn sign(s: &Shared, cn: &str, body: &[u8]) -> Response {
     if mode == GuardMode::Enforce && !findings.novelties.is_empty() {
         return hold_novelty(s, r, cn, &subject, &req, &fwd, findings).await;
     }
-    s.guard.touch(&subject, &req.host, &req.command, now);
+    if let Err(e) = s.guard.touch(&subject, &req.host, &req.command, now).await {
+        return refuse(s, r, e).await;
+    }
     let raw = match s.upstream.sign(&fwd).await {
         Ok(raw) => raw,
         Err(e) => return refuse(s, r, unreachable(&e)).await,
@@ -376,7 +381,9 @@ pub(crate) async fn finish_forward(
         {
             r.insert("serial".into(), serial.into());
         }
-        s.guard.learn(subject, learn, s.now_ms());
+        // The certificate is out: a history that cannot be written now
+        // only makes the next request look new again (logged).
+        let _ = s.guard.learn(subject, learn, s.now_ms()).await;
     } else {
         r.insert("outcome".into(), "denied".into());
         if let Some(code) = signer_code(raw) {

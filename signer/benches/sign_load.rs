@@ -1,7 +1,9 @@
 //! Signer throughput and latency: N concurrent keep-alive mTLS clients
 //! against the real `signer` binary with durable audit (fsync, group
-//! commit), for N = 1, 8, 64. Also the raw Ed25519 signing rate of this
-//! machine, for the ratio. Prints numbers; asserts nothing.
+//! commit), for N = 1, 8, 64; then two replicas on one PostgreSQL (fsync
+//! on) in HA mode, N = 8 and 64, side by side. Also the raw Ed25519
+//! signing rate of this machine, for the ratio. Prints numbers; asserts
+//! nothing.
 //!
 //! Run with `make bench` (builds the release binaries first). Every load
 //! loop is bounded by a request count and a deadline.
@@ -66,25 +68,89 @@ fn main() -> anyhow::Result<()> {
         "{:>4} {:>9} {:>10} {:>9} {:>9} {:>9}",
         "N", "requests", "certs/s", "p50 ms", "p99 ms", "max ms"
     );
+    println!("1 signer, embedded SQLite store, local audit log (fsync):");
     for n in [1usize, 8, 64] {
-        let (count, secs, lat) = rt.block_on(level(&signer.url, &pki, n))?;
-        let rate = count as f64 / secs;
-        println!(
-            "{n:>4} {count:>9} {rate:>10.0} {:>9.2} {:>9.2} {:>9.2}",
-            percentile(&lat, 0.5).as_secs_f64() * 1e3,
-            percentile(&lat, 0.99).as_secs_f64() * 1e3,
-            lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        );
+        row(&rt, std::slice::from_ref(&signer.url), &pki, n)?;
     }
     let lines = std::fs::read_to_string(dir.path().join("audit.log"))?
         .lines()
         .count();
     println!("audit records written: {lines}");
     drop(signer);
+    replicas(&rt, &cfg, &pki, dir.path())
+}
+
+/// Prints one table row for `n` clients spread over `urls`.
+fn row(rt: &tokio::runtime::Runtime, urls: &[String], pki: &Pki, n: usize) -> anyhow::Result<()> {
+    let (count, secs, lat) = rt.block_on(level(urls, pki, n))?;
+    let rate = count as f64 / secs;
+    println!(
+        "{n:>4} {count:>9} {rate:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
     Ok(())
 }
 
-async fn level(url: &str, pki: &Pki, n: usize) -> anyhow::Result<(usize, f64, Vec<Duration>)> {
+/// Two signer replicas on one PostgreSQL (fsync on), HA mode: serials from
+/// the shared counter, every record committed to the one global chain
+/// before its certificate leaves. Clients alternate between the replicas.
+fn replicas(
+    rt: &tokio::runtime::Runtime,
+    base: &serde_json::Value,
+    pki: &Pki,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use infrabroker_testbed::postgres::{Postgres, have_postgres};
+    if !have_postgres() {
+        println!("(PostgreSQL not installed: replica section skipped)");
+        return Ok(());
+    }
+    let pg = Postgres::start(true)?;
+    pg.create_db("bench")?;
+    let mut procs = Vec::new();
+    for name in ["a", "b"] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d)?;
+        let mut cfg = base.clone();
+        cfg["store"] = json!({"postgres": {"url": pg.url("bench"), "pool_size": 8}});
+        procs.push(SignerProc::start(&d, &cfg)?);
+    }
+    let urls: Vec<String> = procs.iter().map(|p| p.url.clone()).collect();
+    println!("2 replicas, PostgreSQL 15 (fsync on), one global audit chain:");
+    for n in [8usize, 64] {
+        row(rt, &urls, pki, n)?;
+    }
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "bench",
+        ])
+        .args([
+            "-tA",
+            "-c",
+            "SELECT count(*), count(DISTINCT line) FROM audit_chain",
+        ])
+        .output()?;
+    println!(
+        "global chain records (total|distinct): {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    Ok(())
+}
+
+async fn level(
+    urls: &[String],
+    pki: &Pki,
+    n: usize,
+) -> anyhow::Result<(usize, f64, Vec<Duration>)> {
     let left = Arc::new(AtomicUsize::new(PER_LEVEL_REQUESTS));
     // A pool of public keys made up front: key generation is the broker's
     // cost, not the signer's.
@@ -103,7 +169,7 @@ async fn level(url: &str, pki: &Pki, n: usize) -> anyhow::Result<(usize, f64, Ve
     let mut tasks = Vec::new();
     for w in 0..n {
         let client = MtlsClient::new(
-            url,
+            &urls[w % urls.len()],
             &pki.path("ca.crt"),
             &pki.path("broker-1.crt"),
             &pki.path("broker-1.key"),

@@ -20,6 +20,8 @@
 //! - [`config`]: the `store` block of a service config (`sqlite` path or
 //!   `postgres` url, CA and pool size) and its validation.
 //! - [`rows`]: the row types that cross the interface.
+//! - guardrail memory (per-subject hosts, command shapes and rate window)
+//!   lives in `sqlite/guard.rs` and `postgres/guard.rs`.
 //! - [`sqlite`]: the embedded backend (WAL, `synchronous=FULL`).
 //! - [`postgres`]: the shared backend (tokio-postgres with rustls on ring,
 //!   a deadpool pool, migrations under an advisory lock).
@@ -32,7 +34,7 @@ pub mod schema;
 pub mod sqlite;
 
 pub use config::{PostgresConfig, StoreConfig};
-pub use rows::{ApprovalRow, Entry};
+pub use rows::{ApprovalRow, Entry, GuardCheck, GuardLimits};
 
 /// Why the store could not answer. Every variant means "nothing was
 /// changed that the caller can rely on": the service refuses and retries
@@ -192,6 +194,51 @@ impl Store {
             Store::Postgres(p) => p.audit_lines(after_seq, limit).await,
             Store::Sqlite(_) => Err(no_shared_chain()),
         }
+    }
+
+    /// Checks one request of guardrail `subject` for `host` and command
+    /// `shapes` at `now_ms`, counting it in the rate window as `lim` says;
+    /// one transaction.
+    pub async fn guard_check(
+        &self,
+        subject: &str,
+        host: &str,
+        shapes: &[String],
+        now_ms: u64,
+        lim: GuardLimits,
+    ) -> Result<GuardCheck> {
+        dispatch!(self, s => s.guard_check(subject, host, shapes, now_ms, lim))
+    }
+
+    /// Remembers `items` (`("host" | "command", value)`) for `subject`.
+    pub async fn guard_learn(
+        &self,
+        subject: &str,
+        items: &[(String, String)],
+        now_ms: u64,
+        lim: GuardLimits,
+    ) -> Result<()> {
+        dispatch!(self, s => s.guard_learn(subject, items, now_ms, lim))
+    }
+
+    /// Marks already known `items` of `subject` as used at `now_ms`.
+    pub async fn guard_touch(
+        &self,
+        subject: &str,
+        items: &[(String, String)],
+        now_ms: u64,
+    ) -> Result<()> {
+        dispatch!(self, s => s.guard_touch(subject, items, now_ms))
+    }
+
+    /// Forgets subjects idle for `ttl_ms` or longer; returns how many.
+    pub async fn guard_sweep(&self, now_ms: u64, ttl_ms: u64) -> Result<u64> {
+        dispatch!(self, s => s.guard_sweep(now_ms, ttl_ms))
+    }
+
+    /// Subjects remembered.
+    pub async fn guard_subjects(&self) -> Result<u64> {
+        dispatch!(self, s => s.guard_subjects())
     }
 
     /// Adds a freeze or grant; false if its id is taken.

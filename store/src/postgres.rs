@@ -14,6 +14,8 @@
 //! [`StoreError::Unavailable`] quickly, and the pool reconnects by itself
 //! on the next call once it is back.
 
+mod guard;
+
 use std::sync::Arc;
 use std::time::Duration;
 

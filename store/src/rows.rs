@@ -38,3 +38,42 @@ pub struct Entry {
     /// The service's serialised entry.
     pub body: String,
 }
+
+/// What the guardrail memory knows about one request of a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardCheck {
+    /// Requests counted in the rate window before this one.
+    pub hits: u64,
+    /// The oldest of them.
+    pub oldest_hit_ms: Option<u64>,
+    /// The host was seen for this subject before.
+    pub host_known: bool,
+    /// The command shapes asked about that were seen before, in the order
+    /// asked.
+    pub known_commands: Vec<String>,
+}
+
+/// Bounds of the guardrail memory (the control plane's `behavior` block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardLimits {
+    /// Length of the rate window.
+    pub window_ms: u64,
+    /// Requests per window; 0 = no limit.
+    pub rate_limit: u64,
+    /// Count a request in the window even when it is over the limit
+    /// (observe mode); in enforce mode a refused request is not counted, so
+    /// a throttled subject recovers.
+    pub count_over: bool,
+    /// Subjects remembered; the least recently active one goes first.
+    pub max_subjects: u64,
+    /// Hosts and command shapes remembered per subject, each; the least
+    /// recently used goes first.
+    pub max_items: u64,
+}
+
+impl GuardLimits {
+    /// Whether a request with `hits` before it in the window is counted.
+    pub fn counts(&self, hits: u64) -> bool {
+        self.rate_limit == 0 || hits < self.rate_limit || self.count_over
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! Version 2 adds `audit_chain`, the one global audit chain of signer
 //! replicas (used on PostgreSQL only; SQLite has the table so both
-//! backends stay at the same version).
+//! backends stay at the same version); version 3 the guardrail memory
+//! (`guard_subjects`, `guard_seen`, `guard_hits`).
 //!
 //! The two dialects differ only where they must (`BIGINT` vs `INTEGER`,
 //! `BOOLEAN` vs `INTEGER`), so the same queries work on both.
@@ -59,6 +60,25 @@ CREATE TABLE audit_chain (
     line TEXT NOT NULL
 );
 ",
+    r"
+CREATE TABLE guard_subjects (
+    subject     TEXT PRIMARY KEY,
+    last_active INTEGER NOT NULL
+);
+CREATE INDEX guard_subjects_active ON guard_subjects (last_active);
+CREATE TABLE guard_seen (
+    subject TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    item    TEXT NOT NULL,
+    last_ms INTEGER NOT NULL,
+    PRIMARY KEY (subject, kind, item)
+);
+CREATE TABLE guard_hits (
+    subject TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL
+);
+CREATE INDEX guard_hits_subject ON guard_hits (subject, at_ms);
+",
 ];
 
 /// Migrations for PostgreSQL, by version (index + 1).
@@ -109,6 +129,25 @@ CREATE TABLE audit_chain (
     hash TEXT NOT NULL,
     line TEXT NOT NULL
 );
+",
+    r"
+CREATE TABLE guard_subjects (
+    subject     TEXT PRIMARY KEY,
+    last_active BIGINT NOT NULL
+);
+CREATE INDEX guard_subjects_active ON guard_subjects (last_active);
+CREATE TABLE guard_seen (
+    subject TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    item    TEXT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    PRIMARY KEY (subject, kind, item)
+);
+CREATE TABLE guard_hits (
+    subject TEXT NOT NULL,
+    at_ms   BIGINT NOT NULL
+);
+CREATE INDEX guard_hits_subject ON guard_hits (subject, at_ms);
 ",
 ];
 

@@ -4,6 +4,8 @@
 //! file; SQLite's own locking refuses a second writer, and `busy_timeout`
 //! covers a brief overlap during a restart.
 
+mod guard;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -219,3 +219,49 @@ async fn a_database_outage_refuses_decisions_and_service_resumes_by_itself() {
         "the control plane uses the database again without a restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardrails_see_one_history_across_control_planes() {
+    if !postgres_or_skip() {
+        return;
+    }
+    let pg = Postgres::start(false).unwrap();
+    pg.create_db("guard").unwrap();
+    let bed = Bed::start_with(|pki| json!({"web": crate::harness::paper_host(pki, &[])}));
+    let store = json!({"postgres": {"url": pg.url("guard"), "pool_size": 2}});
+    let behavior = json!({"mode": "observe", "rate_limit_per_min": 2});
+    let a = bed.control_plane("cp-ga", json!({"store": store, "behavior": behavior}));
+    let b = bed.control_plane("cp-gb", json!({"store": store, "behavior": behavior}));
+    let pubkey = bed.pki.ssh_ca_pub().unwrap();
+    let sign = |cp: &crate::harness::Cp, cmd: &str| {
+        let (client, body) = (
+            bed.client(&cp.url, "broker-1"),
+            crate::harness::sign_body("web", cmd, &pubkey),
+        );
+        async move { crate::harness::post_sign(&client, &body).await }
+    };
+    let anomalies = |cp: &crate::harness::Cp| -> Vec<Value> {
+        cp.outcomes("anomaly")
+            .iter()
+            .map(|r| r["anomaly"].clone())
+            .collect()
+    };
+
+    // Learned through A (observe learns once issued), known on B.
+    assert_eq!(sign(&a, "id -un").await.status, StatusCode::OK);
+    assert_eq!(
+        anomalies(&a),
+        [json!(["novel host web", "novel command id -n -u"])]
+    );
+    assert_eq!(sign(&b, "id -nu").await.status, StatusCode::OK);
+    assert!(
+        anomalies(&b).is_empty(),
+        "b knows what a learned: {:?}",
+        anomalies(&b)
+    );
+    // One rate window: the third request of the minute, on A, is over the
+    // limit of 2 although A itself saw only two.
+    assert_eq!(sign(&a, "id -un").await.status, StatusCode::OK);
+    let last = anomalies(&a).pop().unwrap();
+    assert!(last.to_string().contains("rate limit exceeded"), "{last}");
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infrabroker_store::{
-    ApprovalRow, Entry, EntryKind, PostgresConfig, Store, StoreConfig, StoreError,
+    ApprovalRow, Entry, EntryKind, GuardLimits, PostgresConfig, Store, StoreConfig, StoreError,
 };
 use infrabroker_testbed::postgres::{Postgres, postgres_or_skip};
 
@@ -211,12 +211,110 @@ async fn entries(a: &Store, b: &Store) {
     }
 }
 
+async fn guardrails(a: &Store, b: &Store) {
+    let lim = GuardLimits {
+        window_ms: 60_000,
+        rate_limit: 2,
+        count_over: false,
+        max_subjects: 2,
+        max_items: 2,
+    };
+    let shapes = vec!["ls -l".to_owned(), "id".to_owned()];
+    let c = a
+        .guard_check("s1", "web", &shapes, 1_000, lim)
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.hits, c.host_known, c.known_commands.len()),
+        (0, false, 0)
+    );
+    let items = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(k, i)| ((*k).to_owned(), (*i).to_owned()))
+            .collect::<Vec<_>>()
+    };
+    b.guard_learn(
+        "s1",
+        &items(&[("host", "web"), ("command", "id")]),
+        1_001,
+        lim,
+    )
+    .await
+    .unwrap();
+    let c = a
+        .guard_check("s1", "web", &shapes, 2_000, lim)
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.hits, c.oldest_hit_ms, c.host_known),
+        (1, Some(1_000), true)
+    );
+    assert_eq!(
+        c.known_commands,
+        ["id"],
+        "learned on the other handle, in the order asked"
+    );
+    // Over the limit in enforce mode: not counted, so the window drains.
+    let c = b.guard_check("s1", "web", &[], 3_000, lim).await.unwrap();
+    assert_eq!(c.hits, 2);
+    let c = b.guard_check("s1", "web", &[], 4_000, lim).await.unwrap();
+    assert_eq!(c.hits, 2, "a refused request is not counted");
+    let c = a.guard_check("s1", "web", &[], 61_000, lim).await.unwrap();
+    assert_eq!(
+        (c.hits, c.oldest_hit_ms),
+        (1, Some(2_000)),
+        "the window slid"
+    );
+    // Per-subject item bound: the least recently used goes, touch keeps one.
+    b.guard_learn("s1", &items(&[("command", "ls -l")]), 62_000, lim)
+        .await
+        .unwrap();
+    a.guard_touch("s1", &items(&[("command", "id")]), 63_000)
+        .await
+        .unwrap();
+    b.guard_learn("s1", &items(&[("command", "cat")]), 64_000, lim)
+        .await
+        .unwrap();
+    let c = a
+        .guard_check(
+            "s1",
+            "web",
+            &["id".into(), "ls -l".into(), "cat".into()],
+            65_000,
+            lim,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.known_commands,
+        ["id", "cat"],
+        "ls -l was the least recently used"
+    );
+    // Subject bound and idle expiry.
+    a.guard_learn("s2", &items(&[("host", "db")]), 66_000, lim)
+        .await
+        .unwrap();
+    a.guard_learn("s3", &items(&[("host", "db")]), 67_000, lim)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.guard_subjects().await.unwrap(),
+        2,
+        "s1, the least recently active, went"
+    );
+    let c = b.guard_check("s1", "web", &[], 68_000, lim).await.unwrap();
+    assert!(!c.host_known && c.hits == 0, "s1 is new again");
+    assert_eq!(a.guard_sweep(200_000, 60_000).await.unwrap(), 2);
+    assert_eq!(b.guard_subjects().await.unwrap(), 0);
+}
+
 async fn suite(a: Store, b: Store) {
     a.ping().await.unwrap();
     approvals(&a, &b).await;
     claims(&a, &b).await;
     serials(&a, &b).await;
     entries(&a, &b).await;
+    guardrails(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
