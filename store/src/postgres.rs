@@ -410,18 +410,73 @@ impl Postgres {
         records: Vec<Map<String, Value>>,
         key: &AuditKey,
     ) -> Result<Vec<u64>> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(fail)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+        // Two round trips: BEGIN + head lock + head read pipelined, then
+        // INSERT + COMMIT pipelined (statements prepared once per
+        // connection). A COMMIT after a failed INSERT only rolls back.
+        let c = self.client().await?;
+        let lock = c
+            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
             .await
             .map_err(fail)?;
-        let head = tx
-            .query_opt(
-                "SELECT seq, hash, line FROM audit_chain ORDER BY seq DESC LIMIT 1",
-                &[],
+        let read = c
+            .prepare_cached("SELECT seq, hash, line FROM audit_chain ORDER BY seq DESC LIMIT 1")
+            .await
+            .map_err(fail)?;
+        let insert = c
+            .prepare_cached(
+                "INSERT INTO audit_chain (seq, hash, line)
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[])",
             )
             .await
             .map_err(fail)?;
+        let (begun, locked, head) = tokio::join!(
+            c.batch_execute("BEGIN"),
+            c.execute(&lock, &[&AUDIT_LOCK]),
+            c.query_opt(&read, &[]),
+        );
+        let head = match begun.and(locked).and(head) {
+            Ok(head) => head,
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                return Err(fail(e));
+            }
+        };
+        let abort = |e: StoreError| async {
+            let _ = c.batch_execute("ROLLBACK").await;
+            e
+        };
+        let sealed = match self.seal_over(head.as_ref(), records, key) {
+            Ok(sealed) => sealed,
+            Err(e) => return Err(abort(e).await),
+        };
+        let seqs: Vec<i64> = sealed.iter().map(|s| to_db(s.seq)).collect();
+        let hashes: Vec<&str> = sealed.iter().map(|s| s.hash.as_str()).collect();
+        let lines: Vec<&str> = sealed.iter().map(|s| s.line.as_str()).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&seqs, &hashes, &lines];
+        let (inserted, committed) =
+            tokio::join!(c.execute(&insert, &params), c.batch_execute("COMMIT"),);
+        if let Err(e) = inserted.and(committed) {
+            return Err(abort(fail(e)).await);
+        }
+        if let Some(last) = sealed.last() {
+            *self
+                .verified_head
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((last.seq, last.hash.clone()));
+        }
+        Ok(sealed.iter().map(|s| s.seq).collect())
+    }
+
+    /// Seals `records` over the chain head `head` (a row of seq, hash,
+    /// line; `None` for an empty chain), verifying the head first unless
+    /// this process wrote or verified exactly that head.
+    fn seal_over(
+        &self,
+        head: Option<&Row>,
+        records: Vec<Map<String, Value>>,
+        key: &AuditKey,
+    ) -> Result<Vec<sealing::Sealed>> {
         let (prev_seq, prev_hash) = match head {
             None => (0, sealing::genesis().to_owned()),
             Some(row) => {
@@ -439,27 +494,8 @@ impl Postgres {
                 (seq, hash)
             }
         };
-        let sealed = sealing::seal_after(records, prev_seq, &prev_hash, key)
-            .map_err(|e| StoreError::Corrupt(format!("sealing audit records: {e}")))?;
-        let seqs: Vec<i64> = sealed.iter().map(|s| to_db(s.seq)).collect();
-        let hashes: Vec<&str> = sealed.iter().map(|s| s.hash.as_str()).collect();
-        let lines: Vec<&str> = sealed.iter().map(|s| s.line.as_str()).collect();
-        tx.execute(
-            "INSERT INTO audit_chain (seq, hash, line)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[])",
-            &[&seqs, &hashes, &lines],
-        )
-        .await
-        .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
-        if let Some(last) = sealed.last() {
-            *self
-                .verified_head
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some((last.seq, last.hash.clone()));
-        }
-        Ok(sealed.iter().map(|s| s.seq).collect())
+        sealing::seal_after(records, prev_seq, &prev_hash, key)
+            .map_err(|e| StoreError::Corrupt(format!("sealing audit records: {e}")))
     }
 
     /// Up to `limit` lines of the global chain after `after_seq`, in order.

@@ -37,6 +37,7 @@ pub struct Postgres {
     root: PathBuf,
     port: u16,
     durable: bool,
+    tls: bool,
 }
 
 fn as_owner(program: &str) -> Command {
@@ -93,7 +94,30 @@ impl Postgres {
             root,
             port: crate::free_port(),
             durable,
+            tls: false,
         };
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    /// Like [`Postgres::start`] (fsync off), serving TLS with `cert` and
+    /// `key` (PEM; copied into the cluster, owned by the server's account,
+    /// 0600) and logging each connection, so a test can see `SSL enabled`.
+    pub fn start_tls(cert: &Path, key: &Path) -> anyhow::Result<Postgres> {
+        let mut pg = Postgres::start(false)?;
+        pg.stop_immediate()?;
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = pg.root.join("data").join(name);
+            std::fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+            if is_root() {
+                let mut c = Command::new("chown");
+                c.arg("postgres:postgres").arg(&to);
+                run(c, "chown of the TLS files")?;
+            }
+        }
+        pg.tls = true;
         pg.start_again()?;
         Ok(pg)
     }
@@ -105,6 +129,9 @@ impl Postgres {
             self.port,
             self.root.display()
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on -c log_connections=on");
+        }
         if !self.durable {
             // A stop with `-m immediate` is not an OS crash: what the server
             // wrote is in the page cache, so commits survive without fsync.

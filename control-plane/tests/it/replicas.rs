@@ -186,11 +186,27 @@ async fn a_database_outage_refuses_decisions_and_service_resumes_by_itself() {
     }
     let pg = Postgres::start(false).unwrap();
     let bed = Bed::start_with(|pki| json!({"web": crate::harness::paper_host(pki, &["^echo"])}));
-    let (a, _b) = on_postgres(&bed, &pg, "outage");
+    pg.create_db("outage").unwrap();
+    let port = free_port();
+    let a = bed.control_plane(
+        "cp-a",
+        json!({"store": {"postgres": {"url": pg.url("outage"), "pool_size": 4}},
+               "monitor_listen": format!("127.0.0.1:{port}")}),
+    );
     let (ok, _, err) = a.ctl("operator", &["list", "--json"]).await;
     assert!(ok, "{err}");
+    let readyz = || async move {
+        tokio::task::spawn_blocking(move || infrabroker_testbed::monitor::get(port, "/readyz"))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(readyz().await.0, 200);
 
     pg.stop_immediate().unwrap();
+    let (status, why) = readyz().await;
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("state store"), "{why}");
     let (ok, out, err) = a.ctl("operator", &["list", "--json"]).await;
     assert!(!ok && err.contains("store_unavailable"), "{out}{err}");
     let broker = bed.client(&a.url, "broker-1");
@@ -218,6 +234,7 @@ async fn a_database_outage_refuses_decisions_and_service_resumes_by_itself() {
         back,
         "the control plane uses the database again without a restart"
     );
+    assert_eq!(readyz().await.0, 200, "ready again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

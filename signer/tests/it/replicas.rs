@@ -43,11 +43,19 @@ async fn serials_continue_after_a_restart_on_the_default_store() {
 
 /// A replica in its own directory (own audit log and stderr) on `store`.
 fn replica(s: &Stack, name: &str, store: &Value) -> SignerProc {
+    replica_with(s, name, store, json!({}))
+}
+
+/// [`replica`] with `extra` top-level settings.
+fn replica_with(s: &Stack, name: &str, store: &Value, extra: Value) -> SignerProc {
     let dir = s.dir.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cfg = s.config.clone();
     cfg["audit_log"] = json!(dir.join("audit.log"));
     cfg["store"] = store.clone();
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        cfg[k] = v.clone();
+    }
     SignerProc::start(&dir, &cfg).unwrap()
 }
 
@@ -141,7 +149,20 @@ async fn a_database_outage_refuses_issuance_until_it_returns() {
     pg.create_db("outage").unwrap();
     let s = Stack::start(|_, _| {});
     let store = json!({"postgres": {"url": pg.url("outage"), "pool_size": 2}});
-    let a = replica(&s, "a", &store);
+    let port = infrabroker_testbed::free_port();
+    let a = replica_with(
+        &s,
+        "a",
+        &store,
+        json!({"monitor_listen": format!("127.0.0.1:{port}")}),
+    );
+    let readyz = || async move {
+        tokio::task::spawn_blocking(move || infrabroker_testbed::monitor::get(port, "/readyz"))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(readyz().await.0, 200);
     let c = client(&s, &a.url);
     let req = oneshot("web", "id", &keypair());
     for _ in 0..20 {
@@ -156,6 +177,11 @@ async fn a_database_outage_refuses_issuance_until_it_returns() {
     assert_eq!(before, 20);
 
     pg.stop_immediate().unwrap();
+    let (status, why) = readyz().await;
+    assert!(
+        status == 503 && why.contains("state store"),
+        "{status} {why}"
+    );
     let (st, v) = sign(&c, &req).await;
     assert_eq!(
         (st, v["reason_code"].as_str()),
@@ -194,5 +220,107 @@ async fn a_database_outage_refuses_issuance_until_it_returns() {
         issued.last(),
         Some(&serial),
         "the certificate after it has its record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_mid_load_issues_nothing_without_its_record() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if !postgres_or_skip() {
+        return;
+    }
+    let pg = Postgres::start(false).unwrap();
+    pg.create_db("midload").unwrap();
+    let s = Stack::start(|_, _| {});
+    let store = json!({"postgres": {"url": pg.url("midload"), "pool_size": 4}});
+    let (a, b) = (replica(&s, "a", &store), replica(&s, "b", &store));
+    let clients = [client(&s, &a.url), client(&s, &b.url)];
+    let req = oneshot("web", "id", &keypair());
+    let (ok, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+
+    // 4 workers sign until told to stop (or 3,000 requests, or 40 s).
+    let mut workers = Vec::new();
+    for i in 0..4 {
+        let (c, req, ok, stop) = (
+            clients[i % 2].clone(),
+            req.clone(),
+            ok.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..750 {
+                if stop.load(Ordering::Relaxed) || std::time::Instant::now() > deadline {
+                    break;
+                }
+                let (st, v) = sign(&c, &req).await;
+                if st == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                seen.push((st, v));
+            }
+            seen
+        }));
+    }
+    let wait_for = |n: usize| {
+        let ok = ok.clone();
+        async move {
+            while ok.load(Ordering::Relaxed) < n && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(100).await;
+    pg.stop_immediate().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let during = ok.load(Ordering::Relaxed);
+    pg.start_again().unwrap();
+    wait_for(during + 100).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut received = HashSet::new();
+    let mut refused = 0;
+    for w in workers {
+        for (st, v) in w.await.unwrap() {
+            if st == 200 {
+                assert!(
+                    received.insert(v["serial"].as_u64().unwrap()),
+                    "serial twice: {v}"
+                );
+            } else {
+                assert_eq!(
+                    (st, v["reason_code"].as_str()),
+                    (503, Some("store_unavailable")),
+                    "{v}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the outage was seen by the load");
+    assert!(
+        received.len() >= during + 100,
+        "service resumed: {} issued",
+        received.len()
+    );
+    // Every certificate that left has its committed record, once.
+    let chain = verified_global_chain(&pg.url("midload"), &s.pki.path("signer-audit.pub"));
+    let recorded: HashSet<u64> = issued_serials(&chain).into_iter().collect();
+    assert!(
+        received.is_subset(&recorded),
+        "a certificate left without its record"
+    );
+    // A commit that reached the disk just as the server died can be
+    // reported as failed: that record's certificate was refused, never sent.
+    // At most one such batch per replica.
+    let orphans = recorded.len() - received.len();
+    assert!(
+        orphans <= 2 * 1_024,
+        "{orphans} records without a certificate"
     );
 }

@@ -559,3 +559,41 @@ async fn the_global_audit_chain_is_one_verifiable_chain_and_refuses_a_forged_hea
         .unwrap();
     assert!(sq.audit_append(vec![audit_record(1)], &key).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_verifies_the_server_against_store_ca() {
+    use infrabroker_testbed::stack::Pki;
+    if !postgres_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+    std::fs::create_dir_all(&ours).unwrap();
+    std::fs::create_dir_all(&theirs).unwrap();
+    let (pki, other) = (Pki::create(&ours).unwrap(), Pki::create(&theirs).unwrap());
+    // The server presents a certificate for 127.0.0.1 from our dev CA.
+    let pg = Postgres::start_tls(&pki.path("signer.crt"), &pki.path("signer.key")).unwrap();
+    pg.create_db("tls").unwrap();
+    let cfg = |ca: &std::path::Path| {
+        StoreConfig::Postgres(PostgresConfig {
+            url: pg.url("tls"),
+            ca: Some(ca.to_owned()),
+            pool_size: 1,
+        })
+    };
+    let store = Store::open(&cfg(&pki.path("ca.crt"))).await.unwrap();
+    assert!(store.approval_insert(&row("tls", "b", None)).await.unwrap());
+    assert!(
+        pg.log().contains("SSL enabled"),
+        "the session used TLS:\n{}",
+        pg.log()
+    );
+    // Another CA: the server is not trusted, nothing connects.
+    let err = Store::open(&cfg(&other.path("ca.crt"))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    // A CA file with no certificate is a clear error too.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let err = Store::open(&cfg(&empty)).await.unwrap_err();
+    assert!(err.to_string().contains("no certificate"), "{err}");
+}
