@@ -258,6 +258,10 @@ pub enum ReasonCode {
     /// The state store (SQLite or PostgreSQL) could not be used; nothing
     /// was issued.
     StoreUnavailable,
+    /// The caller, end user, host or key id is frozen (`POST /v1/freeze`).
+    Frozen,
+    /// The caller may not add or lift freezes (not in `reload_callers`).
+    FreezeForbidden,
     /// An unexpected internal failure; nothing was issued.
     Internal,
     /// No such route.
@@ -302,6 +306,8 @@ impl ReasonCode {
             ReasonCode::ReloadFailed => "reload_failed",
             ReasonCode::AuditUnavailable => "audit_unavailable",
             ReasonCode::StoreUnavailable => "store_unavailable",
+            ReasonCode::Frozen => "frozen",
+            ReasonCode::FreezeForbidden => "freeze_forbidden",
             ReasonCode::Internal => "internal",
             ReasonCode::NotFound => "not_found",
             ReasonCode::SigningFailed => "signing_failed",
@@ -326,6 +332,52 @@ pub struct ErrorBody {
     /// Details for config reload failures (one line per problem).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+/// `POST /v1/freeze`: exactly one subject, a reason, an optional lifetime.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeRequest {
+    /// A caller's mTLS CN (a broker, or the broker behind a control plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// An end user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+    /// A logical host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// One certificate serial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    /// A certificate key id, exactly as issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Why (required, one line).
+    pub reason: String,
+    /// Lifts itself after this long; none = until lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// One freeze as listed by `GET /v1/freezes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// Its id (for `DELETE /v1/freeze/{id}`).
+    pub id: String,
+    /// `caller`, `end_user`, `host`, `serial` or `key_id`.
+    pub kind: String,
+    /// The frozen value.
+    pub value: String,
+    /// Why.
+    pub reason: String,
+    /// The operator CN that froze it.
+    pub by: String,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// When it lifts itself, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// One entry of `GET /v1/hosts`: how to reach a host, nothing of its policy.
@@ -399,6 +451,8 @@ mod tests {
             ReasonCode::ReloadFailed,
             ReasonCode::AuditUnavailable,
             ReasonCode::StoreUnavailable,
+            ReasonCode::Frozen,
+            ReasonCode::FreezeForbidden,
             ReasonCode::Internal,
             ReasonCode::NotFound,
             ReasonCode::SigningFailed,

@@ -13,6 +13,7 @@
 //! - [`names`]: character rules for every field that reaches a certificate.
 //! - [`issuance`]: the rules of SPEC §3 and certificate signing.
 //! - [`ratelimit`]: `sign_rate_limit_per_min` per caller / end user.
+//! - [`freeze`]: the kill switch: freezes in the store, `403 frozen`.
 //! - [`deadline`]: the `timeout -k` bound of one-shot force-commands.
 //! - [`serials`]: certificate serials from the state store, in blocks.
 //! - [`server`]: HTTP routes, error answers, audit records, reload.
@@ -22,6 +23,7 @@
 pub mod auditing;
 pub mod config;
 pub mod deadline;
+pub mod freeze;
 pub mod issuance;
 pub mod metrics;
 pub mod names;
@@ -126,7 +128,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         runtime,
         config_path.to_owned(),
         log,
-        serials::Serials::new(store, last_serial),
+        serials::Serials::new(store.clone(), last_serial),
+        freeze::Freezes::new(store),
     ));
 
     let mut start = Map::new();

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auditing::Audit;
 use crate::config::{AuditFailMode, SignerConfig};
+use crate::freeze::{self, Freezes};
 use crate::issuance::{self, Denial, Plan, Runtime};
 use crate::metrics::Metrics;
 use crate::names;
@@ -39,6 +40,7 @@ pub struct Shared {
     config_path: PathBuf,
     audit: Audit,
     serials: Serials,
+    freezes: Freezes,
     limiter: RateLimiter,
     reload_lock: tokio::sync::Mutex<()>,
     /// Counters for `/metrics`.
@@ -78,12 +80,19 @@ fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
 impl Shared {
     /// State for a loaded runtime; serials come from `serials` (see
     /// [`crate::serials`]).
-    pub fn new(runtime: Runtime, config_path: PathBuf, audit: Audit, serials: Serials) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        config_path: PathBuf,
+        audit: Audit,
+        serials: Serials,
+        freezes: Freezes,
+    ) -> Self {
         Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             config_path,
             audit,
             serials,
+            freezes,
             limiter: RateLimiter::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
@@ -157,6 +166,11 @@ impl Shared {
         &self.limiter
     }
 
+    /// The freezes (kill switch).
+    pub(crate) fn freezes(&self) -> &Freezes {
+        &self.freezes
+    }
+
     /// The serial allocator (its store answers `/readyz`).
     pub(crate) fn serials(&self) -> &Serials {
         &self.serials
@@ -171,7 +185,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: ReasonCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ReasonCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             body: ErrorBody {
@@ -215,6 +229,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/hosts", get(hosts))
         .route("/v1/sign", post(sign))
         .route("/v1/reload", post(reload))
+        .route("/v1/freeze", post(freeze::add))
+        .route("/v1/freezes", get(freeze::list))
+        .route("/v1/freeze/{id}", axum::routing::delete(freeze::lift))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -312,7 +329,7 @@ async fn hosts(
     Ok(axum::Json(out))
 }
 
-async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
     let limited = Limited::new(req.into_body(), MAX_BODY);
     match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Ok(Ok(b)) => Ok(b.to_bytes().to_vec()),
@@ -455,6 +472,15 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         Err(d) => return deny_policy(s, rec, d).await,
     };
     plan_fields(&mut rec, &plan);
+    // Frozen subjects get nothing, dry runs (preflights) included.
+    match s.freezes.matching(&peer.cn, &intent, &plan.key_id).await {
+        Ok(None) => {}
+        Ok(Some(f)) => {
+            rec.insert("freeze_id".into(), f.id.clone().into());
+            return deny(s, rec, freeze::refusal(&f)).await;
+        }
+        Err(e) => return deny(s, rec, e).await,
+    }
     if intent.dry_run {
         rec.insert("outcome".into(), "dry_run".into());
         s.metrics.dry_run();

@@ -6,6 +6,7 @@ mod audit;
 mod audit_pg;
 mod audit_proofs;
 mod doctor;
+mod freeze;
 mod krl;
 mod pki;
 mod policy;
@@ -85,6 +86,9 @@ enum Command {
     /// Key revocation lists for hosts' `RevokedKeys`.
     #[command(subcommand)]
     Krl(KrlCmd),
+    /// The signer's kill switch: freeze a caller, end user, host, serial or key id.
+    #[command(subcommand)]
+    Freeze(FreezeCmd),
     /// Check a signer, broker or control-plane configuration and what it points at.
     Doctor {
         /// The configuration file (its kind is detected).
@@ -215,6 +219,44 @@ enum KrlCmd {
 }
 
 #[derive(Subcommand)]
+enum FreezeCmd {
+    /// Freeze one subject: every sign and dry run for it gets 403 frozen.
+    Add {
+        #[command(flatten)]
+        service: ServiceArgs,
+        #[command(flatten)]
+        subject: freeze::Subject,
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Lift it by itself after this long (`10m`, `2h`, `1d`, seconds).
+        #[arg(long, value_parser = freeze::parse_ttl)]
+        ttl: Option<std::time::Duration>,
+        /// Print the freeze as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The freezes in force.
+    List {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a freeze by id.
+    Lift {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// The freeze id (from `freeze list`).
+        id: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCmd {
     /// Show a host's composed command policy and, with --command, the decision.
     Explain {
@@ -325,6 +367,15 @@ pub fn run(cli: Cli) -> Outcome {
             json,
         }) => policy::explain(&config, &host, command.as_deref(), pty, json),
         Command::Reload(args) => reload::run(&args),
+        Command::Freeze(FreezeCmd::Add {
+            service,
+            subject,
+            reason,
+            ttl,
+            json,
+        }) => freeze::add(&service, &subject, &reason, ttl, json),
+        Command::Freeze(FreezeCmd::List { service, json }) => freeze::list(&service, json),
+        Command::Freeze(FreezeCmd::Lift { service, id, json }) => freeze::lift(&service, &id, json),
         Command::Approval(cmd) => approval::run(cmd),
         Command::Doctor { config, json } => doctor::run(&config, json),
         Command::Krl(KrlCmd::Fetch { service, out, json }) => krl::fetch(&service, &out, json),

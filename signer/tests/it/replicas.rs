@@ -42,7 +42,7 @@ async fn serials_continue_after_a_restart_on_the_default_store() {
 }
 
 /// A replica in its own directory (own audit log and stderr) on `store`.
-fn replica(s: &Stack, name: &str, store: &Value) -> SignerProc {
+pub fn replica(s: &Stack, name: &str, store: &Value) -> SignerProc {
     replica_with(s, name, store, json!({}))
 }
 
@@ -59,7 +59,7 @@ fn replica_with(s: &Stack, name: &str, store: &Value, extra: Value) -> SignerPro
     SignerProc::start(&dir, &cfg).unwrap()
 }
 
-fn client(s: &Stack, url: &str) -> MtlsClient {
+pub fn client(s: &Stack, url: &str) -> MtlsClient {
     MtlsClient::new(
         url,
         &s.pki.path("ca.crt"),
@@ -70,7 +70,7 @@ fn client(s: &Stack, url: &str) -> MtlsClient {
     .unwrap()
 }
 
-async fn sign(c: &MtlsClient, req: &Value) -> (u16, Value) {
+pub async fn sign(c: &MtlsClient, req: &Value) -> (u16, Value) {
     let raw = c
         .call_raw(
             hyper::Method::POST,
