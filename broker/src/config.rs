@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     pub signer: SignerEndpoint,
     /// Periodic host-view refresh.
     pub hosts_refresh: Duration,
+    /// How often the signer's freezes are fetched to close sessions of
+    /// frozen subjects (`revocation_poll_seconds`; `None` = never).
+    pub revocation_poll: Option<Duration>,
     /// Execution audit log.
     pub audit_log: PathBuf,
     /// Audit signing seed (0600).
@@ -112,6 +115,10 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     let root = Obj::new(v, "", errs)?;
     let signer = read_signer(&root, base);
     let hosts_refresh = secs(&root, "hosts_refresh_seconds", 300, 5, 86_400);
+    let revocation_poll = match root.opt_u64("revocation_poll_seconds") {
+        Some(0) => None,
+        _ => Some(secs(&root, "revocation_poll_seconds", 10, 1, 3600)),
+    };
     let audit_log = path(&root, "audit_log", base);
     let audit_key = path(&root, "audit_key", base);
     let session_idle = secs(&root, "session_idle_seconds", 300, 5, 86_400);
@@ -161,6 +168,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     Some(BrokerConfig {
         signer: signer?,
         hosts_refresh,
+        revocation_poll,
         audit_log: audit_log?,
         audit_key: audit_key?,
         session_idle,
@@ -302,6 +310,36 @@ mod tests {
             ),
             Path::new("/etc/ib"),
         )
+    }
+
+    #[test]
+    fn revocation_poll_defaults_to_ten_seconds_and_zero_turns_it_off() {
+        let with = |extra: &str| {
+            BrokerConfig::from_text(
+                &format!(
+                    r#"{{"signer": {{"url": "https://s", "client_cert": "c", "client_key": "k", "ca": "ca"}},
+                        "audit_log": "l", "audit_key": "s" {extra}}}"#
+                ),
+                Path::new("/etc/ib"),
+            )
+        };
+        assert_eq!(
+            with("").unwrap().revocation_poll,
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            with(r#", "revocation_poll_seconds": 0"#)
+                .unwrap()
+                .revocation_poll,
+            None
+        );
+        assert_eq!(
+            with(r#", "revocation_poll_seconds": 1"#)
+                .unwrap()
+                .revocation_poll,
+            Some(Duration::from_secs(1))
+        );
+        assert!(with(r#", "revocation_poll_seconds": 99999"#).is_err());
     }
 
     #[test]

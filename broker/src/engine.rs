@@ -124,6 +124,22 @@ impl Engine {
                 }
             }
         });
+        if let Some(every) = engine.cfg.revocation_poll {
+            let weak = Arc::downgrade(&engine);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let Some(e) = weak.upgrade() else { break };
+                    match e.hosts.api().revocations().await {
+                        Ok(r) => e.close_frozen(&r).await,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "revocation poll failed; sessions stay as they are until the next one")
+                        }
+                    }
+                }
+            });
+        }
         let weak = Arc::downgrade(&engine);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::session::REAP_EVERY);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use hyper::Method;
 use infrabroker_common::client::{ClientError, RawResponse};
 use infrabroker_common::replicas::Replicas;
-use infrabroker_common::wire::{HostsResponse, SignRequest, SignResponse};
+use infrabroker_common::wire::{HostsResponse, RevocationsResponse, SignRequest, SignResponse};
 
 use crate::api::ToolError;
 use crate::config::SignerEndpoint;
@@ -68,6 +68,15 @@ impl SignerApi {
         body: Option<Vec<u8>>,
     ) -> Result<RawResponse, ClientError> {
         self.replicas.call_raw(method, path, body).await
+    }
+
+    /// `GET /v1/revocations`: the signer's freezes in force.
+    pub async fn revocations(&self) -> Result<RevocationsResponse, ToolError> {
+        let raw = self
+            .call_raw(Method::GET, "/v1/revocations", None)
+            .await
+            .map_err(tool_error)?;
+        infrabroker_common::client::decode(raw).map_err(tool_error)
     }
 
     /// `GET /v1/hosts`.

@@ -380,6 +380,17 @@ pub struct Freeze {
     pub expires_ms: Option<u64>,
 }
 
+/// `GET /v1/revocations`: the freezes in force, for brokers to close what
+/// they hold of a frozen subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationsResponse {
+    /// The asking caller's CN, as the signer sees it (a `caller` freeze of
+    /// this value applies to everything the asker holds).
+    pub caller: String,
+    /// Every freeze in force.
+    pub freezes: Vec<Freeze>,
+}
+
 /// One entry of `GET /v1/hosts`: how to reach a host, nothing of its policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -42,6 +42,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/hosts", get(hosts))
         .route("/v1/sign", axum::routing::post(sign_route))
+        .route("/v1/revocations", get(revocations_route))
         .route("/v1/sign/result/{id}", get(result_route))
         .route("/v1/approvals", get(list_route))
         .route("/v1/approvals/{id}", get(show_route).post(decide_route))
@@ -120,6 +121,40 @@ async fn hosts(State(s): State<Arc<Shared>>, Extension(peer): Extension<Peer>) -
     match s.upstream.hosts(&peer.cn).await {
         Ok(raw) => relay(&raw),
         Err(e) => ApiError::new(Code::SignerUnavailable, e.to_string()).into_response(),
+    }
+}
+
+/// `GET /v1/revocations` for a broker: the signer's freezes, with
+/// `caller` set to the broker's CN (the signer sees the control plane; a
+/// `caller` freeze names the broker the control plane forwards for).
+async fn revocations_route(
+    State(s): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    if !s.cfg.sign_callers.contains(&peer.cn) {
+        let e = ApiError::new(
+            Code::CallerUnknown,
+            format!("{} is not listed in sign_callers", peer.cn),
+        );
+        return e.into_response();
+    }
+    let raw = match s.upstream.revocations().await {
+        Ok(raw) => raw,
+        Err(e) => return ApiError::new(Code::SignerUnavailable, e.to_string()).into_response(),
+    };
+    if !raw.status.is_success() {
+        return relay(&raw);
+    }
+    match serde_json::from_slice::<infrabroker_common::wire::RevocationsResponse>(&raw.body) {
+        Ok(mut r) => {
+            r.caller = peer.cn.clone();
+            axum::Json(r).into_response()
+        }
+        Err(e) => ApiError::new(
+            Code::SignerUnavailable,
+            format!("the signer's revocations did not parse: {e}"),
+        )
+        .into_response(),
     }
 }
 

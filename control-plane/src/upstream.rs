@@ -49,6 +49,14 @@ impl Upstream {
             .map_err(|e| Unreachable(e.to_string()))
     }
 
+    /// `GET /v1/revocations` as the control plane (freezes for brokers).
+    pub async fn revocations(&self) -> Result<RawResponse, Unreachable> {
+        self.client
+            .call_raw(Method::GET, "/v1/revocations", None)
+            .await
+            .map_err(|e| Unreachable(e.to_string()))
+    }
+
     /// `GET /healthz`: whether the signer answers at all (readiness).
     pub async fn healthz(&self) -> Result<(), Unreachable> {
         let raw = self

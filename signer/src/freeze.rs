@@ -21,7 +21,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use infrabroker_common::names;
 use infrabroker_common::tls::Peer;
-use infrabroker_common::wire::{Freeze, FreezeRequest, ReasonCode, SignRequest};
+use infrabroker_common::wire::{
+    Freeze, FreezeRequest, ReasonCode, RevocationsResponse, SignRequest,
+};
 use infrabroker_store::{Entry, EntryKind, Store, StoreError};
 use serde_json::{Map, Value};
 
@@ -334,6 +336,35 @@ pub async fn lift(
         tracing::error!(error = %e, "audit record of a lifted freeze could not be written");
     }
     axum::Json(serde_json::json!({"lifted": id})).into_response()
+}
+
+/// `GET /v1/revocations` (upstream name): the freezes in force, for any
+/// caller the signer knows (brokers poll it to close what they hold of a
+/// frozen subject).
+pub async fn revocations(
+    State(s): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
+    let rt = s.runtime();
+    let known = rt.config.callers.contains_key(&peer.cn)
+        || rt.config.trusted_forwarders.contains(&peer.cn)
+        || rt.config.reload_callers.contains(&peer.cn);
+    if !known {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            ReasonCode::CallerUnknown,
+            format!("{} is not a known caller", peer.cn),
+        )
+        .into_response();
+    }
+    match s.freezes().active().await {
+        Ok(list) => axum::Json(RevocationsResponse {
+            caller: peer.cn.clone(),
+            freezes: list.as_ref().clone(),
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn record(outcome: &str, f: &Freeze) -> Map<String, Value> {

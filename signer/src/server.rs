@@ -231,6 +231,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/reload", post(reload))
         .route("/v1/freeze", post(freeze::add))
         .route("/v1/freezes", get(freeze::list))
+        .route("/v1/revocations", get(freeze::revocations))
         .route("/v1/freeze/{id}", axum::routing::delete(freeze::lift))
         .fallback(|| async {
             ApiError::new(

@@ -375,6 +375,33 @@ impl Engine {
 
     /// Marks `s` closed, removes it, disconnects it and audits why.
     pub(crate) async fn close_session(&self, s: &Session, reason: &str) {
+        self.close_session_for(s, reason, None).await;
+    }
+
+    /// Closes every open session a freeze in `r` covers: the broker's own
+    /// CN, the session's end user, host or serial. Each close is audited
+    /// with the freeze id.
+    pub(crate) async fn close_frozen(&self, r: &infrabroker_common::wire::RevocationsResponse) {
+        for s in self.sessions().all() {
+            let serial = s.serial.to_string();
+            let hit = r.freezes.iter().find(|f| match f.kind.as_str() {
+                "caller" => f.value == r.caller,
+                "end_user" => s.owner.1.as_deref() == Some(f.value.as_str()),
+                "host" => f.value == s.host,
+                "serial" => f.value == serial,
+                _ => false,
+            });
+            if let Some(f) = hit {
+                let reason = format!(
+                    "{} {} was frozen (freeze {}): {}",
+                    f.kind, f.value, f.id, f.reason
+                );
+                self.close_session_for(&s, &reason, Some(&f.id)).await;
+            }
+        }
+    }
+
+    async fn close_session_for(&self, s: &Session, reason: &str, freeze_id: Option<&str>) {
         if s.closed.send_replace(Some(reason.to_owned())).is_some() {
             return;
         }
@@ -387,6 +414,9 @@ impl Engine {
         };
         let mut rec = self.session_record(&owner, s, "session_close");
         rec.insert("reason".into(), reason.into());
+        if let Some(id) = freeze_id {
+            rec.insert("freeze_id".into(), id.into());
+        }
         if self.write_record(rec).await.is_err() {
             tracing::error!(session = %s.id, "audit record of a session close could not be written");
         }

@@ -22,5 +22,6 @@ mod login_shells;
 mod mcp_stdio;
 mod monitor;
 mod refusals;
+mod revocation;
 mod sessions;
 mod stopping;

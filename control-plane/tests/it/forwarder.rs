@@ -84,3 +84,50 @@ async fn approved_true_from_a_broker_is_refused_and_audited() {
     assert_eq!(hosts.status, StatusCode::OK);
     assert!(json_of(&hosts)["web"]["addr"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_are_relayed_to_brokers_with_their_own_cn() {
+    let bed =
+        Bed::start_with(|pki| serde_json::json!({"web": crate::harness::paper_host(pki, &[])}));
+    let cp = bed.control_plane("cp-rev", serde_json::json!({}));
+    // An operator freezes broker-1 at the signer.
+    let op = bed.client(&bed.signer.url, "operator");
+    let body = serde_json::json!({"caller": "broker-1", "reason": "test"});
+    let raw = op
+        .call_raw(
+            hyper::Method::POST,
+            "/v1/freeze",
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.status.as_u16(),
+        201,
+        "{}",
+        String::from_utf8_lossy(&raw.body)
+    );
+    // The broker asks its control plane: the freeze, and its own CN (not
+    // the control plane's) as the caller it applies to.
+    let broker = bed.client(&cp.url, "broker-1");
+    let raw = broker
+        .call_raw(hyper::Method::GET, "/v1/revocations", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&raw.body)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
+    assert_eq!(v["caller"], "broker-1");
+    assert_eq!(v["freezes"][0]["value"], "broker-1");
+    // A CN outside sign_callers gets nothing.
+    let stranger = bed.client(&cp.url, "operator");
+    let raw = stranger
+        .call_raw(hyper::Method::GET, "/v1/revocations", None)
+        .await
+        .unwrap();
+    assert_eq!(raw.status.as_u16(), 403);
+}
