@@ -77,6 +77,16 @@ fn other(e: impl std::fmt::Display) -> StartError {
     StartError::Other(e.to_string())
 }
 
+/// Opens the state store: approvals and the guardrails' memory in it.
+async fn open_state(cfg: &ControlPlaneConfig) -> Result<(Approvals, Guardrails), StartError> {
+    let store = infrabroker_store::Store::open(&cfg.store)
+        .await
+        .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
+    tracing::info!(store = %cfg.store.describe(), "state store open");
+    let guard = Guardrails::new(cfg.behavior.clone(), store.clone());
+    Ok((Approvals::new(store, cfg.approval.purge_after), guard))
+}
+
 /// Runs the control plane until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let cfg = check(config_path)?;
@@ -89,12 +99,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(StartError::Audit)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
-    let store = infrabroker_store::Store::open(&cfg.store)
-        .await
-        .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
-    tracing::info!(store = %cfg.store.describe(), "state store open");
-    let guard = Guardrails::new(cfg.behavior.clone(), store.clone());
-    let store = Approvals::new(store, cfg.approval.purge_after);
+    let (store, guard) = open_state(&cfg).await?;
     let upstream = Upstream::new(&cfg.signer)?;
     let notifier = Notifier::new(&cfg.approval)?;
     let reviewer = match &cfg.approval.reviewer {

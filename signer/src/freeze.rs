@@ -196,7 +196,46 @@ fn bad(msg: impl Into<String>) -> Response {
     ApiError::new(StatusCode::BAD_REQUEST, ReasonCode::MalformedRequest, msg).into_response()
 }
 
-/// `POST /v1/freeze`.
+/// The freeze a `POST /v1/freeze` body asks for, made by `by` at `now`.
+fn parse(body: &[u8], by: &str, now: u64) -> Result<Freeze, String> {
+    let req: FreezeRequest =
+        serde_json::from_slice(body).map_err(|e| format!("invalid freeze: {e}"))?;
+    let (kind, value) = subject(&req)?;
+    let reason: String = req
+        .reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_REASON)
+        .collect();
+    if reason.trim().is_empty() {
+        return Err("a freeze needs a reason".into());
+    }
+    if req
+        .ttl_seconds
+        .is_some_and(|t| t == 0 || t > MAX_TTL_SECONDS)
+    {
+        return Err(format!(
+            "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
+        ));
+    }
+    Ok(Freeze {
+        id: rand::random::<[u8; 8]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        kind: kind.into(),
+        value,
+        reason: reason.trim().to_owned(),
+        by: by.to_owned(),
+        created_ms: now,
+        expires_ms: req
+            .ttl_seconds
+            .map(|t| now.saturating_add(t.saturating_mul(1000))),
+    })
+}
+
+/// `POST /v1/freeze`: audited first (no freeze without its record), then
+/// stored.
 pub async fn add(
     State(s): State<Arc<Shared>>,
     Extension(peer): Extension<Peer>,
@@ -209,45 +248,10 @@ pub async fn add(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let req: FreezeRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad(format!("invalid freeze: {e}")),
-    };
-    let (kind, value) = match subject(&req) {
-        Ok(sv) => sv,
-        Err(e) => return bad(e),
-    };
-    let reason: String = req
-        .reason
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_REASON)
-        .collect();
-    if reason.trim().is_empty() {
-        return bad("a freeze needs a reason");
-    }
-    if req
-        .ttl_seconds
-        .is_some_and(|t| t == 0 || t > MAX_TTL_SECONDS)
-    {
-        return bad(format!(
-            "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}"
-        ));
-    }
     let now = now_ms();
-    let f = Freeze {
-        id: rand::random::<[u8; 8]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        kind: kind.into(),
-        value,
-        reason: reason.trim().to_owned(),
-        by: peer.cn.clone(),
-        created_ms: now,
-        expires_ms: req
-            .ttl_seconds
-            .map(|t| now.saturating_add(t.saturating_mul(1000))),
+    let f = match parse(&body, &peer.cn, now) {
+        Ok(f) => f,
+        Err(why) => return bad(why),
     };
     let mut rec = record("freeze", &f);
     if let Err(e) = s.audit().append(rec.clone()).await {
@@ -266,23 +270,21 @@ pub async fn add(
         ended_ms: None,
         body: serde_json::to_string(&f).unwrap_or_default(),
     };
-    match s
-        .freezes()
-        .store
-        .entry_insert(EntryKind::Freeze, &entry)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) | Err(_) => {
-            rec.insert("outcome".into(), "freeze-failed".into());
-            let _ = s.audit().append(rec).await;
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ReasonCode::StoreUnavailable,
-                "the freeze could not be stored; retry",
-            )
-            .into_response();
-        }
+    if !matches!(
+        s.freezes()
+            .store
+            .entry_insert(EntryKind::Freeze, &entry)
+            .await,
+        Ok(true)
+    ) {
+        rec.insert("outcome".into(), "freeze-failed".into());
+        let _ = s.audit().append(rec).await;
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::StoreUnavailable,
+            "the freeze could not be stored; retry",
+        )
+        .into_response();
     }
     s.freezes().invalidate();
     tracing::warn!(id = %f.id, kind = %f.kind, value = %f.value, by = %f.by, "frozen");

@@ -91,23 +91,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
     let last_serial = audit::max_u64_field(&cfg.audit_log, "serial")?.unwrap_or(0);
     check_serial_space(last_serial).map_err(StartError::Other)?;
-    let store = infrabroker_store::Store::open(&cfg.store)
-        .await
-        .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
-    tracing::info!(store = %cfg.store.describe(), "state store open");
-    let log = match &cfg.store {
-        // HA mode: one chain for every replica, in the database.
-        infrabroker_store::StoreConfig::Postgres(_) => {
-            tracing::warn!(
-                audit_log = %cfg.audit_log.display(),
-                "HA mode: audit records go to the global chain in PostgreSQL; audit_log is not written"
-            );
-            auditing::Audit::Global(auditing::GlobalChain::start(store.clone(), key))
-        }
-        infrabroker_store::StoreConfig::Sqlite(_) => {
-            auditing::Audit::Local(AuditLog::open(&cfg.audit_log, key)?)
-        }
-    };
+    let (store, log) = open_state(cfg, key).await?;
     let tls_config = tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca)
         .map_err(|e| StartError::Other(e.to_string()))?;
     let listener = TcpListener::bind(cfg.listen)
@@ -195,6 +179,31 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let _ = shared.audit().append(stop).await;
     tracing::info!("signer stopped");
     Ok(())
+}
+
+/// Opens the state store and the audit sink it implies: with PostgreSQL
+/// (HA mode) the replicas' global chain, else the local `audit_log`.
+async fn open_state(
+    cfg: &config::SignerConfig,
+    key: AuditKey,
+) -> Result<(infrabroker_store::Store, auditing::Audit), StartError> {
+    let store = infrabroker_store::Store::open(&cfg.store)
+        .await
+        .map_err(|e| StartError::Other(format!("state store ({}): {e}", cfg.store.describe())))?;
+    tracing::info!(store = %cfg.store.describe(), "state store open");
+    let audit = match &cfg.store {
+        infrabroker_store::StoreConfig::Postgres(_) => {
+            tracing::warn!(
+                audit_log = %cfg.audit_log.display(),
+                "HA mode: audit records go to the global chain in PostgreSQL; audit_log is not written"
+            );
+            auditing::Audit::Global(auditing::GlobalChain::start(store.clone(), key))
+        }
+        infrabroker_store::StoreConfig::Sqlite(_) => {
+            auditing::Audit::Local(AuditLog::open(&cfg.audit_log, key)?)
+        }
+    };
+    Ok((store, audit))
 }
 
 /// Refuses to start above a restored log whose largest serial leaves no

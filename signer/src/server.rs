@@ -474,13 +474,8 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     };
     plan_fields(&mut rec, &plan);
     // Frozen subjects get nothing, dry runs (preflights) included.
-    match s.freezes.matching(&peer.cn, &intent, &plan.key_id).await {
-        Ok(None) => {}
-        Ok(Some(f)) => {
-            rec.insert("freeze_id".into(), f.id.clone().into());
-            return deny(s, rec, freeze::refusal(&f)).await;
-        }
-        Err(e) => return deny(s, rec, e).await,
+    if let Some(refused) = frozen(s, &mut rec, peer, &intent, &plan).await {
+        return refused;
     }
     if intent.dry_run {
         rec.insert("outcome".into(), "dry_run".into());
@@ -509,20 +504,7 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     };
     let serial = match s.serials.next().await {
         Ok(serial) => serial,
-        Err(e) => {
-            tracing::error!(error = %e, "no serial from the state store");
-            let msg = format!("the state store cannot allocate a serial ({e}); nothing was issued");
-            return deny(
-                s,
-                rec,
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ReasonCode::StoreUnavailable,
-                    msg,
-                ),
-            )
-            .await;
-        }
+        Err(e) => return no_serial(s, rec, &e).await,
     };
     let issued = match issuance::sign(&rt, &plan, &pubkey, serial, now_unix()) {
         Ok(i) => i,
@@ -552,6 +534,41 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         decision: plan.decision,
     })
     .into_response()
+}
+
+/// The refusal of a request a freeze covers (audited with the freeze id),
+/// or of any request while the freezes cannot be read.
+async fn frozen(
+    s: &Shared,
+    rec: &mut Map<String, Value>,
+    peer: &Peer,
+    intent: &SignRequest,
+    plan: &Plan,
+) -> Option<Response> {
+    match s.freezes.matching(&peer.cn, intent, &plan.key_id).await {
+        Ok(None) => None,
+        Ok(Some(f)) => {
+            rec.insert("freeze_id".into(), f.id.clone().into());
+            Some(deny(s, rec.clone(), freeze::refusal(&f)).await)
+        }
+        Err(e) => Some(deny(s, rec.clone(), e).await),
+    }
+}
+
+/// The refusal when the store hands out no serial: nothing is issued.
+async fn no_serial(
+    s: &Shared,
+    rec: Map<String, Value>,
+    e: &infrabroker_store::StoreError,
+) -> Response {
+    tracing::error!(error = %e, "no serial from the state store");
+    let msg = format!("the state store cannot allocate a serial ({e}); nothing was issued");
+    let err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ReasonCode::StoreUnavailable,
+        msg,
+    );
+    deny(s, rec, err).await
 }
 
 fn audit_down(s: &Shared, store: bool) -> Response {
