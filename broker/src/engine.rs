@@ -67,6 +67,7 @@ pub struct Engine {
     audit: AuditLog,
     per_caller: Mutex<HashMap<String, Arc<Semaphore>>>,
     sessions: SessionTable,
+    oneshots: Arc<crate::oneshots::OneShots>,
     metrics: Metrics,
 }
 
@@ -105,6 +106,7 @@ impl Engine {
             audit,
             per_caller: Mutex::new(HashMap::new()),
             sessions: SessionTable::default(),
+            oneshots: Arc::default(),
             metrics: Metrics::default(),
         });
         engine.start_monitor().await?;
@@ -132,7 +134,10 @@ impl Engine {
                     tick.tick().await;
                     let Some(e) = weak.upgrade() else { break };
                     match e.hosts.api().revocations().await {
-                        Ok(r) => e.close_frozen(&r).await,
+                        Ok(r) => {
+                            e.oneshots.cut_frozen(&r);
+                            e.close_frozen(&r).await;
+                        }
                         Err(err) => {
                             tracing::warn!(error = %err, "revocation poll failed; sessions stay as they are until the next one")
                         }
@@ -373,7 +378,27 @@ impl Engine {
         self.write_record(start_rec).await?;
         guard.started(ONESHOT_STOP);
         let ran = Instant::now();
-        let (out, stop) = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout).await;
+        let mut cuttable =
+            self.oneshots
+                .register(serials.clone(), &req.host, caller.end_user.as_deref());
+        let run = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout);
+        let (out, stop) = tokio::select! {
+            done = run => done,
+            f = cuttable.cut() => {
+                // A freeze covers this command: close its connection now.
+                for c in conns.iter().rev() {
+                    let _ = c.disconnect(russh::Disconnect::ByApplication, "frozen", "en").await;
+                }
+                rec.insert("freeze_id".into(), f.id.clone().into());
+                return Err(ToolError::Denied {
+                    code: "frozen".into(),
+                    message: format!(
+                        "{} {} was frozen (freeze {}) while the command ran; its connection was closed: {}",
+                        f.kind, f.value, f.id, f.reason
+                    ),
+                });
+            }
+        };
         timings.exec_ms = ms_since(ran);
         if let Some(stop) = stop {
             rec.insert("stop".into(), stop.to_json());

@@ -27,6 +27,7 @@ pub mod exec;
 pub mod http;
 pub mod mcp;
 pub mod metrics;
+mod oneshots;
 pub mod session;
 pub mod signer;
 pub mod ssh;

@@ -122,3 +122,53 @@ async fn a_frozen_serial_closes_its_session_and_a_frozen_caller_all_of_them() {
         other => panic!("a frozen caller opened a session: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_one_shot_of_a_frozen_serial_is_cut() {
+    if !infrabroker_testbed::sshd_or_skip() {
+        return;
+    }
+    let (dir, pki) = Bed::pki();
+    let s = sshd(&pki, "web-principal");
+    let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
+    let engine = bed.engine(json!({"revocation_poll_seconds": 1})).await;
+    let e = engine.clone();
+    let t = std::time::Instant::now();
+    let run = tokio::spawn(async move { crate::harness::run(&e, "web", "sleep 30").await });
+    // The command is running once its exec_started record is written.
+    let mut serial = None;
+    for _ in 0..100 {
+        serial = bed
+            .broker_records()
+            .iter()
+            .find(|r| r["outcome"] == "exec_started")
+            .and_then(|r| r["serial"].as_u64());
+        if serial.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let serial = serial.expect("the command started");
+    let id = freeze(&bed, json!({"serial": serial, "reason": "cut it"})).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    match answer {
+        Err(ToolError::Denied { code, message }) => {
+            assert_eq!(code, "frozen");
+            assert!(message.contains(&id), "{message}");
+        }
+        other => panic!("the frozen one-shot was not cut: {other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "cut long before sleep 30 ended"
+    );
+    let recs = bed.broker_records();
+    assert!(
+        recs.iter()
+            .any(|r| r["freeze_id"] == id.as_str() && r["serial"] == serial),
+        "the cut call's record names the freeze: {recs:?}"
+    );
+}
