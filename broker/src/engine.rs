@@ -369,36 +369,18 @@ impl Engine {
         }
         let (conns, hop_timings) = self.dial_chain(&hops, certified, Some(pre)).await?;
         timings.hops = hop_timings;
-        let target = conns
-            .last()
-            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        if conns.is_empty() {
+            return Err(ToolError::Invalid("empty chain".into()));
+        }
         // Durable before anything runs: no command without its record.
         let mut start_rec = rec.clone();
         start_rec.insert("outcome".into(), "exec_started".into());
         self.write_record(start_rec).await?;
         guard.started(ONESHOT_STOP);
         let ran = Instant::now();
-        let mut cuttable =
-            self.oneshots
-                .register(serials.clone(), &req.host, caller.end_user.as_deref());
-        let run = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout);
-        let (out, stop) = tokio::select! {
-            done = run => done,
-            f = cuttable.cut() => {
-                // A freeze covers this command: close its connection now.
-                for c in conns.iter().rev() {
-                    let _ = c.disconnect(russh::Disconnect::ByApplication, "frozen", "en").await;
-                }
-                rec.insert("freeze_id".into(), f.id.clone().into());
-                return Err(ToolError::Denied {
-                    code: "frozen".into(),
-                    message: format!(
-                        "{} {} was frozen (freeze {}) while the command ran; its connection was closed: {}",
-                        f.kind, f.value, f.id, f.reason
-                    ),
-                });
-            }
-        };
+        let (out, stop) = self
+            .run_unless_frozen(&conns, caller, req, &serials, timeout, rec)
+            .await?;
         timings.exec_ms = ms_since(ran);
         if let Some(stop) = stop {
             rec.insert("stop".into(), stop.to_json());
@@ -420,6 +402,45 @@ impl Engine {
             duration_ms: ms_since(started),
             timings: timings.clone(),
         })
+    }
+}
+
+impl Engine {
+    /// Runs a one-shot on the last of `conns`, unless a freeze covers it
+    /// while it runs ([`crate::oneshots`]): then its connection is closed
+    /// and the call answers `frozen`, with `freeze_id` in `rec`.
+    async fn run_unless_frozen(
+        &self,
+        conns: &[crate::ssh::Conn],
+        caller: &Caller,
+        req: &ExecRequest,
+        serials: &[u64],
+        timeout: std::time::Duration,
+        rec: &mut Map<String, Value>,
+    ) -> Result<(Result<exec::Output, ToolError>, Option<exec::Stop>), ToolError> {
+        let target = conns
+            .last()
+            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
+        let mut cuttable =
+            self.oneshots
+                .register(serials.to_vec(), &req.host, caller.end_user.as_deref());
+        let run = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout);
+        tokio::select! {
+            done = run => Ok(done),
+            f = cuttable.cut() => {
+                for c in conns.iter().rev() {
+                    let _ = c.disconnect(russh::Disconnect::ByApplication, "frozen", "en").await;
+                }
+                rec.insert("freeze_id".into(), f.id.clone().into());
+                Err(ToolError::Denied {
+                    code: "frozen".into(),
+                    message: format!(
+                        "{} {} was frozen (freeze {}) while the command ran; its connection was closed: {}",
+                        f.kind, f.value, f.id, f.reason
+                    ),
+                })
+            }
+        }
     }
 }
 
