@@ -1,8 +1,9 @@
 //! One-shot commands in flight, so a freeze can cut them (issue 18 item
 //! 3): each running `ssh_execute` registers its serial, host and owner; the
-//! revocation poll cuts those a freeze covers. A cut command's connection
-//! is closed (sshd then ends the command; its force-command deadline ends
-//! it anyway) and the call answers `frozen`, audited with the freeze id.
+//! revocation poll cuts those a freeze covers ([`covering`] decides, for
+//! open sessions too). A cut command's connection is closed (sshd then
+//! ends the command; its force-command deadline ends it anyway) and the
+//! call answers `frozen`, audited with the freeze id.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -74,18 +75,31 @@ impl OneShots {
     /// Cuts every registered command a freeze in `r` covers.
     pub(crate) fn cut_frozen(&self, r: &RevocationsResponse) {
         for run in self.lock().values() {
-            let hit = r.freezes.iter().find(|f| match f.kind.as_str() {
-                "caller" => f.value == r.caller,
-                "end_user" => run.end_user.as_deref() == Some(f.value.as_str()),
-                "host" => f.value == run.host,
-                "serial" => run.serials.iter().any(|s| s.to_string() == f.value),
-                _ => false,
-            });
-            if let Some(f) = hit {
+            if let Some(f) = covering(r, run.end_user.as_deref(), &run.host, &run.serials) {
                 let _ = run.cut.send(Some(f.clone()));
             }
         }
     }
+}
+
+/// The first freeze in `r` that covers what a broker holds for `end_user`
+/// on `host` under certificate `serials`: the broker's own CN (as the
+/// signer saw it), the end user, the host, or one of the serials. Key-id
+/// freezes are the signer's business (new certificates); serial freezes
+/// exist for what is already issued.
+pub(crate) fn covering<'a>(
+    r: &'a RevocationsResponse,
+    end_user: Option<&str>,
+    host: &str,
+    serials: &[u64],
+) -> Option<&'a Freeze> {
+    r.freezes.iter().find(|f| match f.kind.as_str() {
+        "caller" => f.value == r.caller,
+        "end_user" => end_user == Some(f.value.as_str()),
+        "host" => f.value == host,
+        "serial" => serials.iter().any(|s| s.to_string() == f.value),
+        _ => false,
+    })
 }
 
 impl Registration {

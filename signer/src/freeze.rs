@@ -14,7 +14,7 @@
 //! certificate has a new serial); it is there for the KRL.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
@@ -27,6 +27,7 @@ use infrabroker_common::wire::{
 use infrabroker_store::{Entry, EntryKind, Store, StoreError};
 use serde_json::{Map, Value};
 
+use crate::ratelimit::now_ms;
 use crate::server::{ApiError, Shared, read_body};
 
 /// Longest a replica uses its cached list of freezes.
@@ -43,13 +44,6 @@ const MAX_REASON: usize = 500;
 pub struct Freezes {
     store: Store,
     cache: Mutex<Option<(Instant, Arc<Vec<Freeze>>)>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn store_down(e: &StoreError) -> ApiError {

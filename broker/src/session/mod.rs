@@ -383,14 +383,7 @@ impl Engine {
     /// with the freeze id.
     pub(crate) async fn close_frozen(&self, r: &infrabroker_common::wire::RevocationsResponse) {
         for s in self.sessions().all() {
-            let serial = s.serial.to_string();
-            let hit = r.freezes.iter().find(|f| match f.kind.as_str() {
-                "caller" => f.value == r.caller,
-                "end_user" => s.owner.1.as_deref() == Some(f.value.as_str()),
-                "host" => f.value == s.host,
-                "serial" => f.value == serial,
-                _ => false,
-            });
+            let hit = crate::oneshots::covering(r, s.owner.1.as_deref(), &s.host, &[s.serial]);
             if let Some(f) = hit {
                 let reason = format!(
                     "{} {} was frozen (freeze {}): {}",
