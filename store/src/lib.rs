@@ -21,7 +21,9 @@
 //!   `postgres` url, CA and pool size) and its validation.
 //! - [`rows`]: the row types that cross the interface.
 //! - guardrail memory (per-subject hosts, command shapes and rate window)
-//!   lives in `sqlite/guard.rs` and `postgres/guard.rs`.
+//!   lives in `sqlite/guard.rs` and `postgres/guard.rs`; the index of live
+//!   certificates and the KRL version in `sqlite/certs.rs` and
+//!   `postgres/certs.rs`.
 //! - [`sqlite`]: the embedded backend (WAL, `synchronous=FULL`).
 //! - [`postgres`]: the shared backend (tokio-postgres with rustls on ring,
 //!   a deadpool pool, migrations under an advisory lock).
@@ -34,7 +36,7 @@ pub mod schema;
 pub mod sqlite;
 
 pub use config::{PostgresConfig, StoreConfig};
-pub use rows::{ApprovalRow, Entry, GuardCheck, GuardLimits};
+pub use rows::{ApprovalRow, CertSubject, Entry, GuardCheck, GuardLimits, KrlState, LiveCert};
 
 /// Why the store could not answer. Every variant means "nothing was
 /// changed that the caller can rely on": the service refuses and retries
@@ -256,6 +258,58 @@ impl Store {
     /// false if it does not exist or has already ended or expired.
     pub async fn entry_end(&self, kind: EntryKind, id: &str, now_ms: u64) -> Result<bool> {
         dispatch!(self, s => s.entry_end(kind, id, now_ms))
+    }
+}
+
+/// The index of live certificates and the published KRL version (the
+/// signer's revocation list, issue 18).
+impl Store {
+    /// Adds newly issued certificates, all or none.
+    pub async fn cert_insert(&self, rows: Vec<LiveCert>) -> Result<()> {
+        dispatch!(self, s => s.cert_insert(rows))
+    }
+
+    /// Marks every live, not yet revoked certificate of `subject` = `value`
+    /// as revoked by `freeze_id`; returns how many. A revocation is never
+    /// undone: lifting the freeze leaves them revoked until they expire.
+    pub async fn cert_revoke(
+        &self,
+        subject: CertSubject,
+        value: &str,
+        freeze_id: &str,
+        now_ms: u64,
+    ) -> Result<u64> {
+        dispatch!(self, s => s.cert_revoke(subject, value, freeze_id, now_ms))
+    }
+
+    /// The revoked certificates that have not expired at `now_ms`, by serial.
+    pub async fn cert_revoked(&self, now_ms: u64) -> Result<Vec<LiveCert>> {
+        dispatch!(self, s => s.cert_revoked(now_ms))
+    }
+
+    /// Up to `limit` certificates still valid at `now_ms`, of one subject or
+    /// all, by serial.
+    pub async fn cert_live(
+        &self,
+        filter: Option<(CertSubject, String)>,
+        now_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<LiveCert>> {
+        dispatch!(self, s => s.cert_live(filter, now_ms, limit))
+    }
+
+    /// Forgets certificates expired at `now_ms`; returns how many.
+    pub async fn cert_purge(&self, now_ms: u64) -> Result<u64> {
+        dispatch!(self, s => s.cert_purge(now_ms))
+    }
+
+    /// The KRL version for content with `digest`: the current one when its
+    /// digest is `digest`, else a new version (above the old one and at
+    /// least the clock in seconds, so a reset store never goes back). The
+    /// returned digest may differ when another replica published other
+    /// content at the same moment; the caller then builds again.
+    pub async fn krl_publish(&self, digest: &str, now_ms: u64) -> Result<KrlState> {
+        dispatch!(self, s => s.krl_publish(digest, now_ms))
     }
 }
 

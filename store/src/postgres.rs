@@ -14,6 +14,7 @@
 //! [`StoreError::Unavailable`] quickly, and the pool reconnects by itself
 //! on the next call once it is back.
 
+mod certs;
 mod guard;
 
 use std::sync::Arc;

@@ -77,3 +77,79 @@ impl GuardLimits {
         self.rate_limit == 0 || hits < self.rate_limit || self.count_over
     }
 }
+
+/// What a freeze names, for revoking the live certificates it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertSubject {
+    /// The broker CN that asked, or the forwarder that relayed it.
+    Caller,
+    /// The end user behind the broker.
+    EndUser,
+    /// The logical host the certificate is for.
+    Host,
+    /// One serial.
+    Serial,
+    /// The certificate's key id.
+    KeyId,
+}
+
+impl CertSubject {
+    /// The subject a freeze kind names (`caller`, `end_user`, `host`,
+    /// `serial`, `key_id`).
+    pub fn parse(kind: &str) -> Option<CertSubject> {
+        Some(match kind {
+            "caller" => CertSubject::Caller,
+            "end_user" => CertSubject::EndUser,
+            "host" => CertSubject::Host,
+            "serial" => CertSubject::Serial,
+            "key_id" => CertSubject::KeyId,
+            _ => return None,
+        })
+    }
+
+    /// The `WHERE` condition on `live_certs` with the value as parameter
+    /// `p` (`?1` or `$1`); a serial is compared as an integer.
+    pub(crate) fn condition(self, p: &str) -> String {
+        match self {
+            CertSubject::Caller => format!("(caller = {p} OR forwarder = {p})"),
+            CertSubject::EndUser => format!("end_user = {p}"),
+            CertSubject::Host => format!("host = {p}"),
+            CertSubject::Serial => format!("serial = {p}"),
+            CertSubject::KeyId => format!("key_id = {p}"),
+        }
+    }
+}
+
+/// One certificate in the index of live certificates (for the KRL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCert {
+    /// Its serial (unique across CAs: one allocator).
+    pub serial: u64,
+    /// The signing CA's public key, `ssh-ed25519 AAAA…` without comment.
+    pub ca: String,
+    /// The certificate's key id.
+    pub key_id: String,
+    /// The broker CN it was issued to.
+    pub caller: String,
+    /// The forwarder that relayed the request; empty when none.
+    pub forwarder: String,
+    /// The end user behind the broker; empty when none.
+    pub end_user: String,
+    /// The logical host.
+    pub host: String,
+    /// When it stops being valid (its `valid_before`), Unix milliseconds.
+    pub valid_before_ms: u64,
+    /// The freeze that revoked it, once one has.
+    pub revoked_by: Option<String>,
+}
+
+/// The published KRL's version, shared by every replica on the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KrlState {
+    /// `krl_version`: increases with every change of the content.
+    pub version: u64,
+    /// The digest of the content this version stands for.
+    pub digest: String,
+    /// When this version was made, Unix milliseconds.
+    pub generated_ms: u64,
+}

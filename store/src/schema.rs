@@ -6,7 +6,9 @@
 //! Version 2 adds `audit_chain`, the one global audit chain of signer
 //! replicas (used on PostgreSQL only; SQLite has the table so both
 //! backends stay at the same version); version 3 the guardrail memory
-//! (`guard_subjects`, `guard_seen`, `guard_hits`).
+//! (`guard_subjects`, `guard_seen`, `guard_hits`); version 4 the index of
+//! live certificates (`live_certs`) and the published KRL version
+//! (`krl_state`).
 //!
 //! The two dialects differ only where they must (`BIGINT` vs `INTEGER`,
 //! `BOOLEAN` vs `INTEGER`), so the same queries work on both.
@@ -79,6 +81,32 @@ CREATE TABLE guard_hits (
 );
 CREATE INDEX guard_hits_subject ON guard_hits (subject, at_ms);
 ",
+    r"
+CREATE TABLE live_certs (
+    serial          INTEGER PRIMARY KEY,
+    ca              TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    caller          TEXT NOT NULL,
+    forwarder       TEXT NOT NULL,
+    end_user        TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    valid_before_ms INTEGER NOT NULL,
+    revoked_by      TEXT
+);
+CREATE INDEX live_certs_expiry ON live_certs (valid_before_ms);
+CREATE INDEX live_certs_revoked ON live_certs (valid_before_ms) WHERE revoked_by IS NOT NULL;
+CREATE INDEX live_certs_caller ON live_certs (caller);
+CREATE INDEX live_certs_forwarder ON live_certs (forwarder) WHERE forwarder <> '';
+CREATE INDEX live_certs_end_user ON live_certs (end_user) WHERE end_user <> '';
+CREATE INDEX live_certs_host ON live_certs (host);
+CREATE INDEX live_certs_key_id ON live_certs (key_id);
+CREATE TABLE krl_state (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    version      INTEGER NOT NULL,
+    digest       TEXT NOT NULL,
+    generated_ms INTEGER NOT NULL
+);
+",
 ];
 
 /// Migrations for PostgreSQL, by version (index + 1).
@@ -148,6 +176,32 @@ CREATE TABLE guard_hits (
     at_ms   BIGINT NOT NULL
 );
 CREATE INDEX guard_hits_subject ON guard_hits (subject, at_ms);
+",
+    r"
+CREATE TABLE live_certs (
+    serial          BIGINT PRIMARY KEY,
+    ca              TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    caller          TEXT NOT NULL,
+    forwarder       TEXT NOT NULL,
+    end_user        TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    valid_before_ms BIGINT NOT NULL,
+    revoked_by      TEXT
+);
+CREATE INDEX live_certs_expiry ON live_certs (valid_before_ms);
+CREATE INDEX live_certs_revoked ON live_certs (valid_before_ms) WHERE revoked_by IS NOT NULL;
+CREATE INDEX live_certs_caller ON live_certs (caller);
+CREATE INDEX live_certs_forwarder ON live_certs (forwarder) WHERE forwarder <> '';
+CREATE INDEX live_certs_end_user ON live_certs (end_user) WHERE end_user <> '';
+CREATE INDEX live_certs_host ON live_certs (host);
+CREATE INDEX live_certs_key_id ON live_certs (key_id);
+CREATE TABLE krl_state (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    version      BIGINT NOT NULL,
+    digest       TEXT NOT NULL,
+    generated_ms BIGINT NOT NULL
+);
 ",
 ];
 

@@ -4,6 +4,7 @@
 //! file; SQLite's own locking refuses a second writer, and `busy_timeout`
 //! covers a brief overlap during a restart.
 
+mod certs;
 mod guard;
 
 use std::path::{Path, PathBuf};

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infrabroker_store::{
-    ApprovalRow, Entry, EntryKind, GuardLimits, PostgresConfig, Store, StoreConfig, StoreError,
+    ApprovalRow, CertSubject, Entry, EntryKind, GuardLimits, LiveCert, PostgresConfig, Store,
+    StoreConfig, StoreError,
 };
 use infrabroker_testbed::postgres::{Postgres, postgres_or_skip};
 
@@ -308,6 +309,154 @@ async fn guardrails(a: &Store, b: &Store) {
     assert_eq!(b.guard_subjects().await.unwrap(), 0);
 }
 
+fn live(
+    serial: u64,
+    caller: &str,
+    forwarder: &str,
+    user: &str,
+    host: &str,
+    before: u64,
+) -> LiveCert {
+    LiveCert {
+        serial,
+        ca: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA".into(),
+        key_id: format!("k{serial}"),
+        caller: caller.into(),
+        forwarder: forwarder.into(),
+        end_user: user.into(),
+        host: host.into(),
+        valid_before_ms: before,
+        revoked_by: None,
+    }
+}
+
+async fn certs(a: &Store, b: &Store) {
+    let serials = |v: Vec<LiveCert>| v.into_iter().map(|c| c.serial).collect::<Vec<_>>();
+    a.cert_insert(vec![
+        live(1, "b1", "", "alice", "web", 10_000),
+        live(2, "b1", "", "bob", "db", 10_000),
+        live(3, "b2", "cp", "alice", "db", 10_000),
+        live(4, "b2", "", "carol", "web", 2_000),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        b.cert_insert(vec![
+            live(5, "b3", "", "", "web", 10_000),
+            live(1, "x", "", "", "web", 1)
+        ])
+        .await
+        .is_err(),
+        "a duplicate serial fails the batch"
+    );
+    assert_eq!(
+        serials(b.cert_live(None, 1_000, 100).await.unwrap()),
+        [1, 2, 3, 4],
+        "all or none"
+    );
+    assert_eq!(
+        serials(b.cert_live(None, 2_000, 100).await.unwrap()),
+        [1, 2, 3],
+        "expired at its millisecond"
+    );
+    assert_eq!(
+        serials(b.cert_live(None, 1_000, 2).await.unwrap()),
+        [1, 2],
+        "limit"
+    );
+    let of = |s, v: &str| Some((s, v.to_owned()));
+    assert_eq!(
+        serials(
+            b.cert_live(of(CertSubject::Caller, "cp"), 1_000, 9)
+                .await
+                .unwrap()
+        ),
+        [3],
+        "a forwarder is a caller"
+    );
+    assert_eq!(
+        serials(
+            b.cert_live(of(CertSubject::Serial, "x"), 1_000, 9)
+                .await
+                .unwrap()
+        ),
+        Vec::<u64>::new()
+    );
+
+    assert_eq!(
+        a.cert_revoke(CertSubject::EndUser, "alice", "f1", 1_000)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        b.cert_revoke(CertSubject::Caller, "b1", "f2", 1_000)
+            .await
+            .unwrap(),
+        1,
+        "serial 1 is already revoked"
+    );
+    assert_eq!(
+        a.cert_revoke(CertSubject::Host, "web", "f3", 3_000)
+            .await
+            .unwrap(),
+        0,
+        "serial 4 has expired"
+    );
+    assert_eq!(
+        a.cert_revoke(CertSubject::Serial, "not-a-number", "f4", 1_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        a.cert_revoke(CertSubject::KeyId, "k4", "f5", 1_000)
+            .await
+            .unwrap(),
+        1
+    );
+    let revoked = b.cert_revoked(1_000).await.unwrap();
+    let by = revoked
+        .iter()
+        .map(|c| (c.serial, c.revoked_by.clone().unwrap()))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        by,
+        [
+            (1, "f1".into()),
+            (2, "f2".into()),
+            (3, "f1".into()),
+            (4, "f5".into())
+        ]
+    );
+    assert_eq!(
+        serials(b.cert_revoked(2_000).await.unwrap()),
+        [1, 2, 3],
+        "expired entries leave the list"
+    );
+
+    assert_eq!(a.cert_purge(2_000).await.unwrap(), 1);
+    assert_eq!(b.cert_purge(2_000).await.unwrap(), 0);
+    assert_eq!(serials(b.cert_live(None, 0, 100).await.unwrap()), [1, 2, 3]);
+
+    let v1 = a.krl_publish("d1", 5_000).await.unwrap();
+    assert_eq!(
+        (v1.digest.as_str(), v1.version >= 5),
+        ("d1", true),
+        "at least the clock in seconds"
+    );
+    let same = b.krl_publish("d1", 9_000).await.unwrap();
+    assert_eq!(same, v1, "the same content keeps its version");
+    let v2 = b.krl_publish("d2", 6_000).await.unwrap();
+    assert!(v2.version > v1.version && v2.digest == "d2");
+    let v3 = a.krl_publish("d1", 6_000).await.unwrap();
+    assert!(
+        v3.version > v2.version,
+        "going back to old content is still a change"
+    );
+    assert_eq!(a.cert_purge(u64::MAX / 2).await.unwrap(), 3);
+}
+
 async fn suite(a: Store, b: Store) {
     a.ping().await.unwrap();
     approvals(&a, &b).await;
@@ -315,6 +464,7 @@ async fn suite(a: Store, b: Store) {
     serials(&a, &b).await;
     entries(&a, &b).await;
     guardrails(&a, &b).await;
+    certs(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
