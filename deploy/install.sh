@@ -18,7 +18,8 @@
 #   /etc/infrabroker/                       0750 root:infrabroker (configs, keys)
 #   /var/lib/infrabroker-<service>/         0700 state (recordings, store)
 #   /var/log/infrabroker-<service>/         0700 audit logs
-#   /etc/systemd/system/infrabroker-*.service   the units from deploy/
+#   /etc/systemd/system/infrabroker-*.{service,timer}   the units from deploy/
+#                                           (the KRL fetch timer is for SSH hosts)
 #   /usr/local/share/doc/infrabroker/       example configs
 # Uninstall keeps /etc/infrabroker, state and audit logs unless --purge: the
 # audit logs are evidence.
@@ -57,7 +58,8 @@ binaries=(signer broker broker-ctl control-plane)
 # service name → the user it runs as
 services=(signer control-plane broker)
 units=(infrabroker-signer.service infrabroker-control-plane.service
-  infrabroker-broker-http.service infrabroker-broker-rest.service)
+  infrabroker-broker-http.service infrabroker-broker-rest.service
+  infrabroker-krl-fetch.service infrabroker-krl-fetch.timer)
 sysusers="$root/usr/lib/sysusers.d/infrabroker.conf"
 docdir="$root/usr/local/share/doc/infrabroker"
 
@@ -156,6 +158,9 @@ and start it with
   systemctl enable --now infrabroker-signer
 The broker units read /etc/infrabroker/broker-http.json (mcp-http) and broker-rest.json (serve),
 the control plane /etc/infrabroker/control-plane.json.
+On SSH hosts: write /etc/infrabroker/krl-fetch.env (KRL_ARGS=--url http://signer:9444), set
+  RevokedKeys /var/lib/infrabroker-krl/infrabroker.krl
+in sshd_config, run the fetch once, then systemctl enable --now infrabroker-krl-fetch.timer
 EOT
 }
 

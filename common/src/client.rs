@@ -95,16 +95,39 @@ impl MtlsClient {
             return Err(ClientError::Url(base_url.to_owned()));
         }
         let tls = client_config(ca, cert, key)?;
+        Ok(Self::build(base, tls, timeout, true))
+    }
+
+    /// A client for a plain `http://` base URL (the signer's `krl_listen`,
+    /// the only plain endpoint a command needs): no TLS, no identity. It
+    /// refuses to dial `https://`, which needs [`MtlsClient::new`].
+    pub fn plain(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") || base.len() <= "http://".len() {
+            return Err(ClientError::Url(base_url.to_owned()));
+        }
+        // No roots: a redirect or typo can never turn into a TLS session
+        // that trusts something.
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Tls(TlsError::from(e)))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Ok(Self::build(base, tls, timeout, false))
+    }
+
+    fn build(base: String, tls: rustls::ClientConfig, timeout: Duration, https: bool) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+        let builder = if https {
+            builder.https_only()
+        } else {
+            builder.https_or_http()
+        };
+        let connector = builder.enable_http1().enable_http2().wrap_connector(http);
         // ALPN prefers HTTP/2: concurrent calls share one connection (the
         // servers allow 64 streams each; more wait in the client), so a busy
         // broker stays far below the servers' per-CN connection cap.
@@ -115,11 +138,11 @@ impl MtlsClient {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(4))
             .build(connector);
-        Ok(MtlsClient {
+        MtlsClient {
             base,
             timeout,
             inner,
-        })
+        }
     }
 
     /// The base URL.

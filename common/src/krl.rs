@@ -17,7 +17,9 @@
 //! ([`RANGE_MIN`] serials or more) become range sub-sections (16 bytes
 //! each). The rest are clustered — neighbours at most [`BITMAP_GAP`] apart —
 //! and each cluster is written as a bitmap or as plain list entries,
-//! whichever is smaller. Serial 0 cannot be revoked (OpenSSH refuses it).
+//! whichever is smaller; a bitmap spans at most [`BITMAP_MAX_SPAN`]
+//! serials, because sshd refuses a KRL with a larger one outright. Serial 0
+//! cannot be revoked (OpenSSH refuses it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -43,6 +45,12 @@ const CERT_KEY_ID: u8 = 0x23;
 pub const RANGE_MIN: u64 = 256;
 /// Serials closer than this (in serial numbers) may share a bitmap.
 pub const BITMAP_GAP: u64 = 64;
+/// Most serials one bitmap spans. OpenSSH reads a bitmap as a bignum of at
+/// most 16,384 bits (`SSHBUF_MAX_BIGNUM`) and refuses the *whole file*
+/// ("bignum is too large") beyond that, so a longer cluster is split.
+pub const BITMAP_MAX_SPAN: u64 = 16_000;
+/// OpenSSH's `SSHBUF_MAX_BIGNUM`, in bytes.
+const MAX_BITMAP_BYTES: usize = 16_384 / 8;
 
 /// Why bytes are not a KRL sshd would accept, or a KRL cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -312,7 +320,10 @@ fn encode_serials(section: &mut Vec<u8>, ranges: &[RangeInclusive<u64>]) {
     let mut start = 0;
     while start < singles.len() {
         let mut end = start;
-        while end + 1 < singles.len() && singles[end + 1] - singles[end] <= BITMAP_GAP {
+        while end + 1 < singles.len()
+            && singles[end + 1] - singles[end] <= BITMAP_GAP
+            && singles[end + 1] - singles[start] < BITMAP_MAX_SPAN
+        {
             end += 1;
         }
         let cluster = &singles[start..=end];
@@ -389,6 +400,14 @@ fn parse_certificates(data: &[u8]) -> Result<(Vec<u8>, CaRevocations), KrlError>
                 }
                 if bits.first().is_some_and(|b| b & 0x80 != 0) {
                     return Err(KrlError::Invalid("negative bitmap"));
+                }
+                // sshd's bignum limit: 2,048 bytes, plus a zero sign byte.
+                if bits.len() > MAX_BITMAP_BYTES + 1
+                    || (bits.len() == MAX_BITMAP_BYTES + 1 && bits[0] != 0)
+                {
+                    return Err(KrlError::Invalid(
+                        "bitmap over 16,384 bits (sshd would refuse the file)",
+                    ));
                 }
                 for (i, byte) in bits.iter().rev().enumerate() {
                     for bit in 0..8u64 {

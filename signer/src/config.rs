@@ -114,6 +114,9 @@ pub struct SignerConfig {
     pub auto_reload_seconds: u64,
     /// Plain-HTTP listener for `/metrics` and `/healthz`.
     pub monitor_listen: Option<SocketAddr>,
+    /// Plain-HTTP listener that serves only `GET /v1/krl`, for hosts
+    /// without a client certificate.
+    pub krl_listen: Option<SocketAddr>,
     /// CNs that may call `POST /v1/reload`.
     pub reload_callers: BTreeSet<String>,
     /// CNs whose `on_behalf_of` and `approved` are honoured.
@@ -198,6 +201,10 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let max_ttl = ttl(&root, "max_ttl_seconds").unwrap_or(DEFAULT_MAX_TTL);
     let auto_reload_seconds = root.opt_u64("auto_reload_seconds").unwrap_or(0);
     let monitor_listen = root.socket_addr("monitor_listen", false);
+    let krl_listen = root.socket_addr("krl_listen", false);
+    if krl_listen.is_some() && (krl_listen == monitor_listen || krl_listen == listen) {
+        root.error("krl_listen", "must differ from listen and monitor_listen");
+    }
     let reload_callers = name_set(&root, "reload_callers", "caller CN");
     let trusted_forwarders = name_set(&root, "trusted_forwarders", "caller CN");
     let rate = root.opt_u64("sign_rate_limit_per_min").unwrap_or(0);
@@ -225,6 +232,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         max_ttl,
         auto_reload_seconds,
         monitor_listen,
+        krl_listen,
         reload_callers,
         trusted_forwarders,
         sign_rate_limit_per_min,

@@ -281,7 +281,15 @@ pub async fn add(
         .into_response();
     }
     s.freezes().invalidate();
-    tracing::warn!(id = %f.id, kind = %f.kind, value = %f.value, by = %f.by, "frozen");
+    // The KRL build applies a young freeze again, so a failure here only
+    // delays the revocation to the next build.
+    let revoked = crate::krl::revoke_covered(&s.freezes().store, &f, now).await;
+    if let Err(e) = &revoked {
+        tracing::warn!(error = %e, id = %f.id, "live certificates not yet revoked; the KRL build retries");
+    }
+    s.krl().invalidate().await;
+    let revoked = revoked.unwrap_or(0);
+    tracing::warn!(id = %f.id, kind = %f.kind, value = %f.value, by = %f.by, revoked, "frozen");
     (StatusCode::CREATED, axum::Json(f)).into_response()
 }
 
@@ -306,6 +314,9 @@ pub async fn lift(
     if let Err(resp) = operator(&s, &peer, "DELETE /v1/freeze").await {
         return resp;
     }
+    if let Err(e) = revoke_before_lifting(&s, &id).await {
+        return store_down(&e).into_response();
+    }
     let ended = match s
         .freezes()
         .store
@@ -324,6 +335,7 @@ pub async fn lift(
         .into_response();
     }
     s.freezes().invalidate();
+    s.krl().invalidate().await;
     let mut rec = Map::new();
     rec.insert("outcome".into(), "freeze-lifted".into());
     rec.insert("freeze_id".into(), id.clone().into());
@@ -332,6 +344,22 @@ pub async fn lift(
         tracing::error!(error = %e, "audit record of a lifted freeze could not be written");
     }
     axum::Json(serde_json::json!({"lifted": id})).into_response()
+}
+
+/// Revokes what freeze `id` covers once more before it ends: a
+/// certificate another replica issued in the second before it saw the
+/// freeze stays revoked after the lift.
+async fn revoke_before_lifting(s: &Shared, id: &str) -> Result<(), StoreError> {
+    s.freezes().invalidate();
+    let Ok(active) = s.freezes().active().await else {
+        return Err(StoreError::Unavailable("freezes cannot be read".into()));
+    };
+    match active.iter().find(|f| f.id == id) {
+        Some(f) => crate::krl::revoke_covered(&s.freezes().store, f, now_ms())
+            .await
+            .map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 /// `GET /v1/revocations` (upstream name): the freezes in force, for any

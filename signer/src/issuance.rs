@@ -61,6 +61,21 @@ impl CaKey {
     pub fn public_openssh(&self) -> String {
         self.0.public_key().to_openssh().unwrap_or_default()
     }
+
+    /// The public key as `<algorithm> <base64>`, without the comment (as
+    /// the certificate index stores it).
+    pub fn public_line(&self) -> String {
+        let line = self.public_openssh();
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The public key's SSH wire blob (how a KRL names a CA).
+    pub fn public_blob(&self) -> Vec<u8> {
+        self.0.public_key().to_bytes().unwrap_or_default()
+    }
 }
 
 /// The configuration with its CA keys loaded: what one request is judged
@@ -115,6 +130,11 @@ impl Runtime {
     /// The default CA.
     pub fn default_ca(&self) -> &CaKey {
         &self.ca_default
+    }
+
+    /// Every CA this configuration signs with, the default first.
+    pub fn cas(&self) -> impl Iterator<Item = &CaKey> {
+        std::iter::once(&self.ca_default).chain(self.ca_groups.values())
     }
 }
 
@@ -457,6 +477,8 @@ pub struct Issued {
     pub valid_after: u64,
     /// Unix seconds.
     pub valid_before: u64,
+    /// The signing CA's public key, `<algorithm> <base64>`.
+    pub ca: String,
 }
 
 /// Parses the caller's public key: exactly one OpenSSH Ed25519 key.
@@ -523,13 +545,15 @@ pub fn sign(
     if plan.permit_pty {
         b.extension("permit-pty", "").map_err(fail)?;
     }
-    let cert = b.sign(&rt.ca_for(host).0).map_err(fail)?;
+    let ca = rt.ca_for(host);
+    let cert = b.sign(&ca.0).map_err(fail)?;
     let certificate = cert.to_openssh().map_err(fail)?;
     Ok(Issued {
         certificate,
         serial,
         valid_after,
         valid_before,
+        ca: ca.public_line(),
     })
 }
 

@@ -14,6 +14,8 @@
 //! - [`issuance`]: the rules of SPEC §3 and certificate signing.
 //! - [`ratelimit`]: `sign_rate_limit_per_min` per caller / end user.
 //! - [`freeze`]: the kill switch: freezes in the store, `403 frozen`.
+//! - [`certindex`]: the index of live certificates in the store.
+//! - [`krl`]: the OpenSSH KRL of revoked certificates, `GET /v1/krl`.
 //! - [`deadline`]: the `timeout -k` bound of one-shot force-commands.
 //! - [`serials`]: certificate serials from the state store, in blocks.
 //! - [`server`]: HTTP routes, error answers, audit records, reload.
@@ -21,10 +23,12 @@
 //! - [`run`]: start-up, signals and shutdown.
 
 pub mod auditing;
+pub mod certindex;
 pub mod config;
 pub mod deadline;
 pub mod freeze;
 pub mod issuance;
+pub mod krl;
 pub mod metrics;
 pub mod names;
 pub mod ratelimit;
@@ -45,6 +49,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::SignerConfig;
 use crate::issuance::Runtime;
 use crate::server::Shared;
+
+/// Open connections on `krl_listen` at most (one long poll per host).
+pub const KRL_CONNECTIONS: usize = 4096;
 
 /// Why the signer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,20 +107,16 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let local = listener
         .local_addr()
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let monitor = match cfg.monitor_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            StartError::Other(format!("cannot listen on {addr} (monitor_listen): {e}"))
-        })?),
-        None => None,
-    };
+    let monitor = bind_plain(cfg.monitor_listen, "monitor_listen").await?;
+    let krl = bind_plain(cfg.krl_listen, "krl_listen").await?;
     let auto_reload = cfg.auto_reload_seconds;
     let hosts = cfg.hosts.len();
     let shared = Arc::new(Shared::new(
         runtime,
         config_path.to_owned(),
         log,
-        serials::Serials::new(store.clone(), last_serial),
-        freeze::Freezes::new(store),
+        &store,
+        last_serial,
     ));
 
     let mut start = Map::new();
@@ -127,23 +130,45 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(|e| StartError::Other(format!("the audit log is not writable: {e}")))?;
 
     if let Some(m) = monitor {
-        let addr = m
-            .local_addr()
-            .map_err(|e| StartError::Other(e.to_string()))?;
-        tracing::info!("monitor listening on http://{addr}");
-        let app = server::monitor_router(shared.clone());
-        tokio::spawn(tls::serve_plain(m, app, ServeOptions::default()));
+        let opts = ServeOptions::default();
+        serve_plain(m, server::monitor_router(shared.clone()), "monitor", opts)?;
+    }
+    if let Some(k) = krl {
+        // Every host may hold one long poll open.
+        let opts = ServeOptions {
+            max_connections: KRL_CONNECTIONS,
+            ..ServeOptions::default()
+        };
+        serve_plain(k, server::krl_router(shared.clone()), "KRL", opts)?;
     }
     spawn_sighup(shared.clone())?;
     if auto_reload > 0 {
         spawn_auto_reload(shared.clone(), config_path.to_owned(), auto_reload);
     }
 
-    let hook_shared = shared.clone();
-    // Refused handshakes are audited, but at most a few per second: an
-    // unauthenticated peer must not be able to fill the audit disk.
+    let on_reject = reject_hook(shared.clone());
+    tracing::info!(hosts, "signer listening on https://{local}");
+    tls::serve_mtls(
+        listener,
+        Arc::new(tls_config),
+        server::router(shared.clone()),
+        ServeOptions::default(),
+        on_reject,
+        tls::shutdown_signal(),
+    )
+    .await;
+    let mut stop = Map::new();
+    stop.insert("outcome".into(), "stopped".into());
+    let _ = shared.audit().append(stop).await;
+    tracing::info!("signer stopped");
+    Ok(())
+}
+
+/// Audits refused TLS handshakes, at most a few per second: an
+/// unauthenticated peer must not be able to fill the audit disk.
+fn reject_hook(hook_shared: Arc<Shared>) -> tls::RejectHook {
     let budget = Arc::new(tls::RejectBudget::default());
-    let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
+    Arc::new(move |addr, reason| {
         hook_shared.metrics.tls_reject();
         tracing::info!(%addr, %reason, "TLS handshake refused");
         let Some(suppressed) = budget.admit() else {
@@ -163,21 +188,35 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
                 tracing::error!(error = %e, "audit record of a refused handshake could not be written");
             }
         });
-    });
-    tracing::info!(hosts, "signer listening on https://{local}");
-    tls::serve_mtls(
-        listener,
-        Arc::new(tls_config),
-        server::router(shared.clone()),
-        ServeOptions::default(),
-        on_reject,
-        tls::shutdown_signal(),
-    )
-    .await;
-    let mut stop = Map::new();
-    stop.insert("outcome".into(), "stopped".into());
-    let _ = shared.audit().append(stop).await;
-    tracing::info!("signer stopped");
+    })
+}
+
+/// Binds an optional plain-HTTP listener named by config field `field`.
+async fn bind_plain(
+    addr: Option<std::net::SocketAddr>,
+    field: &str,
+) -> Result<Option<TcpListener>, StartError> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({field}): {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// Serves `app` over plain HTTP on `listener` in the background.
+fn serve_plain(
+    listener: TcpListener,
+    app: axum::Router,
+    what: &str,
+    opts: ServeOptions,
+) -> Result<(), StartError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    tracing::info!("{what} listening on http://{addr}");
+    tokio::spawn(tls::serve_plain(listener, app, opts));
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,12 +17,15 @@ use infrabroker_common::tls::Peer;
 use infrabroker_common::wire::{
     ErrorBody, HostInfo, HostsResponse, ReasonCode, ReloadResponse, SignRequest, SignResponse,
 };
+use infrabroker_store::{LiveCert, Store};
 use serde_json::{Map, Value, json};
 
 use crate::auditing::Audit;
+use crate::certindex::CertIndex;
 use crate::config::{AuditFailMode, SignerConfig};
 use crate::freeze::{self, Freezes};
 use crate::issuance::{self, Denial, Plan, Runtime};
+use crate::krl::KrlPublisher;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::ratelimit::{self, RateLimiter};
@@ -41,6 +45,8 @@ pub struct Shared {
     audit: Audit,
     serials: Serials,
     freezes: Freezes,
+    certs: CertIndex,
+    krl: KrlPublisher,
     limiter: RateLimiter,
     reload_lock: tokio::sync::Mutex<()>,
     /// Counters for `/metrics`.
@@ -69,6 +75,7 @@ fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
         old.audit_fail_mode == new.audit_fail_mode,
     );
     check("monitor_listen", old.monitor_listen == new.monitor_listen);
+    check("krl_listen", old.krl_listen == new.krl_listen);
     check("store", old.store == new.store);
     check(
         "auto_reload_seconds",
@@ -78,21 +85,24 @@ fn restart_only_changes(old: &SignerConfig, new: &SignerConfig) -> Vec<String> {
 }
 
 impl Shared {
-    /// State for a loaded runtime; serials come from `serials` (see
-    /// [`crate::serials`]).
+    /// State for a loaded runtime over the state `store`: serials (all
+    /// above `last_serial`, see [`crate::serials`]), freezes, the index of
+    /// live certificates (its writer task starts here) and the KRL.
     pub fn new(
         runtime: Runtime,
         config_path: PathBuf,
         audit: Audit,
-        serials: Serials,
-        freezes: Freezes,
+        store: &Store,
+        last_serial: u64,
     ) -> Self {
         Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             config_path,
             audit,
-            serials,
-            freezes,
+            serials: Serials::new(store.clone(), last_serial),
+            freezes: Freezes::new(store.clone()),
+            certs: CertIndex::start(store.clone()),
+            krl: KrlPublisher::new(store.clone()),
             limiter: RateLimiter::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
@@ -171,6 +181,11 @@ impl Shared {
         &self.freezes
     }
 
+    /// The KRL publisher.
+    pub(crate) fn krl(&self) -> &KrlPublisher {
+        &self.krl
+    }
+
     /// The serial allocator (its store answers `/readyz`).
     pub(crate) fn serials(&self) -> &Serials {
         &self.serials
@@ -233,6 +248,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/freezes", get(freeze::list))
         .route("/v1/revocations", get(freeze::revocations))
         .route("/v1/freeze/{id}", axum::routing::delete(freeze::lift))
+        .route("/v1/krl", get(krl))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -266,6 +282,38 @@ pub fn monitor_router(shared: Arc<Shared>) -> Router {
         })
     });
     monitor::router(registry, before, ready)
+}
+
+/// Routes of the plain-HTTP `krl_listen` listener: `GET /v1/krl` only
+/// (the KRL names no secret; hosts fetch it without a client certificate).
+pub fn krl_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/krl", get(krl))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ReasonCode::NotFound,
+                "this listener serves only GET /v1/krl",
+            )
+        })
+        .with_state(shared)
+}
+
+/// `GET /v1/krl` for any client the TLS layer admitted (see [`crate::krl`]).
+async fn krl(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<crate::krl::KrlQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(q) => crate::krl::serve(&s, &headers, &q).await,
+        Err(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ReasonCode::MalformedRequest,
+            format!("invalid query: {e} (wait is whole seconds)"),
+        )
+        .into_response(),
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -516,6 +564,9 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     rec.insert("valid_before".into(), issued.valid_before.into());
     let fingerprint = pubkey.fingerprint(ssh_key::HashAlg::Sha256).to_string();
     rec.insert("pubkey_fingerprint".into(), fingerprint.into());
+    if let Err(refused) = index(s, &mut rec, &plan, &intent, &issued).await {
+        return refused;
+    }
     if let Err(e) = s.audit.append(rec).await {
         s.metrics.audit_failure();
         tracing::error!(error = %e, serial, "audit record of an issuance could not be written");
@@ -553,6 +604,40 @@ async fn frozen(
         }
         Err(e) => Some(deny(s, rec.clone(), e).await),
     }
+}
+
+/// Records an issued certificate in the index of live certificates, so a
+/// freeze can revoke it; when that fails the certificate is withheld (the
+/// refusal's record carries the serial that was never handed out).
+async fn index(
+    s: &Shared,
+    rec: &mut Map<String, Value>,
+    plan: &Plan,
+    intent: &SignRequest,
+    issued: &issuance::Issued,
+) -> Result<(), Response> {
+    let row = LiveCert {
+        serial: issued.serial,
+        ca: issued.ca.clone(),
+        key_id: plan.key_id.clone(),
+        caller: plan.caller.clone(),
+        forwarder: plan.forwarder.clone().unwrap_or_default(),
+        end_user: intent.end_user.clone().unwrap_or_default(),
+        host: plan.host.clone(),
+        valid_before_ms: issued.valid_before.saturating_mul(1000),
+        revoked_by: None,
+    };
+    let Err(e) = s.certs.record(row).await else {
+        return Ok(());
+    };
+    tracing::error!(error = %e, serial = issued.serial, "certificate not indexed; withheld");
+    let msg = "the state store cannot record the certificate for revocation; nothing was issued";
+    let err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ReasonCode::StoreUnavailable,
+        msg,
+    );
+    Err(deny(s, rec.clone(), err).await)
 }
 
 /// The refusal when the store hands out no serial: nothing is issued.

@@ -9,7 +9,10 @@
 //! and only then is the file replaced by write-to-temp, fsync, rename and a
 //! directory fsync. `If-None-Match` carries the installed KRL's version
 //! (the signer's `ETag` for `/v1/krl` is the quoted `krl_version`), so an
-//! unchanged list costs a `304`.
+//! unchanged list costs a `304`. With `--wait N` and a file installed, the
+//! signer holds the request up to N seconds for the next change (a long
+//! poll), so a timer that asks every half minute still installs a
+//! revocation within a second or two.
 //!
 //! Exit codes: 0 replaced or already current; 1 the signer's answer was not
 //! a usable KRL (the old file is kept); 69 the signer could not be reached or
@@ -18,6 +21,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use infrabroker_common::krl::Krl;
@@ -37,16 +41,21 @@ struct Fetched {
     key_ids: usize,
 }
 
-pub fn fetch(args: &ServiceArgs, out: &Path, json: bool) -> Outcome {
+pub fn fetch(args: &ServiceArgs, out: &Path, wait: u64, json: bool) -> Outcome {
     let installed = installed(out)?;
     let rt = super::runtime()?;
     let client = args
-        .client()
+        .client_or_plain(Duration::from_secs(15 + wait))
         .map_err(|e| Failure::unavailable(e.to_string()))?;
     let tag = installed.as_ref().map(|k| format!("\"{}\"", k.version));
     let headers: Vec<(&str, &str)> = tag.iter().map(|t| ("if-none-match", t.as_str())).collect();
+    let path = if wait > 0 && tag.is_some() {
+        format!("/v1/krl?wait={wait}")
+    } else {
+        "/v1/krl".to_owned()
+    };
     let raw = rt
-        .block_on(client.call_raw_with_headers(Method::GET, "/v1/krl", None, &headers))
+        .block_on(client.call_raw_with_headers(Method::GET, &path, None, &headers))
         .map_err(|e| Failure::unavailable(e.to_string()))?;
     let keep = |why: String| Failure::bad(format!("{why}; kept {}", out.display()));
     let fetched = match (raw.status, installed) {

@@ -212,6 +212,11 @@ enum KrlCmd {
         /// The file sshd's `RevokedKeys` names.
         #[arg(long)]
         out: PathBuf,
+        /// When the installed list is current, wait up to this many seconds
+        /// (at most 55) for the signer's next change before answering
+        /// unchanged (a long poll).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=55))]
+        wait: u64,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -309,6 +314,23 @@ impl ServiceArgs {
             std::time::Duration::from_secs(15),
         )
     }
+
+    /// Like [`ServiceArgs::client`], but an `http://` URL (the signer's
+    /// plain `krl_listen`) gets a plain client and needs no `--ca`,
+    /// `--cert` or `--key`.
+    /// Each call must finish within `timeout`.
+    pub fn client_or_plain(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<infrabroker_common::client::MtlsClient, infrabroker_common::client::ClientError>
+    {
+        use infrabroker_common::client::MtlsClient;
+        if self.url.starts_with("http://") {
+            MtlsClient::plain(&self.url, timeout)
+        } else {
+            MtlsClient::new(&self.url, &self.ca, &self.cert, &self.key, timeout)
+        }
+    }
 }
 
 /// A single-threaded runtime for one command's network calls.
@@ -378,6 +400,11 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Freeze(FreezeCmd::Lift { service, id, json }) => freeze::lift(&service, &id, json),
         Command::Approval(cmd) => approval::run(cmd),
         Command::Doctor { config, json } => doctor::run(&config, json),
-        Command::Krl(KrlCmd::Fetch { service, out, json }) => krl::fetch(&service, &out, json),
+        Command::Krl(KrlCmd::Fetch {
+            service,
+            out,
+            wait,
+            json,
+        }) => krl::fetch(&service, &out, wait, json),
     }
 }

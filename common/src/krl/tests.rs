@@ -32,10 +32,11 @@ fn mixed_serials(n: usize) -> BTreeSet<u64> {
     while set.len() < n / 2 {
         set.insert(rng.random_range(1..10_000_000u64));
     }
-    // Dense runs with every third serial missing.
-    for base in [20_000_000u64, 30_000_000] {
-        set.extend((base..base + (n as u64) / 8).filter(|s| s % 3 != 0));
-    }
+    // Dense runs with every third serial missing, one of them longer than
+    // a bitmap may span (sshd refuses a bignum over 16,384 bits).
+    let dense = n as u64 / 4;
+    set.extend((20_000_000..20_000_000 + dense * 3 / 2).filter(|s| s % 3 != 0));
+    set.extend((30_000_000..30_000_000 + dense / 2).filter(|s| s % 3 != 0));
     // Unbroken runs.
     let rest = n.saturating_sub(set.len()) as u64;
     set.extend(40_000_000..40_000_000 + rest / 2);
@@ -132,10 +133,15 @@ fn the_encoder_picks_the_smallest_form() {
         &ca,
         CaRevocations::from_serials((1..=100_000).filter(|s| s % 3 != 0)),
     );
+    // … split into bitmaps sshd accepts (each ≤ BITMAP_MAX_SPAN serials,
+    // ~20 bytes of framing each).
     let (bitmaps, size) = count(&dense, CERT_SERIAL_BITMAP);
-    assert!(bitmaps >= 1);
+    assert_eq!(
+        bitmaps,
+        100_000u64.div_ceil(super::BITMAP_MAX_SPAN) as usize
+    );
     assert!(
-        size < 100_000 / 8 + 200,
+        size < 100_000 / 8 + 200 + 24 * bitmaps,
         "{size} bytes for 100k dense serials"
     );
 }
@@ -163,6 +169,28 @@ fn hostile_bytes_are_refused_never_panicked_on() {
             "cut at {cut} of {}",
             good.len()
         );
+    }
+    // A bitmap over sshd's bignum limit makes sshd refuse the whole file,
+    // so the parser (which `krl fetch` trusts) refuses it too.
+    for (span, ok) in [
+        (16_000u64, true),
+        (16_384, true),
+        (16_392, false),
+        (40_000, false),
+    ] {
+        let cluster: Vec<u64> = (1..=span).step_by(2).collect();
+        let mut body = Vec::new();
+        super::put_u64(&mut body, 1);
+        super::put_string(&mut body, &super::bitmap_mpint(1, span, &cluster));
+        let mut section = Vec::new();
+        super::put_string(&mut section, &ca);
+        super::put_string(&mut section, b"");
+        section.push(CERT_SERIAL_BITMAP);
+        super::put_string(&mut section, &body);
+        let mut bytes = Krl::default().encode();
+        bytes.push(1);
+        super::put_string(&mut bytes, &section);
+        assert_eq!(Krl::parse(&bytes).is_ok(), ok, "a bitmap of {span} bits");
     }
     let mut rng = rand::rng();
     for _ in 0..2_000 {

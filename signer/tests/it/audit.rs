@@ -99,6 +99,40 @@ async fn a_restored_serial_at_the_top_of_the_range_stops_the_signer() {
     }
 }
 
+/// A 256 KiB tmpfs under `dir`, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path) -> SmallDisk {
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        SmallDisk(mnt)
+    }
+
+    /// Fills what is left with one file; removing it frees the space.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.0.join("filler");
+        let _ = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", filler.display()))
+            .args(["bs=4k"])
+            .output();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// Fills a small tmpfs under the audit log: signing must stop (nothing
 /// issued without its record) and resume once space is back.
 #[tokio::test]
@@ -107,33 +141,21 @@ async fn signing_is_refused_while_the_audit_log_cannot_be_written() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let disk = SmallDisk::mount(dir.path());
+    let mnt = disk.0.clone();
     let log = mnt.join("audit.log");
-    let s = Stack::start(|cfg, _| cfg["audit_log"] = json!(log));
+    // The state store (serials, certificate index) lives off the full
+    // disk: this test is about the audit log alone.
+    let state = tempfile::tempdir().unwrap();
+    let s = Stack::start(|cfg, _| {
+        cfg["audit_log"] = json!(log);
+        cfg["store"] = json!({"sqlite": state.path().join("state.db")});
+    });
     let key = keypair();
     let (st, _) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
     assert_eq!(st, 200);
 
-    let filler = mnt.join("filler");
-    let _ = Command::new("dd")
-        .arg("if=/dev/zero")
-        .arg(format!("of={}", filler.display()))
-        .args(["bs=4k"])
-        .output();
+    let filler = disk.fill();
     // The log's last page may still have room: keep signing until it is
     // full. Every answer that carries a certificate must have its record.
     let mut returned = 1;
@@ -184,6 +206,71 @@ async fn signing_is_refused_while_the_audit_log_cannot_be_written() {
         "exactly the certificates that were returned are in the log"
     );
     assert!(report.records >= 3);
+}
+
+/// Fills a small tmpfs under the state store while the audit log has room:
+/// a certificate whose row in the index of live certificates (what a
+/// freeze revokes) cannot be written is withheld with `store_unavailable`
+/// (its refusal's record names the serial never handed out), and issuing
+/// resumes once space is back.
+#[tokio::test]
+async fn a_certificate_the_index_cannot_record_is_withheld() {
+    if !infrabroker_testbed::require("root (mount tmpfs)", infrabroker_testbed::is_root()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(dir.path());
+    let db = disk.0.join("state.db");
+    let s = Stack::start(|cfg, _| cfg["store"] = json!({"sqlite": db}));
+    let key = keypair();
+    assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
+    let filler = disk.fill();
+    let mut returned = 1;
+    let mut refused = None;
+    for _ in 0..500 {
+        let (st, v) = s.sign("broker-1", &oneshot("web", "id", &key)).await;
+        if st == 200 {
+            returned += 1;
+            continue;
+        }
+        refused = Some((st, v));
+        break;
+    }
+    let (st, v) = refused.expect("a full state store must stop issuance");
+    assert_eq!(
+        (st, v["reason_code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{v}"
+    );
+    assert!(v.get("certificate").is_none());
+    assert!(v["message"].as_str().unwrap().contains("revocation"), "{v}");
+    let withheld = s
+        .wait_audit(|r| r["reason_code"] == "store_unavailable")
+        .expect("audited");
+    assert!(
+        withheld["outcome"] == "denied" && withheld["serial"].is_u64(),
+        "{withheld}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let mut resumed = false;
+    for _ in 0..50 {
+        if s.sign("broker-1", &oneshot("web", "id", &key)).await.0 == 200 {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "signing resumes once the store is writable");
+    let issued = s
+        .audit_records()
+        .iter()
+        .filter(|r| r["outcome"] == "issued")
+        .count();
+    assert_eq!(
+        issued,
+        returned + 1,
+        "exactly the returned certificates were issued"
+    );
 }
 
 /// Re-hashes an edited record line the way an attacker without the audit

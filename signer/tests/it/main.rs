@@ -14,6 +14,7 @@ mod characters;
 mod config_cli;
 mod freeze;
 mod harness;
+mod krl;
 mod listener;
 mod rate_limit;
 mod reload;
