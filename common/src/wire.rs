@@ -391,6 +391,64 @@ pub struct RevocationsResponse {
     pub freezes: Vec<Freeze>,
 }
 
+/// `GET /v1/certificates` query: at most one subject (none lists every
+/// live certificate), and how many at most.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatesQuery {
+    /// A caller CN (matched as caller or forwarder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// An end user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+    /// A logical host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// One serial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    /// A key id, exactly as issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Most entries answered (default and ceiling 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One certificate that has not expired, from the signer's index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveCertificate {
+    /// Its serial.
+    pub serial: u64,
+    /// Its key id.
+    pub key_id: String,
+    /// The broker CN it was issued to.
+    pub caller: String,
+    /// The forwarder that relayed the request, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<String>,
+    /// The end user, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+    /// The logical host.
+    pub host: String,
+    /// Unix seconds when it stops being valid.
+    pub valid_before: u64,
+    /// The freeze that revoked it (it is in the KRL), if one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+}
+
+/// `GET /v1/certificates`: live certificates, by serial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificatesResponse {
+    /// Matching certificates still valid now.
+    pub certificates: Vec<LiveCertificate>,
+    /// Whether `limit` cut the list.
+    pub truncated: bool,
+}
+
 /// One entry of `GET /v1/hosts`: how to reach a host, nothing of its policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

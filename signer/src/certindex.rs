@@ -10,13 +10,29 @@
 //! certificate. The same task forgets expired rows every [`PURGE_EVERY`].
 //! A row that cannot be written fails the request with
 //! `store_unavailable`: a certificate nobody could revoke is not issued.
+//!
+//! `GET /v1/certificates` ([`list`]) shows operators what a subject still
+//! holds (the freeze runbook's "what does it still have").
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use infrabroker_store::{LiveCert, Store, StoreError};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use infrabroker_common::tls::Peer;
+use infrabroker_common::wire::{
+    CertificatesQuery, CertificatesResponse, LiveCertificate, ReasonCode,
+};
+use infrabroker_store::{CertSubject, LiveCert, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ratelimit::now_ms;
+use crate::server::{ApiError, Shared};
+
+/// Most entries `GET /v1/certificates` answers.
+pub const MAX_LIST: u32 = 1_000;
 
 /// Rows queued before `record` waits.
 const QUEUE: usize = 16_384;
@@ -91,6 +107,77 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Job>) {
         for reply in replies {
             let _ = reply.send(result.clone());
         }
+    }
+}
+
+/// The one subject of a query, if any.
+fn filter(q: &CertificatesQuery) -> Result<Option<(CertSubject, String)>, String> {
+    let mut found = Vec::new();
+    let mut add = |subject, v: Option<String>| found.extend(v.map(|v| (subject, v)));
+    add(CertSubject::Caller, q.caller.clone());
+    add(CertSubject::EndUser, q.end_user.clone());
+    add(CertSubject::Host, q.host.clone());
+    add(CertSubject::Serial, q.serial.map(|s| s.to_string()));
+    add(CertSubject::KeyId, q.key_id.clone());
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => Err("name at most one of caller, end_user, host, serial, key_id".into()),
+    }
+}
+
+fn wire(c: LiveCert) -> LiveCertificate {
+    let some = |v: String| (!v.is_empty()).then_some(v);
+    LiveCertificate {
+        serial: c.serial,
+        key_id: c.key_id,
+        caller: c.caller,
+        forwarder: some(c.forwarder),
+        end_user: some(c.end_user),
+        host: c.host,
+        valid_before: c.valid_before_ms / 1000,
+        revoked_by: c.revoked_by,
+    }
+}
+
+/// `GET /v1/certificates` for `reload_callers`: the live certificates of
+/// one subject (or all), revoked ones marked.
+pub async fn list(
+    State(s): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    query: Result<Query<CertificatesQuery>, QueryRejection>,
+) -> Response {
+    if let Err(resp) = crate::freeze::operator(&s, &peer, "GET /v1/certificates").await {
+        return resp;
+    }
+    let bad = |m: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, ReasonCode::MalformedRequest, m).into_response()
+    };
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad(format!("invalid query: {e}")),
+    };
+    let f = match filter(&q) {
+        Ok(f) => f,
+        Err(m) => return bad(m),
+    };
+    let limit = q.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
+    match s.store().cert_live(f, now_ms(), limit + 1).await {
+        Ok(mut rows) => {
+            let truncated = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let certificates = rows.into_iter().map(wire).collect();
+            axum::Json(CertificatesResponse {
+                certificates,
+                truncated,
+            })
+            .into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::StoreUnavailable,
+            format!("the state store cannot be read: {e}"),
+        )
+        .into_response(),
     }
 }
 

@@ -181,6 +181,11 @@ impl Shared {
         &self.freezes
     }
 
+    /// The state store.
+    pub(crate) fn store(&self) -> &Store {
+        self.serials.store()
+    }
+
     /// The KRL publisher.
     pub(crate) fn krl(&self) -> &KrlPublisher {
         &self.krl
@@ -249,6 +254,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/revocations", get(freeze::revocations))
         .route("/v1/freeze/{id}", axum::routing::delete(freeze::lift))
         .route("/v1/krl", get(krl))
+        .route("/v1/certificates", get(crate::certindex::list))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use infrabroker_common::client::ClientError;
 use infrabroker_common::display::escape;
-use infrabroker_common::wire::{Freeze, FreezeRequest};
+use infrabroker_common::wire::{CertificatesQuery, CertificatesResponse, Freeze, FreezeRequest};
 
 use super::{Failure, Outcome, ServiceArgs};
 
@@ -15,6 +15,27 @@ use super::{Failure, Outcome, ServiceArgs};
 #[derive(clap::Args, Debug)]
 #[group(required = true, multiple = false)]
 pub struct Subject {
+    /// A caller's mTLS CN.
+    #[arg(long)]
+    caller: Option<String>,
+    /// An end user.
+    #[arg(long)]
+    end_user: Option<String>,
+    /// A logical host.
+    #[arg(long)]
+    host: Option<String>,
+    /// One certificate serial.
+    #[arg(long)]
+    serial: Option<u64>,
+    /// A certificate key id, exactly as issued.
+    #[arg(long)]
+    key_id: Option<String>,
+}
+
+/// Which certificates to list: at most one subject (none lists all).
+#[derive(clap::Args, Debug)]
+#[group(required = false, multiple = false)]
+pub struct Filter {
     /// A caller's mTLS CN.
     #[arg(long)]
     caller: Option<String>,
@@ -149,6 +170,55 @@ pub fn lift(args: &ServiceArgs, id: &str, json: bool) -> Outcome {
         } else {
             println!("lifted: {id}");
         }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `certs list`: what a subject still holds — its live certificates, the
+/// ones a freeze revoked marked.
+pub fn certs(args: &ServiceArgs, who: &Filter, limit: Option<u32>, json: bool) -> Outcome {
+    let q = CertificatesQuery {
+        caller: who.caller.clone(),
+        end_user: who.end_user.clone(),
+        host: who.host.clone(),
+        serial: who.serial,
+        key_id: who.key_id.clone(),
+        limit,
+    };
+    let query = serde_urlencoded::to_string(&q).map_err(|e| Failure::other(e.to_string()))?;
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let client = args.client().map_err(|e| Failure::other(e.to_string()))?;
+        let path = format!("/v1/certificates?{query}");
+        let answer: CertificatesResponse = client
+            .call(hyper::Method::GET, &path, None::<&()>)
+            .await
+            .map_err(failed)?;
+        if json {
+            println!("{}", serde_json::to_string(&answer).unwrap_or_default());
+            return Ok(ExitCode::SUCCESS);
+        }
+        for c in &answer.certificates {
+            let state = c
+                .revoked_by
+                .as_ref()
+                .map(|f| format!("revoked by {f}"))
+                .unwrap_or_else(|| "live".into());
+            println!(
+                "{}  until {}  {}  {}",
+                c.serial,
+                c.valid_before,
+                state,
+                escape(&c.key_id)
+            );
+        }
+        let n = answer.certificates.len();
+        let more = if answer.truncated {
+            " (more not shown; --limit)"
+        } else {
+            ""
+        };
+        println!("{n} live certificate(s){more}");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -86,6 +86,9 @@ enum Command {
     /// Key revocation lists for hosts' `RevokedKeys`.
     #[command(subcommand)]
     Krl(KrlCmd),
+    /// The signer's index of live certificates.
+    #[command(subcommand)]
+    Certs(CertsCmd),
     /// The signer's kill switch: freeze a caller, end user, host, serial or key id.
     #[command(subcommand)]
     Freeze(FreezeCmd),
@@ -218,6 +221,24 @@ enum KrlCmd {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=55))]
         wait: u64,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// List the live certificates of one subject (or all): what a frozen
+    /// caller, end user or host still holds, revoked ones marked.
+    List {
+        #[command(flatten)]
+        service: ServiceArgs,
+        #[command(flatten)]
+        subject: freeze::Filter,
+        /// Most entries (default and ceiling 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -398,6 +419,12 @@ pub fn run(cli: Cli) -> Outcome {
         }) => freeze::add(&service, &subject, &reason, ttl, json),
         Command::Freeze(FreezeCmd::List { service, json }) => freeze::list(&service, json),
         Command::Freeze(FreezeCmd::Lift { service, id, json }) => freeze::lift(&service, &id, json),
+        Command::Certs(CertsCmd::List {
+            service,
+            subject,
+            limit,
+            json,
+        }) => freeze::certs(&service, &subject, limit, json),
         Command::Approval(cmd) => approval::run(cmd),
         Command::Doctor { config, json } => doctor::run(&config, json),
         Command::Krl(KrlCmd::Fetch {

@@ -1,12 +1,14 @@
 //! The KRL end to end: certificates from the real signer, a real `sshd`
 //! whose `RevokedKeys` file the real `broker-ctl krl fetch` keeps current
 //! (over mTLS and over the plain `krl_listen`), and freezes made with
-//! `broker-ctl freeze`. (That a broker closes an open session of a frozen
-//! subject is shown in the broker's `revocation` tests.) A frozen end user's, serial's or key id's live
+//! `broker-ctl freeze`. A frozen end user's, serial's or key id's live
 //! certificates are refused by sshd itself; others still log in; a lift
 //! lets new certificates in while the revoked ones stay revoked. With two
-//! replicas on PostgreSQL both serve the same version, and a store outage
-//! answers `503` rather than a KRL that revokes less.
+//! replicas on PostgreSQL both serve the same version, `broker-ctl certs
+//! list` shows what a subject still holds, and a store outage answers `503`
+//! rather than a KRL that revokes less. (That a broker closes an open
+//! session of a frozen subject is shown in the broker's `revocation`
+//! tests.)
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -318,6 +320,43 @@ async fn replicas_serve_one_krl_and_refuse_when_the_store_is_down() {
     let revoked = krl.cas.values().next().unwrap();
     assert!(revoked.revokes(serials[0], "") && revoked.revokes(serials[1], ""));
     assert!(!revoked.revokes(serials[2], ""), "bob is not frozen");
+
+    // What a subject still holds, from either replica.
+    let certs = |who: &str, filter: &[&str]| {
+        let mut args = vec!["certs", "list", "--json"];
+        args.extend_from_slice(filter);
+        let conn = mtls(&s, &b.url, who);
+        args.extend(conn.iter().map(String::as_str));
+        ctl(&args)
+    };
+    let (ok, out, err) = certs("operator", &["--end-user", "alice"]);
+    assert!(ok, "{out}{err}");
+    let held: Value = serde_json::from_str(&out).unwrap();
+    let held = held["certificates"].as_array().unwrap();
+    assert_eq!(held.len(), 2, "{out}");
+    assert!(
+        held.iter()
+            .all(|c| c["revoked_by"].is_string() && c["end_user"] == "alice")
+    );
+    let (ok, out, _) = certs("operator", &[]);
+    assert!(ok);
+    let all: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(all["certificates"].as_array().unwrap().len(), 3, "{out}");
+    assert_eq!(
+        all["certificates"][2]["revoked_by"],
+        Value::Null,
+        "bob's is live"
+    );
+    let (ok, _, err) = certs("broker-1", &[]);
+    assert!(
+        !ok && err.contains("freeze_forbidden"),
+        "operators only: {err}"
+    );
+    let (ok, _, err) = certs("operator", &["--caller", "broker-1", "--host", "web"]);
+    assert!(
+        !ok && err.contains("cannot be used with"),
+        "one subject at most: {err}"
+    );
 
     pg.stop_immediate().unwrap();
     let on_b = client(&s, &b.url);
