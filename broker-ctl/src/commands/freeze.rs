@@ -11,31 +11,10 @@ use infrabroker_common::wire::{CertificatesQuery, CertificatesResponse, Freeze, 
 
 use super::{Failure, Outcome, ServiceArgs};
 
-/// Which subject to freeze: exactly one.
-#[derive(clap::Args, Debug)]
-#[group(required = true, multiple = false)]
-pub struct Subject {
-    /// A caller's mTLS CN.
-    #[arg(long)]
-    caller: Option<String>,
-    /// An end user.
-    #[arg(long)]
-    end_user: Option<String>,
-    /// A logical host.
-    #[arg(long)]
-    host: Option<String>,
-    /// One certificate serial.
-    #[arg(long)]
-    serial: Option<u64>,
-    /// A certificate key id, exactly as issued.
-    #[arg(long)]
-    key_id: Option<String>,
-}
-
-/// Which certificates to list: at most one subject (none lists all).
+/// One subject: `freeze add` needs it, `certs list` takes none for all.
 #[derive(clap::Args, Debug)]
 #[group(required = false, multiple = false)]
-pub struct Filter {
+pub struct Subject {
     /// A caller's mTLS CN.
     #[arg(long)]
     caller: Option<String>,
@@ -102,6 +81,16 @@ pub fn add(
     ttl: Option<Duration>,
     json: bool,
 ) -> Outcome {
+    let named = who.caller.is_some()
+        || who.end_user.is_some()
+        || who.host.is_some()
+        || who.serial.is_some()
+        || who.key_id.is_some();
+    if !named {
+        return Err(Failure::usage(
+            "name the subject: --caller, --end-user, --host, --serial or --key-id",
+        ));
+    }
     let req = FreezeRequest {
         caller: who.caller.clone(),
         end_user: who.end_user.clone(),
@@ -176,7 +165,7 @@ pub fn lift(args: &ServiceArgs, id: &str, json: bool) -> Outcome {
 
 /// `certs list`: what a subject still holds — its live certificates, the
 /// ones a freeze revoked marked.
-pub fn certs(args: &ServiceArgs, who: &Filter, limit: Option<u32>, json: bool) -> Outcome {
+pub fn certs(args: &ServiceArgs, who: &Subject, limit: Option<u32>, json: bool) -> Outcome {
     let q = CertificatesQuery {
         caller: who.caller.clone(),
         end_user: who.end_user.clone(),

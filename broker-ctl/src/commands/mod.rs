@@ -34,6 +34,13 @@ impl Failure {
             message: message.into(),
         }
     }
+    /// Exit 2: a usage error clap cannot express.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
     /// Exit 64: invalid configuration.
     pub fn config(message: impl Into<String>) -> Self {
         Failure {
@@ -234,7 +241,7 @@ enum CertsCmd {
         #[command(flatten)]
         service: ServiceArgs,
         #[command(flatten)]
-        subject: freeze::Filter,
+        subject: freeze::Subject,
         /// Most entries (default and ceiling 1000).
         #[arg(long)]
         limit: Option<u32>,

@@ -169,6 +169,15 @@ async fn a_frozen_caller_is_refused_by_every_replica_until_lifted() {
 #[tokio::test]
 async fn freeze_requests_name_exactly_one_valid_subject() {
     let s = Stack::start(|_, _| {});
+    let (ok, _, err) = ctl(&s, &s.signer.url, "operator", &["add", "--reason", "x"]);
+    assert!(!ok && err.contains("name the subject"), "{err}");
+    let (ok, _, err) = ctl(
+        &s,
+        &s.signer.url,
+        "operator",
+        &["add", "--host", "web", "--caller", "b", "--reason", "x"],
+    );
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
     let op = s.client("operator");
     for (body, status) in [
         (
