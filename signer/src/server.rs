@@ -532,26 +532,43 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         return refused;
     }
     if intent.dry_run {
-        rec.insert("outcome".into(), "dry_run".into());
-        s.metrics.dry_run();
-        if let Err(e) = s.audit.append(rec).await {
-            s.metrics.audit_failure();
-            tracing::error!(error = %e, "audit record of a dry run could not be written");
-            // The global chain never fails open: in HA mode no certificate
-            // leaves without its committed record.
-            if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
-                return audit_down(s, e.store);
-            }
-        }
-        return axum::Json(SignResponse {
-            certificate: None,
-            serial: None,
-            valid_before: None,
-            elevation_prefix: plan.elevation_prefix.clone(),
-            decision: plan.decision,
-        })
-        .into_response();
+        return dry_run(s, &rt, rec, plan).await;
     }
+    issue(s, &rt, rec, &intent, plan).await
+}
+
+/// Answers a dry run: its decision, no certificate; audited.
+async fn dry_run(s: &Shared, rt: &Runtime, mut rec: Map<String, Value>, plan: Plan) -> Response {
+    rec.insert("outcome".into(), "dry_run".into());
+    s.metrics.dry_run();
+    if let Err(e) = s.audit.append(rec).await {
+        s.metrics.audit_failure();
+        tracing::error!(error = %e, "audit record of a dry run could not be written");
+        // The global chain never fails open: in HA mode no certificate
+        // leaves without its committed record.
+        if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
+            return audit_down(s, e.store);
+        }
+    }
+    axum::Json(SignResponse {
+        certificate: None,
+        serial: None,
+        valid_before: None,
+        elevation_prefix: plan.elevation_prefix,
+        decision: plan.decision,
+    })
+    .into_response()
+}
+
+/// Signs a certificate the plan allows, indexes it and records it; it
+/// leaves only after both.
+async fn issue(
+    s: &Shared,
+    rt: &Runtime,
+    mut rec: Map<String, Value>,
+    intent: &SignRequest,
+    plan: Plan,
+) -> Response {
     let pubkey = match issuance::parse_pubkey(&intent.pubkey) {
         Ok(k) => k,
         Err(d) => return deny_policy(s, rec, d).await,
@@ -560,7 +577,7 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         Ok(serial) => serial,
         Err(e) => return no_serial(s, rec, &e).await,
     };
-    let issued = match issuance::sign(&rt, &plan, &pubkey, serial, now_unix()) {
+    let issued = match issuance::sign(rt, &plan, &pubkey, serial, now_unix()) {
         Ok(i) => i,
         Err(d) => return deny_policy(s, rec, d).await,
     };
@@ -570,7 +587,7 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     rec.insert("valid_before".into(), issued.valid_before.into());
     let fingerprint = pubkey.fingerprint(ssh_key::HashAlg::Sha256).to_string();
     rec.insert("pubkey_fingerprint".into(), fingerprint.into());
-    if let Err(refused) = index(s, &mut rec, &plan, &intent, &issued).await {
+    if let Err(refused) = index(s, &mut rec, &plan, intent, &issued).await {
         return refused;
     }
     if let Err(e) = s.audit.append(rec).await {
