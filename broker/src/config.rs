@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use infrabroker_common::audit::CheckpointSettings;
 use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text};
 use infrabroker_common::names;
 
@@ -43,6 +44,8 @@ pub struct BrokerConfig {
     pub audit_log: PathBuf,
     /// Audit signing seed (0600).
     pub audit_key: PathBuf,
+    /// Signed checkpoints of the audit log (`audit_checkpoint`).
+    pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
     /// Sessions: idle timeout (used by the sessions feature).
     pub session_idle: Duration,
     /// Sessions: hard maximum (used by the sessions feature).
@@ -121,6 +124,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     };
     let audit_log = path(&root, "audit_log", base);
     let audit_key = path(&root, "audit_key", base);
+    let audit_checkpoint = CheckpointSettings::read(&root, base, audit_log.as_deref());
     let session_idle = secs(&root, "session_idle_seconds", 300, 5, 86_400);
     let session_max = secs(&root, "session_max_seconds", 1800, 5, 86_400);
     let session_recording_dir = root.opt_str("session_recording_dir").map(|s| base.join(s));
@@ -171,6 +175,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         revocation_poll,
         audit_log: audit_log?,
         audit_key: audit_key?,
+        audit_checkpoint,
         session_idle,
         session_max,
         session_recording_dir,

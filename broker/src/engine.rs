@@ -97,9 +97,11 @@ impl Engine {
         let api = SignerApi::new(&cfg.signer)?;
         let key = AuditKey::from_seed_file(&cfg.audit_key)?;
         let path = cfg.audit_log.clone();
-        let audit = tokio::task::spawn_blocking(move || AuditLog::open(path, key))
-            .await
-            .map_err(|e| infrabroker_common::audit::AuditError::Write(e.to_string()))??;
+        let checkpoints = cfg.audit_checkpoint.clone();
+        let audit =
+            tokio::task::spawn_blocking(move || AuditLog::open_with(path, key, checkpoints))
+                .await
+                .map_err(|e| infrabroker_common::audit::AuditError::Write(e.to_string()))??;
         let engine = Arc::new(Engine {
             cfg,
             hosts: HostCache::new(api),

@@ -1,14 +1,19 @@
 //! Default-mode `audit verify` throughput (SPEC §11 / issue 11 target:
 //! ≥ 1,000,000 records/s): seals `RECORDS` signer-sized records with the
 //! real writer, then times `verify_file` (every hash link, the head
-//! signature) five times and prints the best and median rate.
+//! signature) five times and prints the best and median rate. Then the
+//! start-up cost of checkpoints (issue 11 §2: rebuild ≥ 1M records/s):
+//! opening the same log with `audit_checkpoint`, which re-reads every line
+//! into the Merkle tree and checks the latest checkpoint against it.
 //! `cargo bench --workspace --bench audit_verify`.
 
 #![allow(clippy::unwrap_used, reason = "bench setup fails loudly")]
 
 use std::time::Instant;
 
-use infrabroker_common::audit::{AuditKey, AuditLog, VerifyOptions, verify_file};
+use infrabroker_common::audit::{
+    AuditKey, AuditLog, CheckpointSettings, VerifyOptions, verify_file,
+};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
@@ -71,5 +76,33 @@ fn main() {
         bytes / RECORDS,
         rates[4],
         rates[2]
+    );
+    rebuild_on_open(&path, dir.path());
+}
+
+/// Times `AuditLog::open_with` on the log once a checkpoint of all of it
+/// exists (the first open writes it on close).
+fn rebuild_on_open(path: &std::path::Path, dir: &std::path::Path) {
+    let settings = CheckpointSettings {
+        path: dir.join("cp").join("audit.cp"),
+        origin: "infrabroker.bench/audit".into(),
+        every_records: 1000,
+        every_seconds: None,
+        keep: 1,
+    };
+    std::fs::create_dir_all(dir.join("cp")).unwrap();
+    let key = || AuditKey::from_seed(Zeroizing::new([5u8; 32]));
+    drop(AuditLog::open_with(path, key(), Some(settings.clone())).unwrap());
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let log = AuditLog::open_with(path, key(), Some(settings.clone())).unwrap();
+        rates.push(RECORDS as f64 / start.elapsed().as_secs_f64());
+        drop(log);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "open with audit_checkpoint (tail check + Merkle rebuild + checkpoint check): best {:.0} records/s, median {:.0} records/s",
+        rates[4], rates[2]
     );
 }

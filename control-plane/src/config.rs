@@ -170,6 +170,8 @@ pub struct ControlPlaneConfig {
     pub audit_key: PathBuf,
     /// Behaviour when the audit log cannot be written.
     pub audit_fail_mode: AuditFailMode,
+    /// Signed checkpoints of the audit log (`audit_checkpoint`).
+    pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
     /// Plain-HTTP listener for `/healthz` and `/metrics`.
     pub monitor_listen: Option<SocketAddr>,
     /// Which operator CNs, OIDC subjects and REST CNs are the same person.
@@ -291,6 +293,8 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
     let monitor_listen = socket_addr(&root, "monitor_listen");
     let identities = identity::read(&root);
     let store = infrabroker_store::StoreConfig::read(&root, base, audit_log.as_deref());
+    let audit_checkpoint =
+        infrabroker_common::audit::CheckpointSettings::read(&root, base, audit_log.as_deref());
     if let Some(a) = &approval {
         // A broker that may also approve could approve other brokers'
         // requests; keep requesters and approvers apart.
@@ -315,6 +319,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         audit_log: audit_log?,
         audit_key: audit_key?,
         audit_fail_mode,
+        audit_checkpoint,
         monitor_listen,
         identities,
         store: store?,
@@ -606,6 +611,8 @@ mod tests {
         assert_eq!(c.approval.notifier, NotifierKind::Webhook);
         assert_eq!(c.behavior.mode, GuardMode::Observe);
         assert!(c.approval.reviewer.is_some());
+        let cp = c.audit_checkpoint.expect("the example keeps checkpoints");
+        assert_eq!(cp.every_seconds, Some(std::time::Duration::from_secs(60)));
     }
 
     #[test]

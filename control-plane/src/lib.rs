@@ -93,10 +93,12 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let key = AuditKey::from_seed_file(&cfg.audit_key)
         .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
     let log_path = cfg.audit_log.clone();
-    let audit = tokio::task::spawn_blocking(move || AuditLog::open(log_path, key))
-        .await
-        .map_err(other)?
-        .map_err(StartError::Audit)?;
+    let checkpoints = cfg.audit_checkpoint.clone();
+    let audit =
+        tokio::task::spawn_blocking(move || AuditLog::open_with(log_path, key, checkpoints))
+            .await
+            .map_err(other)?
+            .map_err(StartError::Audit)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
     let (store, guard) = open_state(&cfg).await?;

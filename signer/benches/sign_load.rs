@@ -1,7 +1,9 @@
 //! Signer throughput and latency: N concurrent keep-alive mTLS clients
 //! against the real `signer` binary with durable audit (fsync, group
 //! commit), for N = 1, 8, 64; then two replicas on one PostgreSQL (fsync
-//! on) in HA mode, N = 8 and 64, side by side. Also the raw Ed25519
+//! on) in HA mode, N = 8 and 64, side by side; and a signer writing
+//! audit checkpoints every 1,000 records beside the plain one, N = 8 and
+//! 64, with the ratio. Also the raw Ed25519
 //! signing rate of this machine, for the ratio. Prints numbers; asserts
 //! nothing.
 //!
@@ -76,12 +78,41 @@ fn main() -> anyhow::Result<()> {
         .lines()
         .count();
     println!("audit records written: {lines}");
+    checkpoints(&rt, &signer, &cfg, &pki, dir.path())?;
     drop(signer);
     replicas(&rt, &cfg, &pki, dir.path())
 }
 
-/// Prints one table row for `n` clients spread over `urls`.
-fn row(rt: &tokio::runtime::Runtime, urls: &[String], pki: &Pki, n: usize) -> anyhow::Result<()> {
+/// A second signer that writes a signed checkpoint every 1,000 records
+/// (issue 11 §2), each level run right after the same level on the plain
+/// signer, so the ratio compares runs made side by side.
+fn checkpoints(
+    rt: &tokio::runtime::Runtime,
+    plain: &SignerProc,
+    base: &serde_json::Value,
+    pki: &Pki,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let d = dir.join("checkpointed");
+    std::fs::create_dir_all(d.join("checkpoints"))?;
+    let mut cfg = base.clone();
+    cfg["audit_log"] = json!(d.join("audit.log"));
+    cfg["audit_checkpoint"] = json!({
+        "path": d.join("checkpoints/signer.cp"), "origin": "infrabroker.bench/signer",
+        "every_records": 1000,
+    });
+    let signer = SignerProc::start(&d, &cfg)?;
+    println!("plain signer, then one with audit_checkpoint every 1,000 records:");
+    for n in [8usize, 64] {
+        let a = row(rt, std::slice::from_ref(&plain.url), pki, n)?;
+        let b = row(rt, std::slice::from_ref(&signer.url), pki, n)?;
+        println!("     checkpointed / plain at N={n}: {:.3}", b / a);
+    }
+    Ok(())
+}
+
+/// Prints one table row for `n` clients spread over `urls`; returns the rate.
+fn row(rt: &tokio::runtime::Runtime, urls: &[String], pki: &Pki, n: usize) -> anyhow::Result<f64> {
     let (count, secs, lat) = rt.block_on(level(urls, pki, n))?;
     let rate = count as f64 / secs;
     println!(
@@ -90,7 +121,7 @@ fn row(rt: &tokio::runtime::Runtime, urls: &[String], pki: &Pki, n: usize) -> an
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
-    Ok(())
+    Ok(rate)
 }
 
 /// Two signer replicas on one PostgreSQL (fsync on), HA mode: serials from

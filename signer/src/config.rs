@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use infrabroker_common::audit::CheckpointSettings;
 use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text, resolve};
 use infrabroker_firewall::{CompiledPolicy, Enforcement, Mode, PolicyConfig, PolicySet};
 use regex::Regex;
@@ -108,6 +109,8 @@ pub struct SignerConfig {
     pub audit_key: PathBuf,
     /// Behaviour when the audit log cannot be written.
     pub audit_fail_mode: AuditFailMode,
+    /// Signed checkpoints of the audit log (`audit_checkpoint`).
+    pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
     /// Global maximum TTL in seconds.
     pub max_ttl: u64,
     /// Poll the file's mtime and reload every N seconds (0 = off).
@@ -217,6 +220,15 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let group_policies = read_group_policies(&root, &library);
     let hosts = read_hosts(&root, max_ttl, &ca_groups, &library, &group_policies);
     let store = infrabroker_store::StoreConfig::read(&root, base, Some(&audit_log));
+    let audit_checkpoint = CheckpointSettings::read(&root, base, Some(&audit_log));
+    if audit_checkpoint.is_some()
+        && matches!(store, Some(infrabroker_store::StoreConfig::Postgres(_)))
+    {
+        root.error(
+            "audit_checkpoint",
+            "is for the local audit log; with store.postgres the chain lives in PostgreSQL (export it and run broker-ctl audit checkpoint on the export)",
+        );
+    }
     root.finish();
 
     Some(SignerConfig {
@@ -229,6 +241,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         audit_log,
         audit_key,
         audit_fail_mode,
+        audit_checkpoint,
         max_ttl,
         auto_reload_seconds,
         monitor_listen,

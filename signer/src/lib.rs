@@ -238,9 +238,11 @@ async fn open_state(
             );
             auditing::Audit::Global(auditing::GlobalChain::start(store.clone(), key))
         }
-        infrabroker_store::StoreConfig::Sqlite(_) => {
-            auditing::Audit::Local(AuditLog::open(&cfg.audit_log, key)?)
-        }
+        infrabroker_store::StoreConfig::Sqlite(_) => auditing::Audit::Local(AuditLog::open_with(
+            &cfg.audit_log,
+            key,
+            cfg.audit_checkpoint.clone(),
+        )?),
     };
     Ok((store, audit))
 }

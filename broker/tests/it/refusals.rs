@@ -194,3 +194,34 @@ async fn an_unreachable_signer_is_reported_without_its_address() {
         "the agent sees where the signer lives: {text}"
     );
 }
+
+/// Issue 11 §2: the broker keeps signed checkpoints of its own audit log
+/// when `audit_checkpoint` is set (here after every record).
+#[tokio::test]
+async fn the_broker_checkpoints_its_audit_log() {
+    use infrabroker_common::audit::{AuditKey, checkpoint::Checkpoint, merkle};
+    let (dir, pki) = Bed::pki();
+    let cp_dir = dir.path().join("checkpoints");
+    std::fs::create_dir(&cp_dir).unwrap();
+    let bed = Bed::start(dir, pki, json!({}));
+    let cp_path = cp_dir.join("broker.cp");
+    let engine = bed
+        .engine(json!({"audit_checkpoint": {
+            "path": cp_path, "origin": "infrabroker.test/broker", "every_records": 1,
+        }}))
+        .await;
+    for i in 0..3u64 {
+        let mut rec = serde_json::Map::new();
+        rec.insert("event".into(), json!("test"));
+        rec.insert("n".into(), json!(i));
+        engine.audit().append(rec).await.unwrap();
+    }
+    let log = bed.dir.path().join("broker-audit.log");
+    let leaves = merkle::log_leaves(&log).unwrap();
+    let key = AuditKey::from_seed_file(bed.pki.path("broker-audit.seed")).unwrap();
+    let text = std::fs::read_to_string(&cp_path).unwrap();
+    let cp = Checkpoint::open_own(&text, &key.verifying_key()).unwrap();
+    assert_eq!(cp.origin, "infrabroker.test/broker");
+    assert_eq!(cp.size, leaves.len() as u64);
+    assert_eq!(cp.root, merkle::root(&leaves));
+}

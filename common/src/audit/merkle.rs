@@ -57,30 +57,59 @@ fn split(n: usize) -> usize {
     k
 }
 
-/// Merkle Tree Hash of `leaves` (leaf hashes). Iterative: complete
-/// subtrees are merged on a stack, so it runs in O(n) with O(log n) memory.
+/// Merkle Tree Hash of `leaves` (leaf hashes), in O(n) time and O(log n)
+/// memory through a [`Frontier`].
 pub fn root(leaves: &[Hash]) -> Hash {
-    let mut stack: Vec<(Hash, u32)> = Vec::new();
+    let mut frontier = Frontier::default();
     for leaf in leaves {
-        let mut node = (*leaf, 0u32);
-        while let Some(&(top, height)) = stack.last() {
+        frontier.push(*leaf);
+    }
+    frontier.root()
+}
+
+/// The right edge of a growing tree: the roots of its complete subtrees,
+/// largest first, one per set bit of its size. Enough to append a leaf in
+/// amortised O(1) and give the Merkle Tree Hash in O(log n), which is what
+/// a writer needs to sign checkpoints without keeping every leaf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    /// `(subtree root, height)`, heights strictly decreasing.
+    nodes: Vec<(Hash, u32)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// Appends one leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (leaf, 0u32);
+        while let Some(&(top, height)) = self.nodes.last() {
             if height != node.1 {
                 break;
             }
-            stack.pop();
+            self.nodes.pop();
             node = (node_hash(&top, &node.0), height + 1);
         }
-        stack.push(node);
+        self.nodes.push(node);
+        self.size += 1;
     }
-    // Right-most incomplete subtrees fold from the right, as MTH does.
-    let mut acc: Option<Hash> = None;
-    while let Some((hash, _)) = stack.pop() {
-        acc = Some(match acc {
-            None => hash,
-            Some(right) => node_hash(&hash, &right),
-        });
+
+    /// Number of leaves pushed.
+    pub fn size(&self) -> u64 {
+        self.size
     }
-    acc.unwrap_or_else(empty_root)
+
+    /// The Merkle Tree Hash of the leaves so far: the incomplete right
+    /// edge folds from the right, as MTH splits at the largest power of two.
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.nodes.iter().rev();
+        let Some(&(mut acc, _)) = nodes.next() else {
+            return empty_root();
+        };
+        for (left, _) in nodes {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
 }
 
 /// The inclusion proof (audit path) of leaf `index` in the tree of

@@ -52,6 +52,17 @@
 //! head signature cannot show is a log cut short (records removed from the
 //! end): that needs a checkpoint kept elsewhere.
 //!
+//! # Checkpoints
+//!
+//! With `audit_checkpoint` configured ([`AuditLog::open_with`]) the writer
+//! also keeps the RFC 6962 Merkle tree of the log's lines and, after every
+//! `every_records` records (and `every_seconds`, and on close), writes a C2SP
+//! `tlog-checkpoint` signed with the audit key to a file outside the log's
+//! directory. On open the log must reproduce that checkpoint's root over its
+//! first `size` records: a log cut short or rewritten while the service was
+//! stopped is refused like an unverified tail. `broker-ctl audit verify
+//! --checkpoint` makes the same check offline.
+//!
 //! Caller fields must not use the reserved names in [`RESERVED_FIELDS`].
 //! Values may be any JSON, but floating-point numbers should not be used:
 //! a float that does not re-encode to the same digits makes its record
@@ -74,6 +85,8 @@
 //! - `restore`: opening a log, verifying its tail and quarantining a torn line.
 //! - `verify`: [`verify_file`].
 //! - `checkpoint`: C2SP tlog-checkpoint notes signed with the audit key.
+//! - `checkpointer`: the writer's periodic checkpoints (`audit_checkpoint`)
+//!   and their check on open: [`CheckpointSettings`].
 //! - [`sealing`]: records sealed and checked one by one, for a chain kept
 //!   outside a file (the signer replicas' chain in PostgreSQL).
 //! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs.
@@ -81,6 +94,7 @@
 //! - `error`: [`AuditError`], [`VerifyError`].
 
 pub mod checkpoint;
+mod checkpointer;
 mod error;
 mod key;
 pub mod merkle;
@@ -96,6 +110,7 @@ mod tail_tests;
 #[cfg(test)]
 mod tests;
 
+pub use checkpointer::{CheckpointSettings, DEFAULT_EVERY_RECORDS, DEFAULT_KEEP};
 pub use error::{AuditError, BrokenKind, EXIT_UNVERIFIED_TAIL, VerifyError};
 pub use key::{AuditKey, parse_public_key};
 pub use record::{GENESIS_HASH, RESERVED_FIELDS};

@@ -1,5 +1,7 @@
 //! [`AuditLog`]: the appending side. One writer thread owns the file and
-//! commits queued records in groups that share a single `fsync`.
+//! commits queued records in groups that share a single `fsync`; with
+//! checkpoints configured it also keeps the log's Merkle tree and signs
+//! checkpoints (`checkpointer`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpointer::{CheckpointSettings, Checkpointer};
 use super::record::{self, RESERVED_FIELDS};
 use super::restore::{self, ChainTail};
 use super::{AuditError, AuditKey};
@@ -51,9 +54,17 @@ pub struct AuditLog {
 #[derive(Debug)]
 struct Inner {
     /// Always `Some` until the drop takes it to close the queue.
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::Sender<Msg>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the writer thread is asked to do.
+#[derive(Debug)]
+enum Msg {
+    Append(Request),
+    /// `every_seconds` passed: a checkpoint if records are waiting.
+    Tick,
 }
 
 /// One queued record and where its outcome goes.
@@ -85,8 +96,24 @@ impl AuditLog {
     /// locked (`flock`) so two writers cannot interleave chains. Blocking:
     /// call it at start-up or from `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>, key: AuditKey) -> Result<AuditLog, AuditError> {
+        Self::open_with(path, key, None)
+    }
+
+    /// [`open`](Self::open), also keeping signed checkpoints as
+    /// `checkpoints` says (see the `checkpointer` module). The latest
+    /// checkpoint must verify and the log must extend it, else
+    /// [`AuditError::Unverified`]: the log was cut short or rewritten.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        key: AuditKey,
+        checkpoints: Option<CheckpointSettings>,
+    ) -> Result<AuditLog, AuditError> {
         let path = path.as_ref().to_path_buf();
         let (file, tail) = restore::open_log(&path, &key.verifying_key())?;
+        let checkpointer = checkpoints
+            .map(|s| Checkpointer::restore(s, &path, &key.verifying_key()))
+            .transpose()?;
+        let interval = checkpointer.as_ref().and_then(Checkpointer::interval);
         let torn = tail.torn.clone();
         let shared = Arc::new(Shared {
             path: path.clone(),
@@ -101,6 +128,7 @@ impl AuditLog {
             shared: Arc::clone(&shared),
             scratch: Vec::new(),
             out: Vec::new(),
+            checkpointer,
         };
         if let Some(torn) = torn {
             let (notice, mut rx) = torn_notice(&torn);
@@ -115,6 +143,9 @@ impl AuditLog {
             .name("audit-writer".to_owned())
             .spawn(move || writer.run(rx))
             .map_err(|e| AuditError::io(&path, e))?;
+        if let Some(every) = interval {
+            spawn_ticker(&tx, every).map_err(|e| AuditError::io(&path, e))?;
+        }
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 tx: Some(tx),
@@ -136,7 +167,7 @@ impl AuditLog {
         check_reserved(&fields)?;
         let (reply, rx) = oneshot::channel();
         self.sender()?
-            .send(Request { fields, reply })
+            .send(Msg::Append(Request { fields, reply }))
             .await
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
@@ -153,7 +184,7 @@ impl AuditLog {
         check_reserved(&fields)?;
         let (reply, rx) = oneshot::channel();
         self.sender()?
-            .blocking_send(Request { fields, reply })
+            .blocking_send(Msg::Append(Request { fields, reply }))
             .map_err(|_| AuditError::Closed)?;
         rx.blocking_recv().map_err(|_| AuditError::Closed)?
     }
@@ -181,7 +212,7 @@ impl AuditLog {
         self.inner.shared.batches.load(Ordering::Relaxed)
     }
 
-    fn sender(&self) -> Result<&mpsc::Sender<Request>, AuditError> {
+    fn sender(&self) -> Result<&mpsc::Sender<Msg>, AuditError> {
         self.inner.tx.as_ref().ok_or(AuditError::Closed)
     }
 }
@@ -196,6 +227,24 @@ impl Drop for Inner {
             tracing::error!("audit writer thread panicked");
         }
     }
+}
+
+/// Wakes the writer every `every` with a [`Msg::Tick`]; ends once the log
+/// is closed (it holds only a weak sender, so it never keeps it open).
+fn spawn_ticker(tx: &mpsc::Sender<Msg>, every: std::time::Duration) -> std::io::Result<()> {
+    let weak = tx.downgrade();
+    std::thread::Builder::new()
+        .name("audit-checkpoint-tick".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(tx) = weak.upgrade() else { return };
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Msg::Tick) {
+                    return;
+                }
+            }
+        })
+        .map(drop)
 }
 
 fn check_reserved(fields: &Map<String, Value>) -> Result<(), AuditError> {
@@ -217,16 +266,33 @@ struct Writer {
     shared: Arc<Shared>,
     scratch: Vec<u8>,
     out: Vec<u8>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut msgs = Vec::with_capacity(MAX_BATCH);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         // Blocks for the first request, then takes whatever else is queued:
         // everything that arrived during the previous fsync shares the next.
-        while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-            self.commit(&mut batch);
-            batch.clear();
+        while rx.blocking_recv_many(&mut msgs, MAX_BATCH) > 0 {
+            let mut tick = false;
+            for msg in msgs.drain(..) {
+                match msg {
+                    Msg::Append(request) => batch.push(request),
+                    Msg::Tick => tick = true,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+                batch.clear();
+            }
+            if let Some(c) = self.checkpointer.as_mut().filter(|_| tick) {
+                c.tick(&self.key);
+            }
+        }
+        if let Some(c) = &mut self.checkpointer {
+            c.close(&self.key);
         }
     }
 
@@ -236,6 +302,11 @@ impl Writer {
             Some(file) => file,
             None => match restore::open_log(&path, &self.key.verifying_key()) {
                 Ok((file, tail)) => {
+                    if let Some(c) = &mut self.checkpointer
+                        && let Err(e) = c.reload(&path, &self.key.verifying_key())
+                    {
+                        return fail_all(batch, &format!("reopening after a failed write: {e}"));
+                    }
                     if let Some(torn) = &tail.torn {
                         // The caller of this notice is nobody; its reply is dropped.
                         batch.insert(0, torn_notice(torn).0);
@@ -298,6 +369,9 @@ impl Writer {
             Ok(()) => {
                 next.len = self.tail.len + self.out.len() as u64;
                 self.tail = next;
+                if let Some(c) = &mut self.checkpointer {
+                    c.committed(&self.out, &self.key);
+                }
                 self.file = Some(file);
                 self.publish_head();
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);

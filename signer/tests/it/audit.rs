@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use infrabroker_common::audit::checkpoint::Checkpoint;
 use infrabroker_common::audit::{VerifyOptions, parse_public_key, verify_file};
 use infrabroker_testbed::stack::SignerProc;
 use serde_json::json;
@@ -314,20 +315,8 @@ async fn a_log_edited_while_stopped_stops_the_signer_with_exit_65() {
     let forged: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(s.audit_log(), &forged).unwrap();
     // Hashes and links check out; only the signature gives it away.
-    // Bounded: a signer that (wrongly) starts is killed by the guard's drop.
-    let mut child = infrabroker_testbed::spawn_service(
-        infrabroker_testbed::bin_path("signer").unwrap(),
-        [
-            std::ffi::OsStr::new("--config"),
-            s.signer.config_path.as_os_str(),
-        ],
-        s.dir.path().join("refused.log"),
-    )
-    .unwrap();
-    infrabroker_testbed::wait_until(Duration::from_secs(20), || child.try_status().is_some());
-    let stderr = child.log();
-    let status = child.try_status();
-    assert_eq!(status.and_then(|s| s.code()), Some(65), "{stderr}");
+    let (code, stderr) = refused_start(&s);
+    assert_eq!(code, Some(65), "{stderr}");
     let seq = lines.len();
     for needle in [
         s.audit_log().display().to_string(),
@@ -339,4 +328,78 @@ async fn a_log_edited_while_stopped_stops_the_signer_with_exit_65() {
         assert!(stderr.contains(&needle), "{needle:?} missing in {stderr}");
     }
     assert_eq!(std::fs::read_to_string(s.audit_log()).unwrap(), forged);
+}
+
+/// Starts the signer on `s`'s config expecting it to refuse: its exit code
+/// and stderr. Bounded: a signer that (wrongly) starts is killed by the
+/// guard's drop.
+fn refused_start(s: &Stack) -> (Option<i32>, String) {
+    let mut child = infrabroker_testbed::spawn_service(
+        infrabroker_testbed::bin_path("signer").unwrap(),
+        [
+            std::ffi::OsStr::new("--config"),
+            s.signer.config_path.as_os_str(),
+        ],
+        s.dir.path().join("refused.log"),
+    )
+    .unwrap();
+    infrabroker_testbed::wait_until(Duration::from_secs(20), || child.try_status().is_some());
+    let stderr = child.log();
+    (child.try_status().and_then(|s| s.code()), stderr)
+}
+
+/// Issue 11 §2: with `audit_checkpoint` the signer writes signed
+/// checkpoints, and a log cut short while it was stopped (its new last
+/// record is genuine, so the tail check alone accepts it) stops the
+/// restart with exit 65 naming the checkpoint; restoring the records lets
+/// it start again.
+#[tokio::test]
+async fn a_log_cut_short_while_stopped_is_caught_by_the_checkpoint() {
+    let mut s = Stack::start(|cfg, _| {
+        let log = std::path::PathBuf::from(cfg["audit_log"].as_str().unwrap());
+        let cp_dir = log.parent().unwrap().join("checkpoints");
+        std::fs::create_dir(&cp_dir).unwrap();
+        cfg["audit_checkpoint"] = serde_json::json!({
+            "path": cp_dir.join("signer.cp"), "origin": "infrabroker.test/signer",
+            "every_records": 2,
+        });
+    });
+    let key = keypair();
+    for _ in 0..3 {
+        assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
+    }
+    s.signer.child.stop();
+    let cp_path = s.dir.path().join("checkpoints/signer.cp");
+    let audit_key =
+        infrabroker_common::audit::AuditKey::from_seed_file(s.pki.path("signer-audit.seed"))
+            .unwrap();
+    let text = std::fs::read_to_string(&cp_path).unwrap();
+    let cp = Checkpoint::open_own(&text, &audit_key.verifying_key()).unwrap();
+    let full = std::fs::read_to_string(s.audit_log()).unwrap();
+    assert_eq!(
+        cp.size,
+        full.lines().count() as u64,
+        "the stop checkpoints every record"
+    );
+
+    let cut: String = full
+        .lines()
+        .take(full.lines().count() - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(s.audit_log(), &cut).unwrap();
+    let (code, stderr) = refused_start(&s);
+    assert_eq!(code, Some(65), "{stderr}");
+    for needle in [cp_path.display().to_string(), "truncated".to_owned()] {
+        assert!(stderr.contains(&needle), "{needle:?} missing in {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(s.audit_log()).unwrap(),
+        cut,
+        "left as it was"
+    );
+
+    std::fs::write(s.audit_log(), &full).unwrap();
+    s.signer = SignerProc::start_file(s.dir.path(), &s.signer.config_path.clone()).unwrap();
+    assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
 }

@@ -196,3 +196,22 @@ async fn metrics_and_graceful_sigterm() {
 fn libc_sigterm() -> i32 {
     15
 }
+
+/// HA signers keep their chain in PostgreSQL: checkpoints of a local file
+/// that is never written would protect nothing, so the pair is refused.
+#[test]
+fn audit_checkpoint_with_a_postgres_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(dir.path()).unwrap();
+    let mut cfg = infrabroker_testbed::stack::signer_config(&pki, &dir.path().join("a.log"));
+    cfg["store"] = json!({"postgres": {"url": "postgresql://ib@127.0.0.1:1/ib"}});
+    cfg["audit_checkpoint"] = json!({"path": "cp/a.cp", "origin": "ib.test/signer"});
+    let path = dir.path().join("signer.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let (code, text) = check(&path);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(
+        text.contains("audit_checkpoint: is for the local audit log"),
+        "{text}"
+    );
+}

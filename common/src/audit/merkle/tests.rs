@@ -48,6 +48,17 @@ fn roots_match_the_rfc_6962_vectors() {
 }
 
 #[test]
+fn a_frontier_grown_leaf_by_leaf_gives_every_vector_root() {
+    let mut frontier = Frontier::default();
+    assert_eq!(hex::encode(frontier.root()), ROOTS[0]);
+    for (n, leaf) in leaves().into_iter().enumerate() {
+        frontier.push(leaf);
+        assert_eq!(frontier.size(), n as u64 + 1);
+        assert_eq!(hex::encode(frontier.root()), ROOTS[n + 1], "size {}", n + 1);
+    }
+}
+
+#[test]
 fn leaf_0_path_in_the_8_tree_matches_the_vector_node_hashes() {
     let proof = inclusion_proof(&leaves(), 0).unwrap();
     let want = [
