@@ -1,6 +1,5 @@
-//! `broker-ctl audit verify|checkpoint|prove|tail`.
+//! `broker-ctl audit verify|checkpoint|prove` (`tail` is `audit_tail`).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,7 +8,6 @@ use infrabroker_common::audit::merkle;
 use infrabroker_common::audit::{
     AuditKey, VerifyError, VerifyOptions, parse_public_key, verify_file,
 };
-use infrabroker_common::display::escape_json_line;
 
 use super::{Failure, Outcome};
 
@@ -142,24 +140,4 @@ pub fn prove(file: &Path, seq: u64, json: bool) -> Outcome {
 
 pub(super) fn hex(hash: &merkle::Hash) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The last `n` records, one JSON line each. Characters that would act on
-/// the terminal or hide text (controls, bidi, zero-width, …) are written as
-/// JSON `\uXXXX` escapes: the line still parses to the same record.
-pub fn tail(file: &Path, n: usize) -> Outcome {
-    let f = std::fs::File::open(file)
-        .map_err(|e| Failure::other(format!("cannot open {}: {e}", file.display())))?;
-    let mut last = std::collections::VecDeque::with_capacity(n + 1);
-    for line in BufReader::new(f).lines() {
-        let line = line.map_err(|e| Failure::other(format!("{}: {e}", file.display())))?;
-        last.push_back(line);
-        if last.len() > n {
-            last.pop_front();
-        }
-    }
-    for l in last {
-        println!("{}", escape_json_line(&l));
-    }
-    Ok(ExitCode::SUCCESS)
 }

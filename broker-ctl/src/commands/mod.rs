@@ -5,6 +5,7 @@ mod approval;
 mod audit;
 mod audit_pg;
 mod audit_proofs;
+mod audit_tail;
 mod doctor;
 mod freeze;
 mod krl;
@@ -202,13 +203,21 @@ enum AuditCmd {
         #[arg(long, value_name = "PEM")]
         postgres_ca: Option<PathBuf>,
     },
-    /// Print the last records of a log.
+    /// Print the last records of a log, one JSON object per line; with
+    /// --follow keep printing records as they are sealed (across rotation).
     Tail {
         /// The audit log.
         file: PathBuf,
         /// How many records.
         #[arg(short = 'n', long, default_value_t = 10)]
         lines: usize,
+        /// Keep printing new records until stopped (or stdout closes).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// One JSON object per line (the only format; accepted so a
+        /// pipeline can say so).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -408,7 +417,12 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Audit(AuditCmd::Checkpoint { file, key, origin }) => {
             audit::checkpoint(&file, &key, &origin)
         }
-        Command::Audit(AuditCmd::Tail { file, lines }) => audit::tail(&file, lines),
+        Command::Audit(AuditCmd::Tail {
+            file,
+            lines,
+            follow,
+            json: _,
+        }) => audit_tail::tail(&file, lines, follow),
         Command::Policy(PolicyCmd::Explain {
             config,
             host,

@@ -8,6 +8,7 @@
 )]
 
 mod audit_checkpoint;
+mod audit_tail;
 mod cli;
 mod doctor;
 mod krl;
