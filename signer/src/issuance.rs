@@ -16,7 +16,7 @@ use infrabroker_common::wire::{Decision, Purpose, ReasonCode, Role, SessionMode,
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Algorithm, PrivateKey, PublicKey};
 
-use crate::config::{Host, SignerConfig};
+use crate::config::{CallerPolicy, Host, SignerConfig};
 use crate::names;
 
 mod command;
@@ -202,10 +202,33 @@ fn contains_any(
     b.into_iter().any(|x| a.contains(x.as_ref()))
 }
 
-/// Checks `req` from the mTLS caller `cn` against `rt` (SPEC §3 and §5).
+/// Checks `req` from the mTLS caller `cn` against `rt` (SPEC §3 and §5),
+/// in this order, each step a function below: who is asking
+/// ([`identify`]), may they reach the host ([`reach`]), is the request's
+/// shape allowed there ([`shape`]), what does the command firewall say
+/// ([`judge`]), then the certificate's contents ([`plan`]). The first
+/// refusal wins, so the order is part of the contract.
 pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denial> {
-    use ReasonCode as R;
     let cfg = &rt.config;
+    let who = identify(cfg, cn, req)?;
+    let host = reach(cfg, &who, req)?;
+    let shape = shape(host, req)?;
+    let decision = judge(host, req)?;
+    plan(cfg, host, req, who, shape, decision)
+}
+
+/// The caller a decision is made for: the mTLS CN, or the end user's
+/// broker behind a trusted forwarder.
+struct Who<'a> {
+    caller: String,
+    forwarder: Option<String>,
+    policy: &'a CallerPolicy,
+}
+
+/// CN and forwarding rules, the caller's entry, and the end-user fields'
+/// characters.
+fn identify<'a>(cfg: &'a SignerConfig, cn: &str, req: &SignRequest) -> Result<Who<'a>, Denial> {
+    use ReasonCode as R;
     if !names::is_name(cn) {
         return Err(Denial::new(
             R::CallerInvalid,
@@ -229,7 +252,7 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
         Some(b) => (b.clone(), Some(cn.to_owned())),
         None => (cn.to_owned(), None),
     };
-    let Some(caller_policy) = cfg.callers.get(&caller) else {
+    let Some(policy) = cfg.callers.get(&caller) else {
         return Err(Denial::new(
             R::CallerUnknown,
             format!("caller {caller} is not listed in callers"),
@@ -251,14 +274,25 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
             "end_user_groups has a name outside [A-Za-z0-9._-]",
         ));
     }
+    Ok(Who {
+        caller,
+        forwarder,
+        policy,
+    })
+}
+
+/// The host exists and the caller (and the end user's groups) may reach it.
+fn reach<'a>(cfg: &'a SignerConfig, who: &Who<'_>, req: &SignRequest) -> Result<&'a Host, Denial> {
+    use ReasonCode as R;
+    let caller = &who.caller;
     let Some(host) = cfg.hosts.get(&req.host) else {
         return Err(Denial::new(
             R::HostUnknown,
             format!("no host named {:?}", req.host),
         ));
     };
-    if (!host.allowed_callers.is_empty() && !host.allowed_callers.contains(&caller))
-        || !contains_any(&caller_policy.allowed_groups, &host.groups)
+    if (!host.allowed_callers.is_empty() && !host.allowed_callers.contains(caller))
+        || !contains_any(&who.policy.allowed_groups, &host.groups)
     {
         return Err(Denial::new(
             R::HostForbidden,
@@ -273,6 +307,19 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
             format!("the end user's groups do not reach host {}", host.name),
         ));
     }
+    Ok(host)
+}
+
+/// What [`shape`] settled about the request.
+struct Shape {
+    wants_pty: bool,
+    sudo_user: Option<String>,
+}
+
+/// The command's characters, the role's rules, the deadline, the session
+/// mode, PTY and sudo, as the host allows them.
+fn shape(host: &Host, req: &SignRequest) -> Result<Shape, Denial> {
+    use ReasonCode as R;
     command::check_characters(host, &req.command)?;
     if req.sudo_user.is_some() && !req.sudo {
         return Err(Denial::new(R::InvalidRequest, "sudo_user needs sudo: true"));
@@ -316,9 +363,26 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
     } else {
         None
     };
+    Ok(Shape {
+        wants_pty,
+        sudo_user,
+    })
+}
 
-    let decision = judge(host, req)?;
-
+/// The certificate's contents: lifetime, force-command, extensions and
+/// the key id (built only from charset-checked fields).
+fn plan(
+    cfg: &SignerConfig,
+    host: &Host,
+    req: &SignRequest,
+    who: Who<'_>,
+    shape: Shape,
+    decision: Decision,
+) -> Result<Plan, Denial> {
+    let Shape {
+        wants_pty,
+        sudo_user,
+    } = shape;
     let requested = req.ttl_seconds.filter(|t| *t > 0).unwrap_or(host.max_ttl);
     let ttl = requested.min(host.max_ttl).min(cfg.max_ttl);
     let prefix = sudo_user.as_ref().map(|u| sudo_prefix(u));
@@ -333,7 +397,8 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
     };
     let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));
     let key_id = format!(
-        "caller={caller} user={} host={} role={} purpose={} elev={} pty={}",
+        "caller={} user={} host={} role={} purpose={} elev={} pty={}",
+        who.caller,
         req.end_user.as_deref().unwrap_or("-"),
         host.name,
         req.role.as_str(),
@@ -342,8 +407,8 @@ pub fn evaluate(rt: &Runtime, cn: &str, req: &SignRequest) -> Result<Plan, Denia
         u8::from(wants_pty),
     );
     Ok(Plan {
-        caller,
-        forwarder,
+        caller: who.caller,
+        forwarder: who.forwarder,
         host: host.name.clone(),
         addr: host.addr.clone(),
         user: host.user.clone(),
