@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     pub session_max: Duration,
     /// Sessions: asciicast recordings (used by the sessions feature).
     pub session_recording_dir: Option<PathBuf>,
+    /// A recording that cannot be written closes its session
+    /// (`recording_required`, default true); false only stops the recording.
+    pub recording_required: bool,
     /// Bytes kept per stream; the rest is dropped and flagged.
     pub max_output_bytes: usize,
     /// Default per-command timeout.
@@ -128,6 +131,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     let session_idle = secs(&root, "session_idle_seconds", 300, 5, 86_400);
     let session_max = secs(&root, "session_max_seconds", 1800, 5, 86_400);
     let session_recording_dir = root.opt_str("session_recording_dir").map(|s| base.join(s));
+    let recording_required = root.opt_bool("recording_required").unwrap_or(true);
     let max_output_bytes = root.opt_u64("max_output_bytes").unwrap_or(1024 * 1024);
     if !(1024..=64 * 1024 * 1024).contains(&max_output_bytes) {
         root.error("max_output_bytes", "must be between 1024 and 67108864");
@@ -179,6 +183,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         session_idle,
         session_max,
         session_recording_dir,
+        recording_required,
         max_output_bytes: usize::try_from(max_output_bytes).unwrap_or(usize::MAX),
         exec_timeout,
         exec_timeout_max,

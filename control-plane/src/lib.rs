@@ -99,6 +99,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             .await
             .map_err(other)?
             .map_err(StartError::Audit)?;
+    infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(other)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
     let (store, guard) = open_state(&cfg).await?;

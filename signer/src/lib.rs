@@ -142,6 +142,10 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         serve_plain(k, server::krl_router(shared.clone()), "KRL", opts)?;
     }
     spawn_sighup(shared.clone())?;
+    if let auditing::Audit::Local(log) = shared.audit() {
+        infrabroker_common::audit::rotate_on_sigusr1(log)
+            .map_err(|e| StartError::Other(format!("cannot watch SIGUSR1: {e}")))?;
+    }
     if auto_reload > 0 {
         spawn_auto_reload(shared.clone(), config_path.to_owned(), auto_reload);
     }

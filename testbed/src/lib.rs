@@ -28,8 +28,10 @@
 //! - [`postgres`]: a private PostgreSQL cluster per test (initdb, pg_ctl),
 //!   stoppable like a crash and startable again.
 //! - [`stack`]: the infrabroker services as real processes (dev PKI, signer).
+//! - [`disk`]: a tiny tmpfs to run a service out of space on purpose.
 
 pub mod client;
+pub mod disk;
 pub mod monitor;
 pub mod netns;
 pub mod postgres;
@@ -42,6 +44,7 @@ pub mod users;
 mod sys;
 
 pub use client::{SshClient, SshTarget, ssh, write_cert, write_private_key};
+pub use disk::SmallDisk;
 pub use netns::{BastionChain, Hop, Netns, TestNet};
 pub use prereq::{have_sshd, is_root, netns_or_skip, require, sshd_or_skip};
 pub use process::{ChildGuard, bin_path, free_port, spawn_logged, spawn_service, wait_until};

@@ -31,10 +31,7 @@ pub fn verify_labelled(
     checkpoint: Option<&Path>,
     json: bool,
 ) -> Outcome {
-    let text = std::fs::read_to_string(pubkey)
-        .map_err(|e| Failure::other(format!("cannot read {}: {e}", pubkey.display())))?;
-    let key = parse_public_key(&text)
-        .map_err(|e| Failure::other(format!("{}: {e}", pubkey.display())))?;
+    let (text, key) = read_pubkey(pubkey)?;
     let result = verify_file(file, &key, VerifyOptions { all_signatures });
     if let (Ok(_), Some(cp)) = (&result, checkpoint)
         && let Err(why) = check_checkpoint(file, cp, &text)
@@ -73,8 +70,17 @@ pub fn verify_labelled(
     }
 }
 
+/// The audit public key file's text and the key it holds.
+pub(super) fn read_pubkey(path: &Path) -> Result<(String, ed25519_dalek::VerifyingKey), Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::other(format!("cannot read {}: {e}", path.display())))?;
+    let key =
+        parse_public_key(&text).map_err(|e| Failure::other(format!("{}: {e}", path.display())))?;
+    Ok((text, key))
+}
+
 /// Checks the checkpoint note's signature, then that the log extends it.
-fn check_checkpoint(file: &Path, cp: &Path, pubkey: &str) -> Result<(), String> {
+pub(super) fn check_checkpoint(file: &Path, cp: &Path, pubkey: &str) -> Result<(), String> {
     let key = parse_public_key(pubkey).map_err(|e| e.to_string())?;
     let text =
         std::fs::read_to_string(cp).map_err(|e| format!("cannot read {}: {e}", cp.display()))?;

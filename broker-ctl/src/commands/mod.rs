@@ -5,12 +5,14 @@ mod approval;
 mod audit;
 mod audit_pg;
 mod audit_proofs;
+mod audit_rotated;
 mod audit_tail;
 mod doctor;
 mod freeze;
 mod krl;
 mod pki;
 mod policy;
+mod recording;
 mod reload;
 
 use std::path::PathBuf;
@@ -83,6 +85,9 @@ enum Command {
     /// Audit logs.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Session recordings (asciicast) checked against the broker's audit chain.
+    #[command(subcommand)]
+    Recording(RecordingCmd),
     /// The command firewall.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -112,6 +117,26 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum RecordingCmd {
+    /// Prove a recording byte-exact from the chunk hashes in the broker's
+    /// audit log, or name the first chunk modified, removed, reordered or
+    /// appended.
+    Verify {
+        /// The recording (`<session id>.cast`).
+        file: PathBuf,
+        /// The broker's audit log.
+        #[arg(long)]
+        audit: PathBuf,
+        /// The broker's audit public key (`broker-audit.pub`).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PkiCmd {
     /// Make a TLS CA, server and client certificates, the SSH user CA and audit keys.
     Init {
@@ -128,10 +153,11 @@ enum PkiCmd {
 enum AuditCmd {
     /// Verify a log's hash chain and signatures; names the first bad record.
     Verify {
-        /// The audit log (JSON lines); or `--postgres` for the signer
-        /// replicas' global chain.
+        /// The audit log (JSON lines); several files oldest first for a
+        /// rotated log (the links between them are checked too); or
+        /// `--postgres` for the signer replicas' global chain.
         #[arg(required_unless_present = "postgres", conflicts_with = "postgres")]
-        file: Option<PathBuf>,
+        files: Vec<PathBuf>,
         /// Verify the global chain in this PostgreSQL database instead of a file.
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
@@ -383,24 +409,27 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Pki(PkiCmd::Init { out, force }) => pki::init(out, force),
         Command::Audit(AuditCmd::Verify {
-            file,
+            files,
             postgres,
             postgres_ca,
             pubkey,
             all_signatures,
             checkpoint,
             json,
-        }) => match (file, postgres) {
+        }) => match (files.as_slice(), postgres) {
             (_, Some(_)) if checkpoint.is_some() => Err(Failure::bad(
                 "--checkpoint applies to a log file, not --postgres",
             )),
             (_, Some(url)) => {
                 audit_pg::verify(&url, postgres_ca.as_deref(), &pubkey, all_signatures, json)
             }
-            (Some(file), None) => {
-                audit::verify(&file, &pubkey, all_signatures, checkpoint.as_deref(), json)
+            ([file], None) => {
+                audit::verify(file, &pubkey, all_signatures, checkpoint.as_deref(), json)
             }
-            (None, None) => Err(Failure::bad("name a log file or --postgres URL")),
+            ([], None) => Err(Failure::bad("name a log file or --postgres URL")),
+            (files, None) => {
+                audit_rotated::verify(files, &pubkey, all_signatures, checkpoint.as_deref(), json)
+            }
         },
         Command::Audit(AuditCmd::Export {
             postgres,
@@ -448,6 +477,12 @@ pub fn run(cli: Cli) -> Outcome {
         }) => freeze::certs(&service, &subject, limit, json),
         Command::Approval(cmd) => approval::run(cmd),
         Command::Doctor { config, json } => doctor::run(&config, json),
+        Command::Recording(RecordingCmd::Verify {
+            file,
+            audit,
+            pubkey,
+            json,
+        }) => recording::verify(&file, &audit, &pubkey, json),
         Command::Krl(KrlCmd::Fetch {
             service,
             out,

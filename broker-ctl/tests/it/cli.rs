@@ -50,12 +50,7 @@ fn pki_init_writes_everything_and_refuses_to_overwrite() {
 }
 
 pub(crate) fn write_log(dir: &Path, n: u64) -> (std::path::PathBuf, std::path::PathBuf) {
-    let seed = dir.join("k.seed");
-    std::fs::write(&seed, [9u8; 32]).unwrap();
-    std::fs::set_permissions(&seed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let key = AuditKey::from_seed_file(&seed).unwrap();
-    let pubkey = dir.join("k.pub");
-    std::fs::write(&pubkey, key.public_key_openssh("test")).unwrap();
+    let (key, pubkey) = super::audit_key(dir, 9);
     let log_path = dir.join("audit.log");
     let log = AuditLog::open(&log_path, key).unwrap();
     for i in 0..n {

@@ -115,7 +115,16 @@ fn finish_record(rec: &mut Map<String, Value>, ran: &Ran, started: Instant, timi
 /// Why a shell or pty session cannot go on after a command, if it cannot:
 /// a timed-out command left its state unknown, a broken one means the
 /// shell is gone, and changed terminal modes would edit the next line.
-fn shell_end(result: &Result<crate::exec::Output, ToolError>, tty: Option<&str>) -> Option<String> {
+fn shell_end(
+    result: &Result<crate::exec::Output, ToolError>,
+    tty: Option<&str>,
+    recording: Option<&str>,
+) -> Option<String> {
+    if let Some(why) = recording {
+        return Some(format!(
+            "the session recording could not be written ({why}) and recording_required is set"
+        ));
+    }
     match (result, tty) {
         (Err(ToolError::TimedOut { seconds }), _) => Some(format!(
             "a command ran past its {seconds} s timeout and the shell's state is unknown"
@@ -334,7 +343,7 @@ impl Engine {
             },
         };
         if let Runner::Shell(sh) = &mut *runner {
-            ran.close = shell_end(&ran.result, sh.terminal_changed());
+            ran.close = shell_end(&ran.result, sh.terminal_changed(), sh.recording_refusal());
             if matches!(ran.result, Err(ToolError::TimedOut { .. })) {
                 ran.stop = Some(sh.stop().await);
             }

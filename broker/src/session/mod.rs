@@ -237,10 +237,18 @@ impl Engine {
             req.host,
             mode_str(req.mode)
         );
-        let (cols, rows) = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
-        Recorder::create(dir, id, cols, rows, &title)
-            .map(|r| Some(Arc::new(r)))
-            .map_err(|e| ToolError::Broken(format!("cannot create the session recording: {e}")))
+        let size = (req.cols.unwrap_or(80), req.rows.unwrap_or(24));
+        let required = self.config().recording_required;
+        match Recorder::create(dir, id, size, &title, self.audit().clone()) {
+            Ok(r) => Ok(Some(Arc::new(r.required(required)))),
+            Err(e) if required => Err(ToolError::Broken(format!(
+                "cannot create the session recording: {e}"
+            ))),
+            Err(e) => {
+                tracing::error!(session = id, error = %e, "cannot create the session recording; going on without one (recording_required is false)");
+                Ok(None)
+            }
+        }
     }
 
     /// What carries the session's commands: a channel per command (exec),
@@ -407,6 +415,9 @@ impl Engine {
         };
         let mut rec = self.session_record(&owner, s, "session_close");
         rec.insert("reason".into(), reason.into());
+        if let Some(r) = &s.recorder {
+            close_recording(r, &mut rec).await;
+        }
         if let Some(id) = freeze_id {
             rec.insert("freeze_id".into(), id.into());
         }
@@ -481,5 +492,19 @@ impl Engine {
                 self.close_session(&s, &reason).await;
             }
         }
+    }
+}
+
+/// Finishes a session's recording and puts what the chain needs to prove
+/// it into the close record: size, chunk count, hash over the chunks (and
+/// why it stopped, if it did).
+async fn close_recording(r: &Recorder, rec: &mut Map<String, Value>) {
+    if let Some(sum) = r.finish().await {
+        rec.insert("recording_size".into(), sum.size.into());
+        rec.insert("recording_chunks".into(), sum.chunks.into());
+        rec.insert("recording_sha256".into(), sum.chunks_sha256.into());
+    }
+    if let Some(why) = r.failure() {
+        rec.insert("recording_error".into(), why.into());
     }
 }

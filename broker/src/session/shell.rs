@@ -271,6 +271,11 @@ impl Shell {
         cap: usize,
         timeout: Duration,
     ) -> Result<Output, ToolError> {
+        if let Some(why) = self.recording_refusal() {
+            return Err(ToolError::Broken(format!(
+                "the session recording could not be written: {why}"
+            )));
+        }
         let wrapped = format!("{{ {command}\n}} </dev/null\n");
         if let Some(r) = &self.recorder {
             r.event("i", format!("{command}\n").as_bytes());
@@ -283,6 +288,12 @@ impl Shell {
             });
         }
         Ok(out)
+    }
+
+    /// Why the session may not go on because its required recording
+    /// failed, if it did.
+    pub fn recording_refusal(&self) -> Option<&str> {
+        self.recorder.as_deref().and_then(Recorder::refusal)
     }
 
     /// PTY: why the terminal no longer has the modes the broker set, if it

@@ -611,3 +611,142 @@ async fn elevated_sessions_run_through_sudo() {
         "{e:?}"
     );
 }
+
+/// `broker-ctl recording verify CAST` against this bed's broker log.
+fn verify_recording(bed: &Bed, cast: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(infrabroker_testbed::bin_path("broker-ctl").unwrap())
+        .args(["recording", "verify"])
+        .arg(cast)
+        .arg("--audit")
+        .arg(bed.dir.path().join("broker-audit.log"))
+        .arg("--pubkey")
+        .arg(bed.pki.path("broker-audit.pub"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Issue 11 §3: a shell session's recording goes into the broker's audit
+/// chain chunk by chunk; `broker-ctl recording verify` proves the cast
+/// byte-exact and names a modified, cut-short or appended-to file.
+#[tokio::test]
+async fn a_recording_is_proved_byte_exact_by_its_chunks_in_the_chain() {
+    let Some(t) = one(None, None) else { return };
+    let rec_dir = t.bed.dir.path().join("casts");
+    let engine = t
+        .bed
+        .engine(json!({"session_recording_dir": rec_dir}))
+        .await;
+    let sh = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    let id = sh.session_id.clone();
+    // 150 KB of output: more than two 64 KiB chunks.
+    exec(&engine, &id, "head -c 150000 /dev/zero | tr '\\0' a; echo")
+        .await
+        .unwrap();
+    exec(&engine, &id, "printf 'caf\\303\\251\\n'")
+        .await
+        .unwrap();
+    engine.session_close(&caller(), &id).await.unwrap();
+    let cast = rec_dir.join(format!("{id}.cast"));
+    let (ok, text) = verify_recording(&t.bed, &cast);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("byte-exact") && text.contains("as its close record says"),
+        "{text}"
+    );
+    let orig = std::fs::read(&cast).unwrap();
+    assert!(String::from_utf8_lossy(&orig).contains("café"));
+    let records = t.bed.broker_records();
+    let chunks = records
+        .iter()
+        .filter(|r| r["event"] == "recording_chunk" && r["session_id"] == id.as_str())
+        .count();
+    assert!(chunks >= 3, "{chunks} chunk records");
+    let close = records
+        .iter()
+        .find(|r| r["outcome"] == "session_close" && r["session_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(close["recording_size"], orig.len() as u64);
+
+    let mut edited = orig.clone();
+    edited[orig.len() / 2] = b'b';
+    let cut = orig[..orig.len() - 10].to_vec();
+    let mut appended = orig.clone();
+    appended.extend_from_slice(b"[9.9, \"o\", \"rm -rf /\"]\n");
+    for (bytes, want) in [
+        (edited, "was modified"),
+        (cut, "was removed or cut short"),
+        (
+            appended,
+            "bytes were appended after the last recorded chunk",
+        ),
+    ] {
+        std::fs::write(&cast, &bytes).unwrap();
+        let (ok, text) = verify_recording(&t.bed, &cast);
+        assert!(!ok && text.contains(want), "{want:?} not in {text}");
+    }
+}
+
+/// `recording_required` (the default): once the recording cannot be
+/// written the session runs no further command and is closed, saying why.
+#[tokio::test]
+async fn a_recording_that_cannot_be_written_closes_its_session() {
+    if !infrabroker_testbed::prereq::require(
+        "root (to mount a small tmpfs)",
+        infrabroker_testbed::prereq::is_root(),
+    ) {
+        return;
+    }
+    let Some(t) = one(None, None) else { return };
+    let disk = infrabroker_testbed::SmallDisk::mount(t.bed.dir.path()).unwrap();
+    let engine = t
+        .bed
+        .engine(json!({"session_recording_dir": disk.path()}))
+        .await;
+    let sh = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    let _filler = disk.fill();
+    // Output the full disk cannot take; the recorder stops on it.
+    exec(
+        &engine,
+        &sh.session_id,
+        "head -c 300000 /dev/zero | tr '\\0' a",
+    )
+    .await
+    .unwrap();
+    let mut refused = None;
+    for _ in 0..100 {
+        match exec(&engine, &sh.session_id, "echo next").await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    // Refused by the recording check, or the session is already closed
+    // (when the recording failed during the previous command).
+    let e = refused.expect("a command refused once the recording failed");
+    let text = e.to_string();
+    assert!(
+        text.contains("the session recording could not be written")
+            || text.contains("no open session"),
+        "{text}"
+    );
+    let close = t
+        .bed
+        .broker_records()
+        .into_iter()
+        .find(|r| r["outcome"] == "session_close" && r["session_id"] == sh.session_id.as_str())
+        .expect("the session was closed");
+    let reason = close["reason"].as_str().unwrap();
+    assert!(reason.contains("recording_required"), "{reason}");
+    assert!(close["recording_error"].is_string(), "{close}");
+}

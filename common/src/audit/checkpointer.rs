@@ -193,6 +193,22 @@ impl Checkpointer {
         }
     }
 
+    /// The Merkle Tree Hash of every record so far.
+    pub(crate) fn root(&self) -> merkle::Hash {
+        self.tree.root()
+    }
+
+    /// Starts over for a new, empty file (a rotation).
+    pub(crate) fn reset(&mut self) {
+        self.tree = Frontier::default();
+        self.last_size = 0;
+    }
+
+    /// A checkpoint now, due or not (the first of a rotated-in file).
+    pub(crate) fn write_now(&mut self, key: &AuditKey) {
+        self.write(key);
+    }
+
     /// The final checkpoint when the log closes: it covers every record.
     pub(crate) fn close(&mut self, key: &AuditKey) {
         if self.tree.size() > self.last_size {
@@ -253,8 +269,14 @@ fn rebuild(
                     "{e} (if audit_checkpoint.origin or the audit key changed, move the old checkpoints aside)"
                 ))
             })?;
-            cp.check_log(&leaves).map_err(refuse)?;
-            cp.size
+            match cp.check_log(&leaves) {
+                Ok(()) => cp.size,
+                // A rotation stopped between renaming the new file in and
+                // writing its first checkpoint: the checkpoint is of the
+                // file this one continues, and its first record says so.
+                Err(_) if continues(log, &cp) => 0,
+                Err(why) => return Err(refuse(why)),
+            }
         }
     };
     let mut tree = Frontier::default();
@@ -262,6 +284,25 @@ fn rebuild(
         tree.push(leaf);
     }
     Ok((tree, last_size))
+}
+
+/// Whether the log's first record is an `audit_continued` whose
+/// `previous_checkpoint` is `cp`.
+fn continues(log: &Path, cp: &Checkpoint) -> bool {
+    use std::io::BufRead as _;
+    let Ok(file) = File::open(log) else {
+        return false;
+    };
+    let mut first = String::new();
+    if io::BufReader::new(file).read_line(&mut first).is_err() {
+        return false;
+    }
+    let Ok(record) = serde_json::from_str::<serde_json::Value>(&first) else {
+        return false;
+    };
+    record["event"] == "audit_continued"
+        && record["previous_checkpoint"]["size"] == cp.size
+        && record["previous_checkpoint"]["root"] == hex::encode(cp.root)
 }
 
 fn numbered(path: &Path, n: usize) -> PathBuf {

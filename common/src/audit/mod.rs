@@ -63,6 +63,22 @@
 //! stopped is refused like an unverified tail. `broker-ctl audit verify
 //! --checkpoint` makes the same check offline.
 //!
+//! # Rotation
+//!
+//! [`AuditLog::rotate`] (services: on SIGUSR1, [`rotate_on_sigusr1`]) seals
+//! `event: audit_rotated` into the current file, keeps that file as
+//! `<log>.<UTC timestamp>` and goes on in a new file at the same path: a
+//! new chain (`seq` 1, `prev_hash` zeros) whose first record is `event:
+//! audit_continued` with `previous_file`, `previous_seq`, `previous_hash`
+//! (the rotated file's last record) and `previous_checkpoint: {size,
+//! root}` (hex Merkle root of all its records). The new record is signed,
+//! so the link is as strong as the chain; `broker-ctl audit verify OLD …
+//! NEW` checks every file and every link. With checkpoints the old file
+//! gets a final checkpoint (kept as `<path>.1`) and the new file its first;
+//! a start that finds the new file but the old file's checkpoint (a crash
+//! between the two) accepts it when the first record names exactly that
+//! checkpoint.
+//!
 //! Caller fields must not use the reserved names in [`RESERVED_FIELDS`].
 //! Values may be any JSON, but floating-point numbers should not be used:
 //! a float that does not re-encode to the same digits makes its record
@@ -106,6 +122,8 @@ mod verify;
 mod writer;
 
 #[cfg(test)]
+mod rotate_tests;
+#[cfg(test)]
 mod tail_tests;
 #[cfg(test)]
 mod tests;
@@ -116,4 +134,4 @@ pub use key::{AuditKey, parse_public_key};
 pub use record::{GENESIS_HASH, RESERVED_FIELDS};
 pub use scan::max_u64_field;
 pub use verify::{VerifyOptions, VerifyReport, verify_file};
-pub use writer::{AuditLog, AuditReceipt};
+pub use writer::{AuditLog, AuditReceipt, Rotation, rotate_on_sigusr1};

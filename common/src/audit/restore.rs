@@ -198,7 +198,7 @@ fn quarantine(file: &File, path: &Path, cut: u64, len: u64) -> Result<Torn, Audi
 }
 
 /// Makes a new directory entry under `path`'s parent durable.
-fn sync_parent(path: &Path) -> Result<(), AuditError> {
+pub(crate) fn sync_parent(path: &Path) -> Result<(), AuditError> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -100,40 +100,6 @@ async fn a_restored_serial_at_the_top_of_the_range_stops_the_signer() {
     }
 }
 
-/// A 256 KiB tmpfs under `dir`, unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path) -> SmallDisk {
-        let mnt = dir.join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs");
-        SmallDisk(mnt)
-    }
-
-    /// Fills what is left with one file; removing it frees the space.
-    fn fill(&self) -> std::path::PathBuf {
-        let filler = self.0.join("filler");
-        let _ = Command::new("dd")
-            .arg("if=/dev/zero")
-            .arg(format!("of={}", filler.display()))
-            .args(["bs=4k"])
-            .output();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Fills a small tmpfs under the audit log: signing must stop (nothing
 /// issued without its record) and resume once space is back.
 #[tokio::test]
@@ -142,8 +108,8 @@ async fn signing_is_refused_while_the_audit_log_cannot_be_written() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::mount(dir.path());
-    let mnt = disk.0.clone();
+    let disk = infrabroker_testbed::SmallDisk::mount(dir.path()).unwrap();
+    let mnt = disk.path().to_path_buf();
     let log = mnt.join("audit.log");
     // The state store (serials, certificate index) lives off the full
     // disk: this test is about the audit log alone.
@@ -220,8 +186,8 @@ async fn a_certificate_the_index_cannot_record_is_withheld() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::mount(dir.path());
-    let db = disk.0.join("state.db");
+    let disk = infrabroker_testbed::SmallDisk::mount(dir.path()).unwrap();
+    let db = disk.path().join("state.db");
     let s = Stack::start(|cfg, _| cfg["store"] = json!({"sqlite": db}));
     let key = keypair();
     assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
@@ -348,6 +314,62 @@ fn refused_start(s: &Stack) -> (Option<i32>, String) {
     (child.try_status().and_then(|s| s.code()), stderr)
 }
 
+/// `audit_checkpoint` in `dir/checkpoints/signer.cp`, every 2 records.
+fn with_checkpoints(cfg: &mut serde_json::Value) {
+    let log = std::path::PathBuf::from(cfg["audit_log"].as_str().unwrap());
+    let cp_dir = log.parent().unwrap().join("checkpoints");
+    std::fs::create_dir_all(&cp_dir).unwrap();
+    cfg["audit_checkpoint"] = serde_json::json!({
+        "path": cp_dir.join("signer.cp"), "origin": "infrabroker.test/signer",
+        "every_records": 2,
+    });
+}
+
+/// Issue 11 §5: SIGUSR1 rotates the signer's log while it serves; the
+/// archived file and the new one verify as one rotated log with
+/// `broker-ctl audit verify OLD NEW`, and the checkpoint moved to the new
+/// file (the restart accepts it).
+#[tokio::test]
+async fn sigusr1_rotates_the_log_into_a_pair_broker_ctl_verifies() {
+    const SIGUSR1: i32 = 10;
+    let mut s = Stack::start(|cfg, _| with_checkpoints(cfg));
+    let key = keypair();
+    assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
+    let archived = || {
+        std::fs::read_dir(s.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("audit.log.2"))
+    };
+    assert!(s.signer.child.signal(SIGUSR1));
+    infrabroker_testbed::wait_until(Duration::from_secs(10), || archived().is_some());
+    let old = archived().expect("the signer rotated its log");
+    assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
+    s.signer.child.stop();
+    let out = Command::new(infrabroker_testbed::bin_path("broker-ctl").unwrap())
+        .args(["audit", "verify"])
+        .arg(&old)
+        .arg(s.audit_log())
+        .arg("--pubkey")
+        .arg(s.pki.path("signer-audit.pub"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("2 files, each continuing the one before"),
+        "{text}"
+    );
+    let old_text = std::fs::read_to_string(&old).unwrap();
+    assert!(
+        old_text.contains("\"event\":\"audit_rotated\""),
+        "{old_text}"
+    );
+    s.signer = SignerProc::start_file(s.dir.path(), &s.signer.config_path.clone()).unwrap();
+    assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
+}
+
 /// Issue 11 §2: with `audit_checkpoint` the signer writes signed
 /// checkpoints, and a log cut short while it was stopped (its new last
 /// record is genuine, so the tail check alone accepts it) stops the
@@ -355,15 +377,7 @@ fn refused_start(s: &Stack) -> (Option<i32>, String) {
 /// it start again.
 #[tokio::test]
 async fn a_log_cut_short_while_stopped_is_caught_by_the_checkpoint() {
-    let mut s = Stack::start(|cfg, _| {
-        let log = std::path::PathBuf::from(cfg["audit_log"].as_str().unwrap());
-        let cp_dir = log.parent().unwrap().join("checkpoints");
-        std::fs::create_dir(&cp_dir).unwrap();
-        cfg["audit_checkpoint"] = serde_json::json!({
-            "path": cp_dir.join("signer.cp"), "origin": "infrabroker.test/signer",
-            "every_records": 2,
-        });
-    });
+    let mut s = Stack::start(|cfg, _| with_checkpoints(cfg));
     let key = keypair();
     for _ in 0..3 {
         assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
