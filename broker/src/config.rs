@@ -46,6 +46,8 @@ pub struct BrokerConfig {
     pub audit_key: PathBuf,
     /// Signed checkpoints of the audit log (`audit_checkpoint`).
     pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
+    /// Secrets kept out of audit records and recordings (`redact`).
+    pub redact: Option<std::sync::Arc<infrabroker_common::redact::Redactor>>,
     /// Sessions: idle timeout (used by the sessions feature).
     pub session_idle: Duration,
     /// Sessions: hard maximum (used by the sessions feature).
@@ -128,6 +130,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     let audit_log = path(&root, "audit_log", base);
     let audit_key = path(&root, "audit_key", base);
     let audit_checkpoint = CheckpointSettings::read(&root, base, audit_log.as_deref());
+    let redact = infrabroker_common::redact::Redactor::read(&root);
     let session_idle = secs(&root, "session_idle_seconds", 300, 5, 86_400);
     let session_max = secs(&root, "session_max_seconds", 1800, 5, 86_400);
     let session_recording_dir = root.opt_str("session_recording_dir").map(|s| base.join(s));
@@ -180,6 +183,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         audit_log: audit_log?,
         audit_key: audit_key?,
         audit_checkpoint,
+        redact,
         session_idle,
         session_max,
         session_recording_dir,

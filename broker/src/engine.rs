@@ -102,6 +102,9 @@ impl Engine {
             tokio::task::spawn_blocking(move || AuditLog::open_with(path, key, checkpoints))
                 .await
                 .map_err(|e| infrabroker_common::audit::AuditError::Write(e.to_string()))??;
+        if let Some(r) = &cfg.redact {
+            audit.set_redactor(r.clone());
+        }
         infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(|e| {
             infrabroker_common::audit::AuditError::Write(format!("cannot watch SIGUSR1: {e}"))
         })?;

@@ -14,6 +14,8 @@
 //!   parsed (before `broker-ctl krl fetch` replaces a host's file).
 //! - [`names`]: character rules for CNs, groups and end users.
 //! - [`display`]: visible escaping of untrusted text for humans.
+//! - [`redact`]: the `redact` rules that keep secrets out of logs,
+//!   notifications and recordings.
 //! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
 //!   certificates) and the mTLS HTTP accept loop.
 //! - [`monitor`]: `/metrics` (OpenMetrics), `/healthz` and `/readyz` of
@@ -36,6 +38,7 @@ pub mod monitor;
 pub mod names;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod redact;
 pub mod replicas;
 pub mod service;
 pub mod tls;

@@ -172,6 +172,8 @@ pub struct ControlPlaneConfig {
     pub audit_fail_mode: AuditFailMode,
     /// Signed checkpoints of the audit log (`audit_checkpoint`).
     pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
+    /// Secrets kept out of audit records and notifications (`redact`).
+    pub redact: Option<std::sync::Arc<infrabroker_common::redact::Redactor>>,
     /// Plain-HTTP listener for `/healthz` and `/metrics`.
     pub monitor_listen: Option<SocketAddr>,
     /// Which operator CNs, OIDC subjects and REST CNs are the same person.
@@ -295,6 +297,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
     let store = infrabroker_store::StoreConfig::read(&root, base, audit_log.as_deref());
     let audit_checkpoint =
         infrabroker_common::audit::CheckpointSettings::read(&root, base, audit_log.as_deref());
+    let redact = infrabroker_common::redact::Redactor::read(&root);
     if let Some(a) = &approval {
         // A broker that may also approve could approve other brokers'
         // requests; keep requesters and approvers apart.
@@ -320,6 +323,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         audit_key: audit_key?,
         audit_fail_mode,
         audit_checkpoint,
+        redact,
         monitor_listen,
         identities,
         store: store?,

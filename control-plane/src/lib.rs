@@ -99,12 +99,15 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
             .await
             .map_err(other)?
             .map_err(StartError::Audit)?;
+    if let Some(r) = &cfg.redact {
+        audit.set_redactor(r.clone());
+    }
     infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(other)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
     let (store, guard) = open_state(&cfg).await?;
     let upstream = Upstream::new(&cfg.signer)?;
-    let notifier = Notifier::new(&cfg.approval)?;
+    let notifier = Notifier::new(&cfg.approval, cfg.redact.clone())?;
     let reviewer = match &cfg.approval.reviewer {
         Some(r) => Some((r.clone(), Token::load(&r.token_file)?)),
         None => None,

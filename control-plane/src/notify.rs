@@ -40,11 +40,16 @@ pub struct Notifier {
     template: Option<String>,
     attempts: u32,
     client: Option<HttpClient>,
+    /// `redact`: applied to what people read before it leaves.
+    redact: Option<Arc<infrabroker_common::redact::Redactor>>,
 }
 
 impl Notifier {
     /// A notifier as configured by `approval`.
-    pub fn new(cfg: &ApprovalConfig) -> Result<Arc<Notifier>, StartError> {
+    pub fn new(
+        cfg: &ApprovalConfig,
+        redact: Option<Arc<infrabroker_common::redact::Redactor>>,
+    ) -> Result<Arc<Notifier>, StartError> {
         let client = match (&cfg.webhook_url, cfg.notifier) {
             (Some(url), NotifierKind::Webhook | NotifierKind::Slack | NotifierKind::Teams) => {
                 Some(http_client(url, &cfg.webhook_ca)?)
@@ -57,6 +62,7 @@ impl Notifier {
             template: cfg.url_template.clone(),
             attempts: cfg.notify_attempts.max(1),
             client,
+            redact,
         }))
     }
 
@@ -73,7 +79,7 @@ impl Notifier {
     /// The body sent for `view`, in this notifier's format. Every text a
     /// human reads is escaped first ([`for_humans`]).
     pub fn payload(&self, view: &ApprovalView) -> Value {
-        let view = &for_humans(view);
+        let view = &self.for_people(view);
         let url = self.approval_url(&view.id);
         match self.kind {
             NotifierKind::Slack => slack(view, url.as_deref()),
@@ -82,13 +88,31 @@ impl Notifier {
         }
     }
 
+    /// `view` as a notification shows it: `redact` applied to the command
+    /// and to every text derived from it, then [`for_humans`].
+    fn for_people(&self, view: &ApprovalView) -> ApprovalView {
+        let Some(r) = &self.redact else {
+            return for_humans(view);
+        };
+        let t = |s: &String| r.text(s).into_owned();
+        let to = |s: &Option<String>| s.as_ref().map(t);
+        for_humans(&ApprovalView {
+            command: t(&view.command),
+            reasons: view.reasons.iter().map(t).collect(),
+            rule: to(&view.rule),
+            reason: to(&view.reason),
+            escalation_reason: to(&view.escalation_reason),
+            ..view.clone()
+        })
+    }
+
     /// Announces `view`. Returns the number of attempts made on success,
     /// or why the last attempt failed.
     pub async fn deliver(&self, view: &ApprovalView) -> Result<u32, String> {
         match self.kind {
             NotifierKind::None => Ok(0),
             NotifierKind::Log => {
-                let view = &for_humans(view);
+                let view = &self.for_people(view);
                 tracing::info!(
                     approval_id = %view.id,
                     caller = %view.caller,
@@ -352,6 +376,25 @@ mod tests {
             template: Some("https://cp.example/a/{id}".into()),
             attempts: 1,
             client: None,
+            redact: None,
+        }
+    }
+
+    #[test]
+    fn redact_rules_apply_to_every_notification_text() {
+        let mut n = notifier(NotifierKind::Webhook);
+        n.redact = Some(Arc::new(
+            infrabroker_common::redact::Redactor::new([("tok", "tok_[a-z0-9]+")]).unwrap(),
+        ));
+        let mut v = view();
+        v.command = "curl -H 'Authorization: tok_abc123' https://x".into();
+        v.reasons = vec!["novel command curl -H 'Authorization: tok_abc123'".into()];
+        let body = n.payload(&v).to_string();
+        assert!(!body.contains("tok_abc123"), "{body}");
+        assert!(body.contains("[REDACTED:tok]"), "{body}");
+        for kind in [NotifierKind::Slack, NotifierKind::Teams] {
+            n.kind = kind;
+            assert!(!n.payload(&v).to_string().contains("tok_abc123"));
         }
     }
 

@@ -10,6 +10,8 @@
 //! file would hold, so `broker-ctl audit export --postgres` gives a file
 //! that `audit verify` checks like any other.
 
+use std::sync::Arc;
+
 use infrabroker_common::audit::{AuditKey, AuditLog};
 use infrabroker_common::monitor;
 use infrabroker_store::Store;
@@ -86,18 +88,26 @@ type Job = (Map<String, Value>, oneshot::Sender<Result<u64, String>>);
 #[derive(Debug, Clone)]
 pub struct GlobalChain {
     tx: mpsc::Sender<Job>,
+    redact: Option<Arc<infrabroker_common::redact::Redactor>>,
 }
 
 impl GlobalChain {
     /// Starts the writer task over `store`, sealing with `key`.
-    pub fn start(store: Store, key: AuditKey) -> GlobalChain {
+    pub fn start(
+        store: Store,
+        key: AuditKey,
+        redact: Option<Arc<infrabroker_common::redact::Redactor>>,
+    ) -> GlobalChain {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(store, key, rx));
-        GlobalChain { tx }
+        GlobalChain { tx, redact }
     }
 
     /// Appends one record; the record's `seq` once committed.
-    pub async fn append(&self, fields: Map<String, Value>) -> Result<u64, AuditFailure> {
+    pub async fn append(&self, mut fields: Map<String, Value>) -> Result<u64, AuditFailure> {
+        if let Some(r) = &self.redact {
+            r.record(&mut fields);
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((fields, reply))

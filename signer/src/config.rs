@@ -111,6 +111,8 @@ pub struct SignerConfig {
     pub audit_fail_mode: AuditFailMode,
     /// Signed checkpoints of the audit log (`audit_checkpoint`).
     pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
+    /// Secrets kept out of audit records (`redact`).
+    pub redact: Option<std::sync::Arc<infrabroker_common::redact::Redactor>>,
     /// Global maximum TTL in seconds.
     pub max_ttl: u64,
     /// Poll the file's mtime and reload every N seconds (0 = off).
@@ -221,6 +223,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let hosts = read_hosts(&root, max_ttl, &ca_groups, &library, &group_policies);
     let store = infrabroker_store::StoreConfig::read(&root, base, Some(&audit_log));
     let audit_checkpoint = CheckpointSettings::read(&root, base, Some(&audit_log));
+    let redact = infrabroker_common::redact::Redactor::read(&root);
     if audit_checkpoint.is_some()
         && matches!(store, Some(infrabroker_store::StoreConfig::Postgres(_)))
     {
@@ -242,6 +245,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         audit_key,
         audit_fail_mode,
         audit_checkpoint,
+        redact,
         max_ttl,
         auto_reload_seconds,
         monitor_listen,

@@ -240,13 +240,16 @@ async fn open_state(
                 audit_log = %cfg.audit_log.display(),
                 "HA mode: audit records go to the global chain in PostgreSQL; audit_log is not written"
             );
-            auditing::Audit::Global(auditing::GlobalChain::start(store.clone(), key))
+            let chain = auditing::GlobalChain::start(store.clone(), key, cfg.redact.clone());
+            auditing::Audit::Global(chain)
         }
-        infrabroker_store::StoreConfig::Sqlite(_) => auditing::Audit::Local(AuditLog::open_with(
-            &cfg.audit_log,
-            key,
-            cfg.audit_checkpoint.clone(),
-        )?),
+        infrabroker_store::StoreConfig::Sqlite(_) => {
+            let log = AuditLog::open_with(&cfg.audit_log, key, cfg.audit_checkpoint.clone())?;
+            if let Some(r) = &cfg.redact {
+                log.set_redactor(r.clone());
+            }
+            auditing::Audit::Local(log)
+        }
     };
     Ok((store, audit))
 }

@@ -25,6 +25,11 @@
 //! audit records cannot be written the recording stops and
 //! [`Recorder::failure`] says why; with `recording_required` (the
 //! default) the session is then closed before it runs another command.
+//!
+//! The broker's `redact` rules apply to each event's text before it is
+//! written (the audit log's rules, [`AuditLog::redactor`]). A secret that
+//! arrives split across two reads of the same stream is not seen whole by
+//! the patterns; what the broker sends (`i` events) is always whole.
 
 use std::fs::File;
 use std::io::Write;
@@ -142,8 +147,10 @@ impl Recorder {
         });
         let failed = Arc::new(OnceLock::new());
         let (tx, rx) = mpsc::channel();
+        let redact = audit.redactor().cloned();
         let mut writer = Writer {
             file,
+            redact,
             path: path.clone(),
             session_id: session_id.to_owned(),
             audit,
@@ -217,6 +224,8 @@ impl Recorder {
 /// The recording thread's state.
 struct Writer {
     file: File,
+    /// The broker's `redact` rules, applied to each event's text.
+    redact: Option<Arc<infrabroker_common::redact::Redactor>>,
     path: PathBuf,
     session_id: String,
     audit: AuditLog,
@@ -269,8 +278,11 @@ impl Writer {
         let carry = &mut self.carry[kind as usize];
         carry.extend_from_slice(data);
         let keep = incomplete_tail(carry);
-        let text = String::from_utf8_lossy(&carry[..carry.len() - keep]).into_owned();
+        let mut text = String::from_utf8_lossy(&carry[..carry.len() - keep]).into_owned();
         carry.drain(..carry.len() - keep);
+        if let Some(r) = &self.redact {
+            text = r.text(&text).into_owned();
+        }
         if !text.is_empty() {
             self.write_line(&format!("{}\n", json!([at, kind.as_str(), text])));
         }

@@ -47,9 +47,15 @@ impl Bed {
 
     /// Starts a signer with `hosts`; caller `broker-1` reaches group `web`.
     pub fn start(dir: TempDir, pki: Pki, hosts: Value) -> Bed {
+        Bed::start_with(dir, pki, hosts, |_| {})
+    }
+
+    /// [`Bed::start`] with `edit` applied to the signer's config first.
+    pub fn start_with(dir: TempDir, pki: Pki, hosts: Value, edit: impl FnOnce(&mut Value)) -> Bed {
         let mut cfg = signer_config(&pki, &dir.path().join("signer-audit.log"));
         cfg["callers"] = json!({"broker-1": {"allowed_groups": ["web"]}});
         cfg["hosts"] = hosts;
+        edit(&mut cfg);
         let signer = SignerProc::start(dir.path(), &cfg).unwrap();
         Bed {
             dir,

@@ -8,7 +8,7 @@ use infrabroker_broker::engine::Engine;
 use infrabroker_testbed::{Sshd, SshdOptions, TestNet, ensure_user, netns_or_skip, sshd_or_skip};
 use serde_json::json;
 
-use crate::harness::{Bed, USER, caller, host_for, sshd};
+use crate::harness::{Bed, USER, caller, host_for, run, sshd};
 
 fn open_req(host: &str, mode: SessionMode) -> SessionOpenRequest {
     SessionOpenRequest {
@@ -749,4 +749,99 @@ async fn a_recording_that_cannot_be_written_closes_its_session() {
     let reason = close["reason"].as_str().unwrap();
     assert!(reason.contains("recording_required"), "{reason}");
     assert!(close["recording_error"].is_string(), "{close}");
+}
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            out.extend(files_under(&path));
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// SPEC §7 / issue 11 §4: a secret on a command line, matched by `redact`
+/// in the signer and the broker, reaches no file the services write —
+/// neither audit log (nor the signer's force-command, which carries the
+/// command base64-encoded), nor a recording, nor the state store — while
+/// the command itself runs with the real value.
+#[tokio::test]
+async fn a_redacted_secret_never_reaches_a_file() {
+    if !sshd_or_skip() {
+        return;
+    }
+    const SECRET: &str = "tok_s3cr3tvalue42";
+    let redact = json!({"api_token": "tok_[a-z0-9]+"});
+    let (dir, pki) = Bed::pki();
+    let s = sshd(&pki, "web-principal");
+    let mut plain = host_for(&s, "web-principal");
+    plain["allow_pty"] = json!(true);
+    let bed = Bed::start_with(dir, pki, json!({"plain": plain}), |cfg| {
+        cfg["redact"] = redact.clone();
+    });
+    let rec_dir = bed.dir.path().join("casts");
+    let engine = bed
+        .engine(json!({"session_recording_dir": rec_dir, "redact": redact}))
+        .await;
+    let command = format!("echo {SECRET} | tr a-z A-Z");
+    let r = run(&engine, "plain", &command).await.unwrap();
+    assert_eq!(r.stdout, SECRET.to_uppercase() + "\n", "the real value ran");
+    let sh = engine
+        .session_open(&caller(), open_req("plain", SessionMode::Shell))
+        .await
+        .unwrap();
+    let out = exec(&engine, &sh.session_id, &format!("echo {SECRET}"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, format!("{SECRET}\n"));
+    engine
+        .session_close(&caller(), &sh.session_id)
+        .await
+        .unwrap();
+    drop(engine);
+
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&command)
+    };
+    let files = files_under(bed.dir.path());
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "cast"))
+    );
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(SECRET), "{} holds the secret", f.display());
+        assert!(
+            !text.contains(&b64),
+            "{} holds the secret base64-encoded",
+            f.display()
+        );
+    }
+    let records = bed.broker_records();
+    let ran = records
+        .iter()
+        .find(|r| r["command_sha256"].is_string())
+        .expect("a redacted record keeps the command's hash");
+    assert!(
+        ran["command"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED:api_token]")
+    );
+    let signer = bed.signer_records();
+    assert!(
+        signer
+            .iter()
+            .any(|r| r["force_command"] == "[REDACTED:command]"),
+        "the signer's force_command is replaced"
+    );
 }

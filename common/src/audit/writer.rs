@@ -58,6 +58,9 @@ struct Inner {
     tx: Option<mpsc::Sender<Msg>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// The service's `redact` rules, applied to every record before it
+    /// is queued.
+    redact: std::sync::OnceLock<Arc<crate::redact::Redactor>>,
 }
 
 /// What the writer thread is asked to do.
@@ -167,6 +170,7 @@ impl AuditLog {
                 tx: Some(tx),
                 shared,
                 thread: Some(thread),
+                redact: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -181,6 +185,7 @@ impl AuditLog {
     /// signature verification.
     pub async fn append(&self, fields: Map<String, Value>) -> Result<AuditReceipt, AuditError> {
         check_reserved(&fields)?;
+        let fields = self.redacted(fields);
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .send(Msg::Append(Request { fields, reply }))
@@ -198,6 +203,7 @@ impl AuditLog {
     /// asynchronous execution context; use `append` there.
     pub fn append_blocking(&self, fields: Map<String, Value>) -> Result<AuditReceipt, AuditError> {
         check_reserved(&fields)?;
+        let fields = self.redacted(fields);
         let (reply, rx) = oneshot::channel();
         self.sender()?
             .blocking_send(Msg::Append(Request { fields, reply }))
@@ -244,6 +250,25 @@ impl AuditLog {
     /// tests and metrics see how well concurrent appends are batched.
     pub fn batches(&self) -> u64 {
         self.inner.shared.batches.load(Ordering::Relaxed)
+    }
+
+    /// Redacts every record appended from now on with `rules` (the
+    /// service's `redact`); set once, at start-up.
+    pub fn set_redactor(&self, rules: Arc<crate::redact::Redactor>) {
+        let _ = self.inner.redact.set(rules);
+    }
+
+    /// The `redact` rules records get, for other writers of the same
+    /// service's secrets (recordings).
+    pub fn redactor(&self) -> Option<&Arc<crate::redact::Redactor>> {
+        self.inner.redact.get()
+    }
+
+    fn redacted(&self, mut fields: Map<String, Value>) -> Map<String, Value> {
+        if let Some(r) = self.redactor() {
+            r.record(&mut fields);
+        }
+        fields
     }
 
     fn sender(&self) -> Result<&mpsc::Sender<Msg>, AuditError> {
