@@ -4,7 +4,10 @@
 //! signature) five times and prints the best and median rate. Then the
 //! start-up cost of checkpoints (issue 11 §2: rebuild ≥ 1M records/s):
 //! opening the same log with `audit_checkpoint`, which re-reads every line
-//! into the Merkle tree and checks the latest checkpoint against it.
+//! into the Merkle tree and checks the latest checkpoint against it. Last,
+//! proofs on a million-record tree once it is built (issue 11: `audit
+//! prove` < 10 ms), next to hashing the whole tree, which is what one
+//! proof cost before the tree was kept.
 //! `cargo bench --workspace --bench audit_verify`.
 
 #![allow(clippy::unwrap_used, reason = "bench setup fails loudly")]
@@ -12,7 +15,7 @@
 use std::time::Instant;
 
 use infrabroker_common::audit::{
-    AuditKey, AuditLog, CheckpointSettings, VerifyOptions, verify_file,
+    AuditKey, AuditLog, CheckpointSettings, VerifyOptions, merkle, verify_file,
 };
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -78,6 +81,43 @@ fn main() {
         rates[2]
     );
     rebuild_on_open(&path, dir.path());
+    proofs_on_a_million();
+}
+
+/// Inclusion and consistency proofs from a stored [`merkle::Tree`] of
+/// 1,000,000 leaves, 1,000 of each at spread-out positions.
+fn proofs_on_a_million() {
+    const N: usize = 1_000_000;
+    let leaves: Vec<merkle::Hash> = (0..N as u64)
+        .map(|i| merkle::leaf_hash(&i.to_be_bytes()))
+        .collect();
+    let start = Instant::now();
+    let tree = merkle::Tree::new(&leaves);
+    let build = start.elapsed();
+    let start = Instant::now();
+    let root = merkle::root(&leaves);
+    let full = start.elapsed();
+    let positions: Vec<usize> = (0..1000).map(|k| (k * 7_919 * 131 + 17) % N).collect();
+    let start = Instant::now();
+    for &i in &positions {
+        let proof = tree.inclusion_proof(i).unwrap();
+        std::hint::black_box(proof);
+    }
+    let inclusion = start.elapsed() / 1000;
+    let start = Instant::now();
+    for &m in &positions {
+        std::hint::black_box(tree.consistency_proof(m.max(1)).unwrap());
+    }
+    let consistency = start.elapsed() / 1000;
+    let i = positions[3];
+    let proof = tree.inclusion_proof(i).unwrap();
+    assert!(merkle::verify_inclusion(
+        i as u64, N as u64, &leaves[i], &proof, &root
+    ));
+    println!(
+        "Merkle tree of {N} leaves: built in {build:.2?}; inclusion proof {inclusion:.2?} each, consistency proof {consistency:.2?} each; hashing the whole tree (a proof without a kept tree) {full:.2?} ({:.0}x)",
+        full.as_secs_f64() / inclusion.as_secs_f64()
+    );
 }
 
 /// Times `AuditLog::open_with` on the log once a checkpoint of all of it

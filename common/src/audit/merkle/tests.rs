@@ -113,3 +113,29 @@ fn every_consistency_proof_verifies_and_a_fork_fails() {
     assert!(consistency_proof(&all, 0).is_none());
     assert!(!verify_consistency(0, 3, &h(ROOTS[0]), &h(ROOTS[3]), &[]));
 }
+
+#[test]
+fn a_stored_tree_gives_the_same_roots_and_valid_proofs_at_every_size() {
+    let leaves: Vec<Hash> = (0..40u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    for n in 0..=leaves.len() {
+        let tree = Tree::new(&leaves[..n]);
+        let want = root(&leaves[..n]);
+        assert_eq!(tree.root(), want, "size {n}");
+        for (i, leaf) in leaves[..n].iter().enumerate() {
+            let proof = tree.inclusion_proof(i).unwrap();
+            assert!(
+                verify_inclusion(i as u64, n as u64, leaf, &proof, &want),
+                "{i} of {n}"
+            );
+        }
+        assert!(tree.inclusion_proof(n).is_none());
+        for old in 1..=n {
+            let proof = tree.consistency_proof(old).unwrap();
+            let old_root = root(&leaves[..old]);
+            assert!(
+                verify_consistency(old as u64, n as u64, &old_root, &want, &proof),
+                "{old} → {n}"
+            );
+        }
+    }
+}
