@@ -30,7 +30,7 @@ done
 # SoftHSM2, Chromium, asciinema, Python and Node for the independent clients.
 demo_pkgs=(openssh-server openssh-client sudo iproute2 make procps util-linux passwd ca-certificates libsqlite3-dev)
 test_pkgs=(asciinema python3 python3-pip nodejs npm postgresql softhsm2 opensc
-  chromium chromium-driver fish tcsh csh zsh mksh busybox systemd)
+  chromium chromium-driver fish tcsh csh zsh mksh busybox systemd rsyslog rsyslog-gnutls)
 pkgs=("${demo_pkgs[@]}")
 [ "$want" = tests ] && pkgs+=("${test_pkgs[@]}")
 

@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
     /// Secrets kept out of audit records and recordings (`redact`).
     pub redact: Option<std::sync::Arc<infrabroker_common::redact::Redactor>>,
+    /// Records also sent to a syslog receiver (`audit_syslog`).
+    pub audit_syslog: Option<infrabroker_common::audit::syslog::SyslogSettings>,
     /// Sessions: idle timeout (used by the sessions feature).
     pub session_idle: Duration,
     /// Sessions: hard maximum (used by the sessions feature).
@@ -131,6 +133,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     let audit_key = path(&root, "audit_key", base);
     let audit_checkpoint = CheckpointSettings::read(&root, base, audit_log.as_deref());
     let redact = infrabroker_common::redact::Redactor::read(&root);
+    let audit_syslog = infrabroker_common::audit::syslog::SyslogSettings::read(&root, base);
     let session_idle = secs(&root, "session_idle_seconds", 300, 5, 86_400);
     let session_max = secs(&root, "session_max_seconds", 1800, 5, 86_400);
     let session_recording_dir = root.opt_str("session_recording_dir").map(|s| base.join(s));
@@ -184,6 +187,7 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         audit_key: audit_key?,
         audit_checkpoint,
         redact,
+        audit_syslog,
         session_idle,
         session_max,
         session_recording_dir,

@@ -105,6 +105,13 @@ impl Engine {
         if let Some(r) = &cfg.redact {
             audit.set_redactor(r.clone());
         }
+        if let Some(s) = &cfg.audit_syslog {
+            audit
+                .forward_to_syslog(s.clone(), "infrabroker-broker")
+                .map_err(|e| {
+                    infrabroker_common::audit::AuditError::Write(format!("audit_syslog: {e}"))
+                })?;
+        }
         infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(|e| {
             infrabroker_common::audit::AuditError::Write(format!("cannot watch SIGUSR1: {e}"))
         })?;

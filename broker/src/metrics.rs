@@ -118,7 +118,9 @@ impl Metrics {
 /// `/metrics`, `/healthz` and `/readyz` for `engine`: ready while the
 /// audit log can be appended to and the signer answers a host-view fetch.
 pub fn monitor_router(engine: &Arc<Engine>) -> axum::Router {
-    let registry = Arc::new(engine.metrics().registry());
+    let mut registry = engine.metrics().registry();
+    monitor::register_audit(&mut registry, engine.audit());
+    let registry = Arc::new(registry);
     let weak = Arc::downgrade(engine);
     let before: monitor::BeforeScrape = Arc::new(move || {
         if let Some(e) = weak.upgrade() {

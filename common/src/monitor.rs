@@ -83,6 +83,16 @@ fn readyz(problems: Problems) -> Response {
     }
 }
 
+/// Registers the audit log's own metrics (syslog drops) in a service's
+/// `/metrics`.
+pub fn register_audit(registry: &mut Registry, log: &crate::audit::AuditLog) {
+    registry.register(
+        "infrabroker_audit_syslog_dropped",
+        "Audit records audit_syslog forwarding dropped (queue full or receiver unreachable)",
+        log.syslog_dropped(),
+    );
+}
+
 /// A problem if the audit log at `path` cannot be opened for appending
 /// now (gone, permissions, read-only file system); the writer itself
 /// reports failed writes through the service's metrics and refusals.

@@ -157,6 +157,17 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig,
         .with_client_auth_cert(load_certs(cert)?, load_key(key)?)?)
 }
 
+/// A client configuration that checks the server against `ca` and shows
+/// no certificate of its own, for receivers such as a syslog server. TLS
+/// 1.2 is allowed here (rustls' safe suites only): rsyslog's GnuTLS driver
+/// negotiates 1.2 by default. Every listener of ours stays TLS 1.3 only.
+pub fn server_auth_config(ca: &Path) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca)?)
+        .with_no_client_auth())
+}
+
 /// Who is on the other end of an mTLS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {

@@ -174,6 +174,8 @@ pub struct ControlPlaneConfig {
     pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
     /// Secrets kept out of audit records and notifications (`redact`).
     pub redact: Option<std::sync::Arc<infrabroker_common::redact::Redactor>>,
+    /// Records also sent to a syslog receiver (`audit_syslog`).
+    pub audit_syslog: Option<infrabroker_common::audit::syslog::SyslogSettings>,
     /// Plain-HTTP listener for `/healthz` and `/metrics`.
     pub monitor_listen: Option<SocketAddr>,
     /// Which operator CNs, OIDC subjects and REST CNs are the same person.
@@ -298,6 +300,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
     let audit_checkpoint =
         infrabroker_common::audit::CheckpointSettings::read(&root, base, audit_log.as_deref());
     let redact = infrabroker_common::redact::Redactor::read(&root);
+    let audit_syslog = infrabroker_common::audit::syslog::SyslogSettings::read(&root, base);
     if let Some(a) = &approval {
         // A broker that may also approve could approve other brokers'
         // requests; keep requesters and approvers apart.
@@ -324,6 +327,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
         audit_fail_mode,
         audit_checkpoint,
         redact,
+        audit_syslog,
         monitor_listen,
         identities,
         store: store?,

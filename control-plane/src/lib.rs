@@ -102,6 +102,11 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     if let Some(r) = &cfg.redact {
         audit.set_redactor(r.clone());
     }
+    if let Some(s) = &cfg.audit_syslog {
+        audit
+            .forward_to_syslog(s.clone(), "infrabroker-control-plane")
+            .map_err(other)?;
+    }
     infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(other)?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;

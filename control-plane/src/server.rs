@@ -55,7 +55,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// and `/readyz` (not ready while the audit log cannot be appended to, or
 /// the signer or the state store does not answer).
 pub fn monitor_router(shared: Arc<Shared>) -> Router {
-    let registry = Arc::new(shared.metrics.registry());
+    let mut registry = shared.metrics.registry();
+    monitor::register_audit(&mut registry, &shared.audit);
+    let registry = Arc::new(registry);
     // The gauges are set by the sweeper once a second (the store is async).
     let before: monitor::BeforeScrape = Arc::new(|| {});
     let ready: monitor::ReadyCheck = Arc::new(move || {

@@ -113,6 +113,8 @@ pub struct SignerConfig {
     pub audit_checkpoint: Option<infrabroker_common::audit::CheckpointSettings>,
     /// Secrets kept out of audit records (`redact`).
     pub redact: Option<std::sync::Arc<infrabroker_common::redact::Redactor>>,
+    /// Records also sent to a syslog receiver (`audit_syslog`).
+    pub audit_syslog: Option<infrabroker_common::audit::syslog::SyslogSettings>,
     /// Global maximum TTL in seconds.
     pub max_ttl: u64,
     /// Poll the file's mtime and reload every N seconds (0 = off).
@@ -224,13 +226,20 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let store = infrabroker_store::StoreConfig::read(&root, base, Some(&audit_log));
     let audit_checkpoint = CheckpointSettings::read(&root, base, Some(&audit_log));
     let redact = infrabroker_common::redact::Redactor::read(&root);
-    if audit_checkpoint.is_some()
-        && matches!(store, Some(infrabroker_store::StoreConfig::Postgres(_)))
-    {
-        root.error(
-            "audit_checkpoint",
-            "is for the local audit log; with store.postgres the chain lives in PostgreSQL (export it and run broker-ctl audit checkpoint on the export)",
-        );
+    let audit_syslog = infrabroker_common::audit::syslog::SyslogSettings::read(&root, base);
+    if matches!(store, Some(infrabroker_store::StoreConfig::Postgres(_))) {
+        if audit_checkpoint.is_some() {
+            root.error(
+                "audit_checkpoint",
+                "is for the local audit log; with store.postgres the chain lives in PostgreSQL (export it and run broker-ctl audit checkpoint on the export)",
+            );
+        }
+        if audit_syslog.is_some() {
+            root.error(
+                "audit_syslog",
+                "is for the local audit log; with store.postgres the chain lives in PostgreSQL (ship `broker-ctl audit export`)",
+            );
+        }
     }
     root.finish();
 
@@ -246,6 +255,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         audit_fail_mode,
         audit_checkpoint,
         redact,
+        audit_syslog,
         max_ttl,
         auto_reload_seconds,
         monitor_listen,

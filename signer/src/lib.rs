@@ -248,6 +248,10 @@ async fn open_state(
             if let Some(r) = &cfg.redact {
                 log.set_redactor(r.clone());
             }
+            if let Some(s) = &cfg.audit_syslog {
+                log.forward_to_syslog(s.clone(), "infrabroker-signer")
+                    .map_err(|e| StartError::Other(format!("audit_syslog: {e}")))?;
+            }
             auditing::Audit::Local(log)
         }
     };

@@ -268,7 +268,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// Routes of the plain-HTTP monitor listener: `/metrics`, `/healthz`,
 /// and `/readyz` (not ready while the audit log cannot be appended to).
 pub fn monitor_router(shared: Arc<Shared>) -> Router {
-    let registry = Arc::new(shared.metrics.registry());
+    let mut registry = shared.metrics.registry();
+    if let crate::auditing::Audit::Local(log) = shared.audit() {
+        monitor::register_audit(&mut registry, log);
+    }
+    let registry = Arc::new(registry);
     let scrape = Arc::clone(&shared);
     let before: monitor::BeforeScrape = Arc::new(move || {
         scrape

@@ -29,6 +29,8 @@
 //!   stoppable like a crash and startable again.
 //! - [`stack`]: the infrabroker services as real processes (dev PKI, signer).
 //! - [`disk`]: a tiny tmpfs to run a service out of space on purpose.
+//! - [`rsyslog`]: a private `rsyslogd` receiving syslog on loopback UDP,
+//!   TCP and TLS.
 
 pub mod client;
 pub mod disk;
@@ -37,6 +39,7 @@ pub mod netns;
 pub mod postgres;
 pub mod prereq;
 pub mod process;
+pub mod rsyslog;
 pub mod sshd;
 pub mod stack;
 pub mod users;

@@ -376,7 +376,7 @@ pub async fn serve_mcp_http<T: Tools>(
     let tls = match (&cfg.server_cert, &cfg.server_key) {
         (Some(cert), Some(key)) => {
             let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
-                .with_safe_default_protocol_versions()
+                .with_protocol_versions(&[&rustls::version::TLS13])
                 .map_err(|e| HttpError::Setup(format!("TLS: {e}")))?
                 .with_no_client_auth()
                 .with_single_cert(tls::load_certs(cert)?, tls::load_key(key)?)

@@ -107,6 +107,7 @@
 //!   outside a file (the signer replicas' chain in PostgreSQL).
 //! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs.
 //! - `scan`: [`max_u64_field`].
+//! - `syslog`: forwarding sealed records to a syslog receiver (`audit_syslog`).
 //! - `error`: [`AuditError`], [`VerifyError`].
 
 pub mod checkpoint;
@@ -118,6 +119,7 @@ mod record;
 mod restore;
 mod scan;
 pub mod sealing;
+pub mod syslog;
 mod verify;
 mod writer;
 

@@ -19,6 +19,7 @@ use super::checkpointer::{CheckpointSettings, Checkpointer};
 use super::merkle;
 use super::record::{self, RESERVED_FIELDS};
 use super::restore::{self, ChainTail};
+use super::syslog::{Forwarder, SyslogSettings};
 use super::{AuditError, AuditKey};
 
 /// Requests that may wait for the writer before `append` itself waits.
@@ -99,6 +100,10 @@ struct Shared {
     path: PathBuf,
     head: Mutex<ChainTail>,
     batches: AtomicU64,
+    /// `audit_syslog`, once started ([`AuditLog::forward_to_syslog`]).
+    syslog: std::sync::OnceLock<Mutex<Forwarder>>,
+    /// Records syslog forwarding dropped (exported even without syslog).
+    syslog_dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl AuditLog {
@@ -138,6 +143,8 @@ impl AuditLog {
             path: path.clone(),
             head: Mutex::new(tail.clone()),
             batches: AtomicU64::new(0),
+            syslog: std::sync::OnceLock::new(),
+            syslog_dropped: Default::default(),
         });
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let mut writer = Writer {
@@ -250,6 +257,21 @@ impl AuditLog {
     /// tests and metrics see how well concurrent appends are batched.
     pub fn batches(&self) -> u64 {
         self.inner.shared.batches.load(Ordering::Relaxed)
+    }
+
+    /// Forwards every record sealed from now on to syslog as `settings`
+    /// say, with `app` as its APP-NAME (see the `syslog` module). Once, at
+    /// start-up; a second call is ignored.
+    pub fn forward_to_syslog(&self, settings: SyslogSettings, app: &str) -> std::io::Result<()> {
+        let dropped = self.inner.shared.syslog_dropped.clone();
+        let forwarder = Forwarder::start(settings, app, dropped)?;
+        let _ = self.inner.shared.syslog.set(Mutex::new(forwarder));
+        Ok(())
+    }
+
+    /// The count of records syslog forwarding dropped, for `/metrics`.
+    pub fn syslog_dropped(&self) -> prometheus_client::metrics::counter::Counter {
+        self.inner.shared.syslog_dropped.clone()
     }
 
     /// Redacts every record appended from now on with `rules` (the
@@ -387,6 +409,7 @@ impl Writer {
             if let Some(c) = self.checkpointer.as_mut().filter(|_| tick) {
                 c.tick(&self.key);
             }
+            self.record_syslog_drops();
         }
         if let Some(c) = &mut self.checkpointer {
             c.close(&self.key);
@@ -468,6 +491,11 @@ impl Writer {
                 self.tail = next;
                 if let Some(c) = &mut self.checkpointer {
                     c.committed(&self.out, &self.key);
+                }
+                if let Some(f) = self.shared.syslog.get() {
+                    f.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .offer(&self.out);
                 }
                 self.file = Some(file);
                 self.publish_head();
@@ -575,6 +603,24 @@ impl Writer {
             c.write_now(&self.key);
         }
         Ok(())
+    }
+
+    /// Tells the chain how many records syslog forwarding dropped, when
+    /// that grew (at most once a minute).
+    fn record_syslog_drops(&mut self) {
+        let total = match self.shared.syslog.get() {
+            Some(f) => f
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drops_to_record(),
+            None => None,
+        };
+        if let Some(total) = total {
+            let mut fields = Map::new();
+            fields.insert("event".into(), Value::from("audit_syslog_dropped"));
+            fields.insert("dropped_total".into(), Value::from(total));
+            let _ = self.commit_one(fields);
+        }
     }
 
     /// Seals and commits one record outside any caller's batch.

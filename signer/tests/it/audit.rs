@@ -417,3 +417,68 @@ async fn a_log_cut_short_while_stopped_is_caught_by_the_checkpoint() {
     s.signer = SignerProc::start_file(s.dir.path(), &s.signer.config_path.clone()).unwrap();
     assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
 }
+
+/// Issue 11 §4: with `audit_syslog` the signer forwards every sealed
+/// record to a real rsyslogd, over UDP, TCP and TLS, as RFC 5424 messages
+/// whose text is the chain's line exactly.
+#[tokio::test]
+async fn records_reach_a_real_rsyslogd_over_udp_tcp_and_tls() {
+    use infrabroker_testbed::rsyslog::{Rsyslog, TlsFiles, have_rsyslogd};
+    if !infrabroker_testbed::require(
+        "rsyslogd and its TLS driver (packages rsyslog, rsyslog-gnutls)",
+        have_rsyslogd(),
+    ) {
+        return;
+    }
+    for proto in ["udp", "tcp", "tls"] {
+        let mut receiver = None;
+        let mut s = Stack::start(|cfg, pki| {
+            let (ca, cert, key) = (
+                pki.path("ca.crt"),
+                pki.path("signer.crt"),
+                pki.path("signer.key"),
+            );
+            let tls = TlsFiles {
+                ca: &ca,
+                cert: &cert,
+                key: &key,
+            };
+            let r = Rsyslog::start(&pki.dir, Some(tls)).unwrap();
+            let port = match proto {
+                "udp" => r.udp,
+                "tcp" => r.tcp,
+                _ => r.tls.unwrap(),
+            };
+            cfg["audit_syslog"] =
+                json!({"address": format!("127.0.0.1:{port}"), "protocol": proto});
+            if proto == "tls" {
+                cfg["audit_syslog"]["ca"] = json!(ca);
+            }
+            receiver = Some(r);
+        });
+        let r = receiver.unwrap();
+        assert_eq!(
+            s.sign("broker-1", &oneshot("web", "id", &keypair()))
+                .await
+                .0,
+            200
+        );
+        let issued = |m: &String| m.contains("\"outcome\":\"issued\"");
+        let got = infrabroker_testbed::wait_until(Duration::from_secs(10), || {
+            r.messages().iter().any(issued)
+        });
+        assert!(got, "{proto}: nothing issued arrived: {:?}", r.messages());
+        let chain = std::fs::read_to_string(s.audit_log()).unwrap();
+        let chain: BTreeSet<&str> = chain.lines().collect();
+        for m in r.messages() {
+            let (head, line) = m.split_once(" audit - ").unwrap();
+            assert!(head.starts_with("<110>1 "), "{proto}: {m}");
+            assert!(head.contains(" infrabroker-signer "), "{proto}: {m}");
+            assert!(
+                chain.contains(line),
+                "{proto}: not a line of the chain: {line}"
+            );
+        }
+        s.signer.child.stop();
+    }
+}
