@@ -138,33 +138,8 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
     let session_max = secs(&root, "session_max_seconds", 1800, 5, 86_400);
     let session_recording_dir = root.opt_str("session_recording_dir").map(|s| base.join(s));
     let recording_required = root.opt_bool("recording_required").unwrap_or(true);
-    let max_output_bytes = root.opt_u64("max_output_bytes").unwrap_or(1024 * 1024);
-    if !(1024..=64 * 1024 * 1024).contains(&max_output_bytes) {
-        root.error("max_output_bytes", "must be between 1024 and 67108864");
-    }
-    let exec_timeout = secs(&root, "exec_timeout_seconds", 120, 1, 3600);
-    let exec_timeout_max = secs(&root, "exec_timeout_max_seconds", 600, 1, 86_400);
-    if exec_timeout > exec_timeout_max {
-        root.error(
-            "exec_timeout_seconds",
-            "must not exceed exec_timeout_max_seconds",
-        );
-    }
-    let max_concurrent_per_caller = root.opt_u64("max_concurrent_per_caller").unwrap_or(8);
-    if !(1..=1024).contains(&max_concurrent_per_caller) {
-        root.error("max_concurrent_per_caller", "must be between 1 and 1024");
-    }
+    let limits = read_limits(&root);
     let connect_timeout = secs(&root, "connect_timeout_seconds", 15, 1, 300);
-    let max_sessions_per_caller = root.opt_u64("max_sessions_per_caller").unwrap_or(10);
-    let max_sessions_total = root.opt_u64("max_sessions_total").unwrap_or(100);
-    for (key, v) in [
-        ("max_sessions_per_caller", max_sessions_per_caller),
-        ("max_sessions_total", max_sessions_total),
-    ] {
-        if !(1..=10_000).contains(&v) {
-            root.error(key, "must be between 1 and 10000");
-        }
-    }
     let listen = socket_addr(&root, "listen", "127.0.0.1:8443");
     let monitor_listen = socket_addr(&root, "monitor_listen", "127.0.0.1:9102");
     let opt_path = |key: &str| root.raw(key).and_then(|_| path(&root, key, base));
@@ -192,13 +167,13 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         session_max,
         session_recording_dir,
         recording_required,
-        max_output_bytes: usize::try_from(max_output_bytes).unwrap_or(usize::MAX),
-        exec_timeout,
-        exec_timeout_max,
-        max_concurrent_per_caller: usize::try_from(max_concurrent_per_caller).unwrap_or(8),
+        max_output_bytes: limits.max_output_bytes,
+        exec_timeout: limits.exec_timeout,
+        exec_timeout_max: limits.exec_timeout_max,
+        max_concurrent_per_caller: limits.max_concurrent_per_caller,
         connect_timeout,
-        max_sessions_per_caller: usize::try_from(max_sessions_per_caller).unwrap_or(10),
-        max_sessions_total: usize::try_from(max_sessions_total).unwrap_or(100),
+        max_sessions_per_caller: limits.max_sessions_per_caller,
+        max_sessions_total: limits.max_sessions_total,
         listen,
         monitor_listen,
         server_cert,
@@ -209,6 +184,54 @@ fn read(v: &serde_json::Value, base: &Path, errs: &Errors) -> Option<BrokerConfi
         oauth,
         http,
     })
+}
+
+/// The per-command and per-caller limits of [`BrokerConfig`].
+struct Limits {
+    max_output_bytes: usize,
+    exec_timeout: Duration,
+    exec_timeout_max: Duration,
+    max_concurrent_per_caller: usize,
+    max_sessions_per_caller: usize,
+    max_sessions_total: usize,
+}
+
+/// Output, timeout, concurrency and session limits, each range-checked.
+fn read_limits(root: &Obj<'_>) -> Limits {
+    let max_output_bytes = root.opt_u64("max_output_bytes").unwrap_or(1024 * 1024);
+    if !(1024..=64 * 1024 * 1024).contains(&max_output_bytes) {
+        root.error("max_output_bytes", "must be between 1024 and 67108864");
+    }
+    let exec_timeout = secs(root, "exec_timeout_seconds", 120, 1, 3600);
+    let exec_timeout_max = secs(root, "exec_timeout_max_seconds", 600, 1, 86_400);
+    if exec_timeout > exec_timeout_max {
+        root.error(
+            "exec_timeout_seconds",
+            "must not exceed exec_timeout_max_seconds",
+        );
+    }
+    let max_concurrent_per_caller = root.opt_u64("max_concurrent_per_caller").unwrap_or(8);
+    if !(1..=1024).contains(&max_concurrent_per_caller) {
+        root.error("max_concurrent_per_caller", "must be between 1 and 1024");
+    }
+    let max_sessions_per_caller = root.opt_u64("max_sessions_per_caller").unwrap_or(10);
+    let max_sessions_total = root.opt_u64("max_sessions_total").unwrap_or(100);
+    for (key, v) in [
+        ("max_sessions_per_caller", max_sessions_per_caller),
+        ("max_sessions_total", max_sessions_total),
+    ] {
+        if !(1..=10_000).contains(&v) {
+            root.error(key, "must be between 1 and 10000");
+        }
+    }
+    Limits {
+        max_output_bytes: usize::try_from(max_output_bytes).unwrap_or(usize::MAX),
+        exec_timeout,
+        exec_timeout_max,
+        max_concurrent_per_caller: usize::try_from(max_concurrent_per_caller).unwrap_or(8),
+        max_sessions_per_caller: usize::try_from(max_sessions_per_caller).unwrap_or(10),
+        max_sessions_total: usize::try_from(max_sessions_total).unwrap_or(100),
+    }
 }
 
 /// `signer`: where the signer is and this broker's identity toward it.

@@ -97,24 +97,15 @@ impl Engine {
         let api = SignerApi::new(&cfg.signer)?;
         let key = AuditKey::from_seed_file(&cfg.audit_key)?;
         let path = cfg.audit_log.clone();
-        let checkpoints = cfg.audit_checkpoint.clone();
-        let audit =
-            tokio::task::spawn_blocking(move || AuditLog::open_with(path, key, checkpoints))
-                .await
-                .map_err(|e| infrabroker_common::audit::AuditError::Write(e.to_string()))??;
-        if let Some(r) = &cfg.redact {
-            audit.set_redactor(r.clone());
-        }
-        if let Some(s) = &cfg.audit_syslog {
-            audit
-                .forward_to_syslog(s.clone(), "infrabroker-broker")
-                .map_err(|e| {
-                    infrabroker_common::audit::AuditError::Write(format!("audit_syslog: {e}"))
-                })?;
-        }
-        infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(|e| {
-            infrabroker_common::audit::AuditError::Write(format!("cannot watch SIGUSR1: {e}"))
-        })?;
+        let opts = infrabroker_common::audit::ServiceAudit {
+            checkpoints: cfg.audit_checkpoint.clone(),
+            redact: cfg.redact.clone(),
+            syslog: cfg.audit_syslog.clone(),
+            app: "infrabroker-broker",
+        };
+        let audit = tokio::task::spawn_blocking(move || AuditLog::open_service(path, key, opts))
+            .await
+            .map_err(|e| infrabroker_common::audit::AuditError::Write(e.to_string()))??;
         let engine = Arc::new(Engine {
             cfg,
             hosts: HostCache::new(api),

@@ -87,27 +87,27 @@ async fn open_state(cfg: &ControlPlaneConfig) -> Result<(Approvals, Guardrails),
     Ok((Approvals::new(store, cfg.approval.purge_after), guard))
 }
 
+/// The audit log with everything `cfg`'s `audit_*` and `redact` ask.
+async fn open_audit(cfg: &ControlPlaneConfig) -> Result<AuditLog, StartError> {
+    let key = AuditKey::from_seed_file(&cfg.audit_key)
+        .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
+    let path = cfg.audit_log.clone();
+    let opts = infrabroker_common::audit::ServiceAudit {
+        checkpoints: cfg.audit_checkpoint.clone(),
+        redact: cfg.redact.clone(),
+        syslog: cfg.audit_syslog.clone(),
+        app: "infrabroker-control-plane",
+    };
+    tokio::task::spawn_blocking(move || AuditLog::open_service(path, key, opts))
+        .await
+        .map_err(other)?
+        .map_err(StartError::Audit)
+}
+
 /// Runs the control plane until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let cfg = check(config_path)?;
-    let key = AuditKey::from_seed_file(&cfg.audit_key)
-        .map_err(|e| ConfigErrors::single("audit_key", e.to_string()))?;
-    let log_path = cfg.audit_log.clone();
-    let checkpoints = cfg.audit_checkpoint.clone();
-    let audit =
-        tokio::task::spawn_blocking(move || AuditLog::open_with(log_path, key, checkpoints))
-            .await
-            .map_err(other)?
-            .map_err(StartError::Audit)?;
-    if let Some(r) = &cfg.redact {
-        audit.set_redactor(r.clone());
-    }
-    if let Some(s) = &cfg.audit_syslog {
-        audit
-            .forward_to_syslog(s.clone(), "infrabroker-control-plane")
-            .map_err(other)?;
-    }
-    infrabroker_common::audit::rotate_on_sigusr1(&audit).map_err(other)?;
+    let audit = open_audit(&cfg).await?;
     let tls_config =
         tls::server_config(&cfg.server_cert, &cfg.server_key, &cfg.client_ca).map_err(other)?;
     let (store, guard) = open_state(&cfg).await?;

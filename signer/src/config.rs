@@ -185,6 +185,23 @@ fn ttl(o: &Obj<'_>, key: &str) -> Option<u64> {
     (v > 0).then_some(v)
 }
 
+/// HA signers keep their chain in PostgreSQL: settings about the local
+/// audit file would protect or ship nothing, so they are refused.
+fn refuse_for_ha(root: &Obj<'_>, checkpoint: bool, syslog: bool) {
+    if checkpoint {
+        root.error(
+            "audit_checkpoint",
+            "is for the local audit log; with store.postgres the chain lives in PostgreSQL (export it and run broker-ctl audit checkpoint on the export)",
+        );
+    }
+    if syslog {
+        root.error(
+            "audit_syslog",
+            "is for the local audit log; with store.postgres the chain lives in PostgreSQL (ship `broker-ctl audit export`)",
+        );
+    }
+}
+
 fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let root = Obj::new(v, "", errs)?;
     let listen = root.socket_addr("listen", true);
@@ -228,18 +245,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let redact = infrabroker_common::redact::Redactor::read(&root);
     let audit_syslog = infrabroker_common::audit::syslog::SyslogSettings::read(&root, base);
     if matches!(store, Some(infrabroker_store::StoreConfig::Postgres(_))) {
-        if audit_checkpoint.is_some() {
-            root.error(
-                "audit_checkpoint",
-                "is for the local audit log; with store.postgres the chain lives in PostgreSQL (export it and run broker-ctl audit checkpoint on the export)",
-            );
-        }
-        if audit_syslog.is_some() {
-            root.error(
-                "audit_syslog",
-                "is for the local audit log; with store.postgres the chain lives in PostgreSQL (ship `broker-ctl audit export`)",
-            );
-        }
+        refuse_for_ha(&root, audit_checkpoint.is_some(), audit_syslog.is_some());
     }
     root.finish();
 
@@ -464,38 +470,9 @@ fn read_hosts(
             root.errors()
                 .push(path.clone(), format!("{name:?} is not a valid host name"));
         }
-        let addr = o.str("addr");
-        let addr = addr.unwrap_or_default();
-        if o.raw("addr").is_some() && !names::is_host_port(&addr) {
-            o.error("addr", format!("{addr:?} is not host:port"));
-        }
-        let user = o.str("user").unwrap_or_default();
-        if o.raw("user").is_some() && !names::is_unix_user(&user) {
-            o.error("user", format!("{user:?} is not a valid account name"));
-        }
-        let host_key = o.str("host_key").unwrap_or_default();
-        let host_key = match ssh_key::PublicKey::from_openssh(host_key.trim()) {
-            Ok(k) => k.to_openssh().unwrap_or_default(),
-            Err(_) => {
-                if o.raw("host_key").is_some() {
-                    o.error("host_key", "is not an OpenSSH public key line");
-                }
-                String::new()
-            }
-        };
+        let (addr, user, host_key) = read_endpoint(&o);
         let jump = o.opt_str("jump").filter(|j| !j.is_empty());
-        let principal = o.str("principal").unwrap_or_default();
-        if principal.is_empty() && o.raw("principal").is_some() {
-            o.error(
-                "principal",
-                "must not be empty (an empty principal list means any user)",
-            );
-        } else if !principal.is_empty() && !names::is_principal(&principal) {
-            o.error(
-                "principal",
-                format!("{principal:?} has characters outside [A-Za-z0-9._@:+-]"),
-            );
-        }
+        let principal = read_principal(&o);
         let source_address = o.opt_str("source_address").filter(|s| !s.is_empty());
         if let Some(sa) = &source_address
             && let Err(why) = names::check_source_address(sa)
@@ -529,27 +506,8 @@ fn read_hosts(
         });
         o.finish();
 
-        let group_parts = |group: &str| {
-            group_policies
-                .get(group)
-                .into_iter()
-                .flatten()
-                .filter_map(|pname| {
-                    library
-                        .get(pname)
-                        .map(|p| (format!("group {group}: {pname}"), p.clone()))
-                })
-                .collect::<Vec<_>>()
-        };
-        let mut parts = group_parts("_default");
-        let global_parts = parts.len();
-        for g in &groups {
-            parts.extend(group_parts(g));
-        }
-        if let Some(p) = inline {
-            parts.push(("host".to_owned(), p));
-        }
-        if parts.len() > global_parts {
+        let (parts, specific) = policy_parts(&groups, inline, library, group_policies);
+        if specific {
             specific_policy.insert(name.clone());
         }
         let ca_group = groups.iter().find(|g| ca_groups.contains_key(*g)).cloned();
@@ -578,6 +536,79 @@ fn read_hosts(
     }
     check_jumps(root, &mut hosts, &specific_policy);
     hosts
+}
+
+/// A host's `addr`, `user` and `host_key` (normalised), each checked.
+fn read_endpoint(o: &Obj<'_>) -> (String, String, String) {
+    let addr = o.str("addr").unwrap_or_default();
+    if o.raw("addr").is_some() && !names::is_host_port(&addr) {
+        o.error("addr", format!("{addr:?} is not host:port"));
+    }
+    let user = o.str("user").unwrap_or_default();
+    if o.raw("user").is_some() && !names::is_unix_user(&user) {
+        o.error("user", format!("{user:?} is not a valid account name"));
+    }
+    let host_key = o.str("host_key").unwrap_or_default();
+    let host_key = match ssh_key::PublicKey::from_openssh(host_key.trim()) {
+        Ok(k) => k.to_openssh().unwrap_or_default(),
+        Err(_) => {
+            if o.raw("host_key").is_some() {
+                o.error("host_key", "is not an OpenSSH public key line");
+            }
+            String::new()
+        }
+    };
+    (addr, user, host_key)
+}
+
+/// A host's one `principal`: never empty (an empty list means any user).
+fn read_principal(o: &Obj<'_>) -> String {
+    let principal = o.str("principal").unwrap_or_default();
+    if principal.is_empty() && o.raw("principal").is_some() {
+        o.error(
+            "principal",
+            "must not be empty (an empty principal list means any user)",
+        );
+    } else if !principal.is_empty() && !names::is_principal(&principal) {
+        o.error(
+            "principal",
+            format!("{principal:?} has characters outside [A-Za-z0-9._@:+-]"),
+        );
+    }
+    principal
+}
+
+/// The policies a host is judged by, in order: the `_default` group's,
+/// its groups', then its own; and whether any is specific to it (more
+/// than the `_default` ones).
+fn policy_parts(
+    groups: &BTreeSet<String>,
+    inline: Option<CompiledPolicy>,
+    library: &BTreeMap<String, CompiledPolicy>,
+    group_policies: &BTreeMap<String, Vec<String>>,
+) -> (Vec<(String, CompiledPolicy)>, bool) {
+    let group_parts = |group: &str| {
+        group_policies
+            .get(group)
+            .into_iter()
+            .flatten()
+            .filter_map(|pname| {
+                library
+                    .get(pname)
+                    .map(|p| (format!("group {group}: {pname}"), p.clone()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut parts = group_parts("_default");
+    let global_parts = parts.len();
+    for g in groups {
+        parts.extend(group_parts(g));
+    }
+    if let Some(p) = inline {
+        parts.push(("host".to_owned(), p));
+    }
+    let specific = parts.len() > global_parts;
+    (parts, specific)
 }
 
 /// Jumps must name existing hosts, must not loop, and make their target a

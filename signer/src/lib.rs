@@ -142,10 +142,6 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         serve_plain(k, server::krl_router(shared.clone()), "KRL", opts)?;
     }
     spawn_sighup(shared.clone())?;
-    if let auditing::Audit::Local(log) = shared.audit() {
-        infrabroker_common::audit::rotate_on_sigusr1(log)
-            .map_err(|e| StartError::Other(format!("cannot watch SIGUSR1: {e}")))?;
-    }
     if auto_reload > 0 {
         spawn_auto_reload(shared.clone(), config_path.to_owned(), auto_reload);
     }
@@ -244,15 +240,13 @@ async fn open_state(
             auditing::Audit::Global(chain)
         }
         infrabroker_store::StoreConfig::Sqlite(_) => {
-            let log = AuditLog::open_with(&cfg.audit_log, key, cfg.audit_checkpoint.clone())?;
-            if let Some(r) = &cfg.redact {
-                log.set_redactor(r.clone());
-            }
-            if let Some(s) = &cfg.audit_syslog {
-                log.forward_to_syslog(s.clone(), "infrabroker-signer")
-                    .map_err(|e| StartError::Other(format!("audit_syslog: {e}")))?;
-            }
-            auditing::Audit::Local(log)
+            let opts = infrabroker_common::audit::ServiceAudit {
+                checkpoints: cfg.audit_checkpoint.clone(),
+                redact: cfg.redact.clone(),
+                syslog: cfg.audit_syslog.clone(),
+                app: "infrabroker-signer",
+            };
+            auditing::Audit::Local(AuditLog::open_service(&cfg.audit_log, key, opts)?)
         }
     };
     Ok((store, audit))

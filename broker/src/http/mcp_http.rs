@@ -44,7 +44,7 @@ use super::jwks::KeySource;
 use super::limits::{self, BodyLimits};
 use super::listen::{self, RemoteAddr};
 use super::oauth::{AuthError, Verifier};
-use super::settings::{HttpSettings, check_url, is_loopback};
+use super::settings::{HttpSettings, OAuthSettings, check_url, is_loopback};
 use super::{HttpError, bind};
 use crate::api::{Caller, Tools};
 use crate::config::BrokerConfig;
@@ -373,19 +373,7 @@ pub async fn serve_mcp_http<T: Tools>(
         .ok_or_else(|| missing("resource_url"))?;
     let resource =
         check_url(&resource_url).map_err(|e| HttpError::Setup(format!("resource_url {e}")))?;
-    let tls = match (&cfg.server_cert, &cfg.server_key) {
-        (Some(cert), Some(key)) => {
-            let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .map_err(|e| HttpError::Setup(format!("TLS: {e}")))?
-                .with_no_client_auth()
-                .with_single_cert(tls::load_certs(cert)?, tls::load_key(key)?)
-                .map_err(|e| HttpError::Setup(format!("TLS: {e}")))?;
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            Some(Arc::new(config))
-        }
-        _ => None,
-    };
+    let tls = server_tls(cfg)?;
     if tls.is_none() && !addr.ip().is_loopback() && !cfg.http.plaintext_behind_proxy {
         return Err(HttpError::Setup(format!(
             "refusing plain HTTP on non-loopback {addr}: bearer tokens would cross the network \
@@ -432,26 +420,8 @@ pub async fn serve_mcp_http<T: Tools>(
             tokio::spawn(async move { t.close_sessions_of(&caller).await });
         }),
     });
-    let pruner = Arc::downgrade(&guard);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
-        loop {
-            tick.tick().await;
-            let Some(g) = pruner.upgrade() else { break };
-            g.prune().await;
-        }
-    });
+    spawn_pruner(&guard);
 
-    let mut prm = json!({
-        "resource": resource_url,
-        "authorization_servers": [oauth.issuer],
-        "bearer_methods_supported": ["header"],
-        "resource_name": "infrabroker",
-    });
-    if !oauth.required_scopes.is_empty() {
-        prm["scopes_supported"] = json!(oauth.required_scopes);
-    }
-    let prm = Arc::new(prm);
     let body_limits = BodyLimits {
         max_bytes: cfg.http.max_body_bytes,
         timeout: cfg.http.body_read_timeout,
@@ -468,14 +438,7 @@ pub async fn serve_mcp_http<T: Tools>(
             limits::read_body,
         ))
         .layer(middleware::from_fn_with_state(guard.clone(), authenticate));
-    let prm_handler = move || {
-        let prm = prm.clone();
-        async move { Json(Value::clone(&prm)) }
-    };
-    let mut public = Router::new().route(PRM_PATH, get(prm_handler.clone()));
-    if mcp_path != "/" {
-        public = public.route(&format!("{PRM_PATH}{mcp_path}"), get(prm_handler));
-    }
+    let public = metadata_routes(&resource_url, &oauth, &mcp_path);
     let app = mcp.merge(public).layer(middleware::from_fn_with_state(
         Arc::new(Semaphore::new(cfg.http.max_concurrent_requests)),
         limits::concurrency,
@@ -502,6 +465,59 @@ pub async fn serve_mcp_http<T: Tools>(
     listen::serve(listener, tls, app, &cfg.http, stop).await;
     tracing::info!("broker mcp-http stopped");
     Ok(())
+}
+
+/// The listener's TLS configuration (TLS 1.3, h2 and http/1.1) when
+/// `server_cert` and `server_key` are set.
+fn server_tls(cfg: &BrokerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, HttpError> {
+    let (Some(cert), Some(key)) = (&cfg.server_cert, &cfg.server_key) else {
+        return Ok(None);
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| HttpError::Setup(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(tls::load_certs(cert)?, tls::load_key(key)?)
+        .map_err(|e| HttpError::Setup(format!("TLS: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// Drops idle MCP sessions every [`PRUNE_EVERY`] while `guard` lives.
+fn spawn_pruner(guard: &Arc<Guard>) {
+    let pruner = Arc::downgrade(guard);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(g) = pruner.upgrade() else { break };
+            g.prune().await;
+        }
+    });
+}
+
+/// The unauthenticated RFC 9728 protected-resource metadata, at the well-
+/// known path and (for an MCP endpoint below `/`) at its path-suffixed form.
+fn metadata_routes(resource_url: &str, oauth: &OAuthSettings, mcp_path: &str) -> Router {
+    let mut prm = json!({
+        "resource": resource_url,
+        "authorization_servers": [oauth.issuer],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "infrabroker",
+    });
+    if !oauth.required_scopes.is_empty() {
+        prm["scopes_supported"] = json!(oauth.required_scopes);
+    }
+    let prm = Arc::new(prm);
+    let prm_handler = move || {
+        let prm = prm.clone();
+        async move { Json(Value::clone(&prm)) }
+    };
+    let mut public = Router::new().route(PRM_PATH, get(prm_handler.clone()));
+    if mcp_path != "/" {
+        public = public.route(&format!("{PRM_PATH}{mcp_path}"), get(prm_handler));
+    }
+    public
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! and `/readyz` that turns false while the signer is down and true again
 //! after.
 
+use std::time::Duration;
+
 use infrabroker_testbed::monitor::{get, have_prometheus_parser, parse_openmetrics, wait_ready};
 use infrabroker_testbed::{require, sshd_or_skip};
 use serde_json::json;
@@ -69,6 +71,16 @@ async fn metrics_parse_and_readiness_follows_the_signer() {
     assert_eq!(status, 200, "{ready}");
     // The signer stops answering: not ready, with the reason.
     assert!(bed.signer.child.signal(SIGSTOP));
+    // kill(2) returns before every thread has stopped; on a loaded machine
+    // one could still answer. Wait until the kernel reports it stopped.
+    let pid = bed.signer.child.pid();
+    let stopped = infrabroker_testbed::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        })
+    });
+    assert!(stopped, "the signer stopped");
     let (status, ready) = fetch(port, "/readyz").await;
     assert!(bed.signer.child.signal(SIGCONT));
     assert_eq!(status, 503, "{ready}");

@@ -136,4 +136,4 @@ pub use key::{AuditKey, parse_public_key};
 pub use record::{GENESIS_HASH, RESERVED_FIELDS};
 pub use scan::max_u64_field;
 pub use verify::{VerifyOptions, VerifyReport, verify_file};
-pub use writer::{AuditLog, AuditReceipt, Rotation, rotate_on_sigusr1};
+pub use writer::{AuditLog, AuditReceipt, Rotation, ServiceAudit, rotate_on_sigusr1};

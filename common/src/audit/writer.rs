@@ -74,6 +74,20 @@ enum Msg {
     Rotate(oneshot::Sender<Result<Rotation, AuditError>>),
 }
 
+/// What a service's `audit_*` settings ask of its log
+/// ([`AuditLog::open_service`]).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAudit<'a> {
+    /// `audit_checkpoint`.
+    pub checkpoints: Option<CheckpointSettings>,
+    /// `redact`.
+    pub redact: Option<Arc<crate::redact::Redactor>>,
+    /// `audit_syslog`.
+    pub syslog: Option<SyslogSettings>,
+    /// The syslog APP-NAME, e.g. `infrabroker-signer`.
+    pub app: &'a str,
+}
+
 /// What [`AuditLog::rotate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -259,6 +273,28 @@ impl AuditLog {
         self.inner.shared.batches.load(Ordering::Relaxed)
     }
 
+    /// How a service opens its log: [`open_with`](Self::open_with) its
+    /// checkpoints, then its `redact` rules, its `audit_syslog` forwarding
+    /// and rotation on SIGUSR1. Blocking (call it from `spawn_blocking` in
+    /// async code); needs a Tokio runtime for the signal watcher.
+    pub fn open_service(
+        path: impl AsRef<Path>,
+        key: AuditKey,
+        opts: ServiceAudit<'_>,
+    ) -> Result<AuditLog, AuditError> {
+        let log = Self::open_with(path, key, opts.checkpoints)?;
+        if let Some(r) = opts.redact {
+            log.set_redactor(r);
+        }
+        if let Some(s) = opts.syslog {
+            log.forward_to_syslog(s, opts.app)
+                .map_err(|e| AuditError::Write(format!("audit_syslog: {e}")))?;
+        }
+        rotate_on_sigusr1(&log)
+            .map_err(|e| AuditError::Write(format!("cannot watch SIGUSR1: {e}")))?;
+        Ok(log)
+    }
+
     /// Forwards every record sealed from now on to syslog as `settings`
     /// say, with `app` as its APP-NAME (see the `syslog` module). Once, at
     /// start-up; a second call is ignored.
@@ -416,30 +452,42 @@ impl Writer {
         }
     }
 
+    /// The open file, or after a failed write the file reopened from disk
+    /// with its tail (and checkpoint) verified again; `None` (every
+    /// request in `batch` failed) when that does not verify.
+    fn file_for(&mut self, batch: &mut Vec<Request>) -> Option<File> {
+        if let Some(file) = self.file.take() {
+            return Some(file);
+        }
+        let path = self.shared.path.clone();
+        let reopened =
+            restore::open_log(&path, &self.key.verifying_key()).and_then(|(file, tail)| {
+                if let Some(c) = &mut self.checkpointer {
+                    c.reload(&path, &self.key.verifying_key())?;
+                }
+                Ok((file, tail))
+            });
+        match reopened {
+            Ok((file, tail)) => {
+                if let Some(torn) = &tail.torn {
+                    // The caller of this notice is nobody; its reply is dropped.
+                    batch.insert(0, torn_notice(torn).0);
+                }
+                self.tail = tail;
+                self.publish_head();
+                Some(file)
+            }
+            Err(e) => {
+                fail_all(batch, &format!("reopening after a failed write: {e}"));
+                None
+            }
+        }
+    }
+
     fn commit(&mut self, batch: &mut Vec<Request>) {
         let path = self.shared.path.clone();
-        let file = match self.file.take() {
-            Some(file) => file,
-            None => match restore::open_log(&path, &self.key.verifying_key()) {
-                Ok((file, tail)) => {
-                    if let Some(c) = &mut self.checkpointer
-                        && let Err(e) = c.reload(&path, &self.key.verifying_key())
-                    {
-                        return fail_all(batch, &format!("reopening after a failed write: {e}"));
-                    }
-                    if let Some(torn) = &tail.torn {
-                        // The caller of this notice is nobody; its reply is dropped.
-                        batch.insert(0, torn_notice(torn).0);
-                    }
-                    self.tail = tail;
-                    self.publish_head();
-                    file
-                }
-                Err(e) => {
-                    let msg = format!("reopening after a failed write: {e}");
-                    return fail_all(batch, &msg);
-                }
-            },
+        let Some(file) = self.file_for(batch) else {
+            return;
         };
         let now = OffsetDateTime::now_utc();
         let ts = match now.format(TS_FORMAT) {
@@ -489,14 +537,7 @@ impl Writer {
             Ok(()) => {
                 next.len = self.tail.len + self.out.len() as u64;
                 self.tail = next;
-                if let Some(c) = &mut self.checkpointer {
-                    c.committed(&self.out, &self.key);
-                }
-                if let Some(f) = self.shared.syslog.get() {
-                    f.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .offer(&self.out);
-                }
+                self.after_commit();
                 self.file = Some(file);
                 self.publish_head();
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);
@@ -603,6 +644,19 @@ impl Writer {
             c.write_now(&self.key);
         }
         Ok(())
+    }
+
+    /// What follows every durable batch: the checkpointer and syslog see
+    /// its lines.
+    fn after_commit(&mut self) {
+        if let Some(c) = &mut self.checkpointer {
+            c.committed(&self.out, &self.key);
+        }
+        if let Some(f) = self.shared.syslog.get() {
+            f.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .offer(&self.out);
+        }
     }
 
     /// Tells the chain how many records syslog forwarding dropped, when
