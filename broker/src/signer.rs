@@ -92,39 +92,6 @@ impl SignerApi {
     /// the result is then polled at `GET /v1/sign/result/{id}` until it
     /// arrives, is refused, or `approval_wait` has passed.
     pub async fn sign(&self, req: &SignRequest) -> Result<SignResponse, ToolError> {
-        use hyper::StatusCode;
-        use infrabroker_common::client::decode;
-        use std::time::Duration;
-
-        // Not `ErrorBody`: a control plane has reason codes of its own
-        // that the signer's enum does not list.
-        fn refusal(raw: &RawResponse) -> Option<(String, String)> {
-            let v: serde_json::Value = serde_json::from_slice(&raw.body).ok()?;
-            let code = v.get("reason_code")?.as_str()?.to_owned();
-            let message = v
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("")
-                .to_owned();
-            Some((code, message))
-        }
-        fn answer(raw: RawResponse) -> Result<SignResponse, ToolError> {
-            if raw.status == StatusCode::TOO_MANY_REQUESTS {
-                let after = raw.retry_after.clone().unwrap_or_else(|| "a while".into());
-                let message = refusal(&raw).map(|r| r.1).unwrap_or_default();
-                return Err(ToolError::Denied {
-                    code: "rate_limited".into(),
-                    message: format!("{message} (Retry-After: {after} s)"),
-                });
-            }
-            if !raw.status.is_success()
-                && let Some((code, message)) = refusal(&raw)
-            {
-                return Err(ToolError::Denied { code, message });
-            }
-            decode(raw).map_err(tool_error)
-        }
-
         let raw = self
             .call_raw(
                 hyper::Method::POST,
@@ -133,7 +100,7 @@ impl SignerApi {
             )
             .await
             .map_err(tool_error)?;
-        if raw.status != StatusCode::ACCEPTED {
+        if raw.status != hyper::StatusCode::ACCEPTED {
             return answer(raw);
         }
         let id = serde_json::from_slice::<serde_json::Value>(&raw.body)
@@ -144,6 +111,15 @@ impl SignerApi {
                 ToolError::SignerUnreachable("202 without a usable approval_id".into())
             })?;
         tracing::info!(approval_id = %id, host = %req.host, "waiting for an approval");
+        self.await_approval(&id).await
+    }
+
+    /// Polls held request `id` with a pause doubling to 2 s until it is
+    /// decided or `approval_wait` has passed. A lost poll or a 503 (the
+    /// control plane's store or log down for a moment) decides nothing.
+    async fn await_approval(&self, id: &str) -> Result<SignResponse, ToolError> {
+        use hyper::StatusCode;
+        use std::time::Duration;
         let deadline = tokio::time::Instant::now() + self.approval_wait;
         let mut pause = Duration::from_millis(200);
         loop {
@@ -172,31 +148,67 @@ impl SignerApi {
             };
             match raw.status {
                 StatusCode::ACCEPTED => continue,
-                // The control plane's store or audit log is down for a
-                // moment: nothing was decided; poll again within the deadline.
                 StatusCode::SERVICE_UNAVAILABLE => {
                     tracing::warn!(approval_id = %id, "approval poll answered 503; retrying");
                     continue;
                 }
                 StatusCode::FORBIDDEN | StatusCode::REQUEST_TIMEOUT | StatusCode::GONE => {
-                    let (code, message) = refusal(&raw).unwrap_or_default();
-                    let code = match raw.status {
-                        StatusCode::FORBIDDEN if code.is_empty() => "approval_denied".into(),
-                        StatusCode::REQUEST_TIMEOUT => "approval_expired".into(),
-                        StatusCode::GONE => "approval_used".into(),
-                        _ => code,
-                    };
-                    let message = if message.contains(&id) {
-                        message
-                    } else {
-                        format!("approval {id}: {message}")
-                    };
-                    return Err(ToolError::Denied { code, message });
+                    return Err(decided_against(&raw, id));
                 }
                 _ => return answer(raw),
             }
         }
     }
+}
+
+/// A refusal's reason code and message. Not `ErrorBody`: a control plane
+/// has reason codes of its own that the signer's enum does not list.
+fn refusal(raw: &RawResponse) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&raw.body).ok()?;
+    let code = v.get("reason_code")?.as_str()?.to_owned();
+    let message = v
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("")
+        .to_owned();
+    Some((code, message))
+}
+
+/// A sign answer: the certificate, or the refusal with its code.
+fn answer(raw: RawResponse) -> Result<SignResponse, ToolError> {
+    if raw.status == hyper::StatusCode::TOO_MANY_REQUESTS {
+        let after = raw.retry_after.clone().unwrap_or_else(|| "a while".into());
+        let message = refusal(&raw).map(|r| r.1).unwrap_or_default();
+        return Err(ToolError::Denied {
+            code: "rate_limited".into(),
+            message: format!("{message} (Retry-After: {after} s)"),
+        });
+    }
+    if !raw.status.is_success()
+        && let Some((code, message)) = refusal(&raw)
+    {
+        return Err(ToolError::Denied { code, message });
+    }
+    infrabroker_common::client::decode(raw).map_err(tool_error)
+}
+
+/// A held request that was denied (403), expired (408) or already used
+/// (410), named by its approval id.
+fn decided_against(raw: &RawResponse, id: &str) -> ToolError {
+    use hyper::StatusCode;
+    let (code, message) = refusal(raw).unwrap_or_default();
+    let code = match raw.status {
+        StatusCode::FORBIDDEN if code.is_empty() => "approval_denied".into(),
+        StatusCode::REQUEST_TIMEOUT => "approval_expired".into(),
+        StatusCode::GONE => "approval_used".into(),
+        _ => code,
+    };
+    let message = if message.contains(id) {
+        message
+    } else {
+        format!("approval {id}: {message}")
+    };
+    ToolError::Denied { code, message }
 }
 
 /// The last host view fetched from the signer.

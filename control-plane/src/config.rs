@@ -249,6 +249,17 @@ fn tier(o: &Obj<'_>, key: &str, default: Tier) -> Tier {
     }
 }
 
+/// `sign_callers`: the broker CNs that may sign, at least one.
+fn read_sign_callers(root: &Obj<'_>) -> BTreeSet<String> {
+    let sign_callers = name_set(root, "sign_callers");
+    if sign_callers.is_empty() && root.raw("sign_callers").is_some() {
+        root.error("sign_callers", "must list at least one broker CN");
+    } else if root.raw("sign_callers").is_none() {
+        root.error("sign_callers", "is required (the broker CNs that may sign)");
+    }
+    sign_callers
+}
+
 fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
     let root = Obj::new(v, "", errs)?;
     let listen = if root.raw("listen").is_some() {
@@ -259,12 +270,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<ControlPlaneConfig> {
     let server_cert = req_path(&root, "server_cert", base);
     let server_key = req_path(&root, "server_key", base);
     let client_ca = req_path(&root, "client_ca", base);
-    let sign_callers = name_set(&root, "sign_callers");
-    if sign_callers.is_empty() && root.raw("sign_callers").is_some() {
-        root.error("sign_callers", "must list at least one broker CN");
-    } else if root.raw("sign_callers").is_none() {
-        root.error("sign_callers", "is required (the broker CNs that may sign)");
-    }
+    let sign_callers = read_sign_callers(&root);
     let signer = match root.opt_obj("signer") {
         Some(s) => read_signer(s, base),
         None => {

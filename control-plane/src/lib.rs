@@ -104,6 +104,54 @@ async fn open_audit(cfg: &ControlPlaneConfig) -> Result<AuditLog, StartError> {
         .map_err(StartError::Audit)
 }
 
+/// A listener on `addr` when one is configured (`what` names the setting
+/// in the error).
+async fn bind_optional(
+    addr: Option<std::net::SocketAddr>,
+    what: &str,
+) -> Result<Option<TcpListener>, StartError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+/// Applies held requests' deadlines and purges old ones (and idle
+/// guardrail subjects) every [`SWEEP_EVERY`].
+fn spawn_sweeper(sweeper: Arc<Shared>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            sweeper.sweep().await;
+        }
+    });
+}
+
+/// Audits refused TLS handshakes within the signer's budget: a handshake
+/// flood writes a bounded number of records, so it cannot fill the disk
+/// and refuse every sign.
+fn reject_hook(hook: Arc<Shared>) -> tls::RejectHook {
+    let budget = Arc::new(tls::RejectBudget::default());
+    Arc::new(move |addr, reason| {
+        tracing::info!(%addr, %reason, "TLS handshake refused");
+        let Some(suppressed) = budget.admit() else {
+            return;
+        };
+        let mut r = rec("tls_rejected");
+        r.insert("peer".into(), addr.to_string().into());
+        r.insert("err".into(), reason.into());
+        if suppressed > 0 {
+            r.insert("suppressed_before".into(), suppressed.into());
+        }
+        let s = hook.clone();
+        tokio::spawn(async move { s.record_anyway(r).await });
+    })
+}
+
 /// Runs the control plane until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let cfg = check(config_path)?;
@@ -121,21 +169,9 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let local = listener.local_addr().map_err(other)?;
-    let monitor = match cfg.monitor_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            StartError::Other(format!("cannot listen on {addr} (monitor_listen): {e}"))
-        })?),
-        None => None,
-    };
-    let reviewer_listener = match &reviewer {
-        Some((r, _)) => Some(TcpListener::bind(r.listen).await.map_err(|e| {
-            StartError::Other(format!(
-                "cannot listen on {} (approval.reviewer.listen): {e}",
-                r.listen
-            ))
-        })?),
-        None => None,
-    };
+    let monitor = bind_optional(cfg.monitor_listen, "monitor_listen").await?;
+    let reviewer_addr = reviewer.as_ref().map(|(r, _)| r.listen);
+    let reviewer_listener = bind_optional(reviewer_addr, "approval.reviewer.listen").await?;
     let shared = Arc::new(Shared {
         guard,
         cfg,
@@ -169,33 +205,8 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         // idle timeout only closes connections with none.
         tokio::spawn(tls::serve_plain(l, app, ServeOptions::default()));
     }
-    let sweeper = shared.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tick.tick().await;
-            sweeper.sweep().await;
-        }
-    });
-
-    let hook = shared.clone();
-    // The signer's budget: a handshake flood writes a bounded number of
-    // records, so it cannot fill the disk and refuse every sign.
-    let budget = Arc::new(tls::RejectBudget::default());
-    let on_reject: tls::RejectHook = Arc::new(move |addr, reason| {
-        tracing::info!(%addr, %reason, "TLS handshake refused");
-        let Some(suppressed) = budget.admit() else {
-            return;
-        };
-        let mut r = rec("tls_rejected");
-        r.insert("peer".into(), addr.to_string().into());
-        r.insert("err".into(), reason.into());
-        if suppressed > 0 {
-            r.insert("suppressed_before".into(), suppressed.into());
-        }
-        let s = hook.clone();
-        tokio::spawn(async move { s.record_anyway(r).await });
-    });
+    spawn_sweeper(shared.clone());
+    let on_reject = reject_hook(shared.clone());
     tracing::info!("control plane listening on https://{local}");
     tls::serve_mtls(
         listener,

@@ -485,16 +485,7 @@ fn read_hosts(
         let groups = name_set(&o, "groups", "group name");
         let allowed_callers = name_set(&o, "allowed_callers", "caller CN");
         let allow_sudo = o.opt_bool("allow_sudo").unwrap_or(false);
-        let allowed_sudo_users = o.str_list("allowed_sudo_users");
-        let sudo_path = o.path_of("allowed_sudo_users");
-        for (i, u) in allowed_sudo_users.iter().enumerate() {
-            if !sudo_user_re.as_ref().is_some_and(|re| re.is_match(u)) {
-                root.errors().push(
-                    index(&sudo_path, i),
-                    format!("{u:?} is not a valid sudo user"),
-                );
-            }
-        }
+        let allowed_sudo_users = read_sudo_users(&o, sudo_user_re.as_ref());
         let allow_pty = o.opt_bool("allow_pty").unwrap_or(false);
         let allow_as_bastion = o.opt_bool("allow_as_bastion").unwrap_or(false);
         let allow_invisible_characters = o.opt_bool("allow_invisible_characters").unwrap_or(false);
@@ -559,6 +550,19 @@ fn read_endpoint(o: &Obj<'_>) -> (String, String, String) {
         }
     };
     (addr, user, host_key)
+}
+
+/// `allowed_sudo_users`, each matching the sudo user pattern.
+fn read_sudo_users(o: &Obj<'_>, re: Option<&Regex>) -> Vec<String> {
+    let users = o.str_list("allowed_sudo_users");
+    let path = o.path_of("allowed_sudo_users");
+    for (i, u) in users.iter().enumerate() {
+        if !re.is_some_and(|re| re.is_match(u)) {
+            o.errors()
+                .push(index(&path, i), format!("{u:?} is not a valid sudo user"));
+        }
+    }
+    users
 }
 
 /// A host's one `principal`: never empty (an empty list means any user).

@@ -354,36 +354,13 @@ pub async fn serve_mcp_http<T: Tools>(
     cfg: &BrokerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), HttpError> {
-    let missing = |what: &str| {
-        HttpError::Setup(format!(
-            "broker mcp-http needs `{what}` in the configuration"
-        ))
-    };
-    let addr = cfg.listen.ok_or_else(|| missing("listen"))?;
-    let oauth = cfg.oauth.clone().ok_or_else(|| missing("oauth"))?;
-    if oauth.groups_claim.is_none() {
-        tracing::warn!(
-            "oauth.groups_claim is not set: no per-user RBAC, every authenticated user \
-             reaches everything this broker can"
-        );
-    }
-    let resource_url = cfg
-        .resource_url
-        .clone()
-        .ok_or_else(|| missing("resource_url"))?;
-    let resource =
-        check_url(&resource_url).map_err(|e| HttpError::Setup(format!("resource_url {e}")))?;
-    let tls = server_tls(cfg)?;
-    if tls.is_none() && !addr.ip().is_loopback() && !cfg.http.plaintext_behind_proxy {
-        return Err(HttpError::Setup(format!(
-            "refusing plain HTTP on non-loopback {addr}: bearer tokens would cross the network \
-             in clear. Set server_cert/server_key, listen on loopback behind a TLS proxy, or set \
-             http.plaintext_behind_proxy"
-        )));
-    }
-    if resource.scheme_str() == Some("http") && !is_loopback(resource.host().unwrap_or("")) {
-        return Err(HttpError::Setup("resource_url must be https://".into()));
-    }
+    let Setup {
+        addr,
+        oauth,
+        resource_url,
+        resource,
+        tls,
+    } = setup(cfg)?;
 
     let keys = KeySource::new(&oauth)?;
     let first_fetch = keys.clone();
@@ -465,6 +442,57 @@ pub async fn serve_mcp_http<T: Tools>(
     listen::serve(listener, tls, app, &cfg.http, stop).await;
     tracing::info!("broker mcp-http stopped");
     Ok(())
+}
+
+/// What `mcp-http` needs from the configuration, checked.
+struct Setup {
+    addr: std::net::SocketAddr,
+    oauth: OAuthSettings,
+    resource_url: String,
+    resource: Uri,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The listen address, OAuth settings, resource URL and TLS, refusing
+/// plain HTTP where bearer tokens would cross the network in clear.
+fn setup(cfg: &BrokerConfig) -> Result<Setup, HttpError> {
+    let missing = |what: &str| {
+        HttpError::Setup(format!(
+            "broker mcp-http needs `{what}` in the configuration"
+        ))
+    };
+    let addr = cfg.listen.ok_or_else(|| missing("listen"))?;
+    let oauth = cfg.oauth.clone().ok_or_else(|| missing("oauth"))?;
+    if oauth.groups_claim.is_none() {
+        tracing::warn!(
+            "oauth.groups_claim is not set: no per-user RBAC, every authenticated user \
+             reaches everything this broker can"
+        );
+    }
+    let resource_url = cfg
+        .resource_url
+        .clone()
+        .ok_or_else(|| missing("resource_url"))?;
+    let resource =
+        check_url(&resource_url).map_err(|e| HttpError::Setup(format!("resource_url {e}")))?;
+    let tls = server_tls(cfg)?;
+    if tls.is_none() && !addr.ip().is_loopback() && !cfg.http.plaintext_behind_proxy {
+        return Err(HttpError::Setup(format!(
+            "refusing plain HTTP on non-loopback {addr}: bearer tokens would cross the network \
+             in clear. Set server_cert/server_key, listen on loopback behind a TLS proxy, or set \
+             http.plaintext_behind_proxy"
+        )));
+    }
+    if resource.scheme_str() == Some("http") && !is_loopback(resource.host().unwrap_or("")) {
+        return Err(HttpError::Setup("resource_url must be https://".into()));
+    }
+    Ok(Setup {
+        addr,
+        oauth,
+        resource_url,
+        resource,
+        tls,
+    })
 }
 
 /// The listener's TLS configuration (TLS 1.3, h2 and http/1.1) when
