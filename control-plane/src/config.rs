@@ -382,7 +382,9 @@ pub const DEFAULT_MAX_PENDING: usize = 20;
 /// Debian's bundle of the system's trusted CAs.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-fn read_approval(a: Obj<'_>, base: &Path) -> Option<ApprovalConfig> {
+/// `notifier`, `webhook_url` (required by the webhook kinds) and
+/// `teams_format`.
+fn read_notifier(a: &Obj<'_>) -> (NotifierKind, Option<String>) {
     let notifier = match a.opt_str("notifier").as_deref() {
         None | Some("") => NotifierKind::None,
         Some("log") => NotifierKind::Log,
@@ -414,6 +416,11 @@ fn read_approval(a: Obj<'_>, base: &Path) -> Option<ApprovalConfig> {
             format!("{other:?} is not implemented; only \"adaptivecard\" is"),
         ),
     }
+    (notifier, webhook_url)
+}
+
+fn read_approval(a: Obj<'_>, base: &Path) -> Option<ApprovalConfig> {
+    let (notifier, webhook_url) = read_notifier(&a);
     let webhook_ca = a
         .opt_str("webhook_ca")
         .map(|p| resolve(base, &p))

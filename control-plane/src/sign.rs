@@ -16,7 +16,7 @@ use infrabroker_common::client::RawResponse;
 use infrabroker_common::wire::{Purpose, Role, SignRequest, SignResponse};
 use serde_json::{Map, Value, json};
 
-use crate::approval::{Collect, Tier};
+use crate::approval::{Collect, Novelty, Tier};
 use crate::config::{ApprovalConfig, GuardMode};
 use crate::error::{ApiError, Code};
 use crate::guard::{self, Findings};
@@ -152,21 +152,7 @@ pub async fn sign(s: &Shared, cn: &str, body: &[u8]) -> Response {
     if mode == GuardMode::Enforce
         && let Some(wait) = findings.rate_exceeded
     {
-        s.metrics.rate_limited();
-        let mut e = ApiError::new(
-            Code::RateLimited,
-            format!(
-                "{subject} exceeded {} sign requests per minute; retry after {} s",
-                s.cfg.behavior.rate_limit_per_min,
-                wait.as_secs()
-            ),
-        );
-        e.retry_after = Some(wait.as_secs());
-        let mut rl = r.clone();
-        rl.insert("outcome".into(), "rate-limited".into());
-        rl.insert("reason_code".into(), e.code.as_str().into());
-        s.record_anyway(rl).await;
-        return e.into_response();
+        return rate_limited(s, &r, &subject, wait).await;
     }
     if mode == GuardMode::Enforce && !findings.novelties.is_empty() {
         return hold_novelty(s, r, cn, &subject, &req, &fwd, findings).await;
@@ -181,25 +167,62 @@ pub async fn sign(s: &Shared, cn: &str, body: &[u8]) -> Response {
     // A preflight (dry run) that needs an approval is held like the sign
     // it stands for, so the approved preflight lets the command run.
     if let Some(named) = crate::collect::policy_wants_approval(&raw, signer_code(&raw).as_deref()) {
-        let rule = match named {
-            Some(rule) => Some(rule),
-            None => match dry_run(s, &fwd).await {
-                Ok(Ok(resp)) => resp.decision.matched_rule,
-                _ => None,
-            },
-        };
-        let spec = HoldSpec {
-            tier: policy_tier(&s.cfg.approval, &req),
-            reasons: vec![format!(
-                "policy requires approval ({})",
-                rule.as_deref().unwrap_or("require_approval")
-            )],
-            rule,
-            learn: findings.novelties,
-        };
+        let spec = policy_hold(s, &req, &fwd, named, findings.novelties).await;
         return hold(s, r, cn, &subject, &req, spec).await;
     }
     finish_forward(s, r, &raw, &subject, &findings.novelties).await
+}
+
+/// `429` for a subject over the guardrails' rate in enforce mode, audited
+/// as `rate-limited`.
+async fn rate_limited(
+    s: &Shared,
+    r: &Map<String, Value>,
+    subject: &str,
+    wait: std::time::Duration,
+) -> Response {
+    s.metrics.rate_limited();
+    let mut e = ApiError::new(
+        Code::RateLimited,
+        format!(
+            "{subject} exceeded {} sign requests per minute; retry after {} s",
+            s.cfg.behavior.rate_limit_per_min,
+            wait.as_secs()
+        ),
+    );
+    e.retry_after = Some(wait.as_secs());
+    let mut rl = r.clone();
+    rl.insert("outcome".into(), "rate-limited".into());
+    rl.insert("reason_code".into(), e.code.as_str().into());
+    s.record_anyway(rl).await;
+    e.into_response()
+}
+
+/// How a request the signer's policy holds for approval is held: its
+/// tier, and the rule that asked (`named`, else found with a dry run).
+async fn policy_hold(
+    s: &Shared,
+    req: &SignRequest,
+    fwd: &SignRequest,
+    named: Option<String>,
+    learn: Vec<Novelty>,
+) -> HoldSpec {
+    let rule = match named {
+        Some(rule) => Some(rule),
+        None => match dry_run(s, fwd).await {
+            Ok(Ok(resp)) => resp.decision.matched_rule,
+            _ => None,
+        },
+    };
+    HoldSpec {
+        tier: policy_tier(&s.cfg.approval, req),
+        reasons: vec![format!(
+            "policy requires approval ({})",
+            rule.as_deref().unwrap_or("require_approval")
+        )],
+        rule,
+        learn,
+    }
 }
 
 /// Records guardrail findings: `anomaly` in observe and enforce modes (a

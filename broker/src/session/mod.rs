@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use infrabroker_common::wire::{HostInfo, Purpose, SessionMode as WireMode, SignRequest};
+use infrabroker_common::wire::{
+    HostInfo, Purpose, SessionMode as WireMode, SignRequest, SignResponse,
+};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -291,14 +293,7 @@ impl Engine {
         let certified = self.certify_with(caller, &hops, target_req).await?;
         let serial = certified.creds.last().map(|c| c.2).unwrap_or_default();
         let responses = &certified.answers;
-        let now = unix_now();
-        let cert_end = responses
-            .iter()
-            .filter_map(|r| r.valid_before)
-            .min()
-            .unwrap_or(now);
-        let max_end = now + self.config().session_max.as_secs();
-        let expires_unix = cert_end.min(max_end);
+        let expires_unix = self.session_end(responses);
         let elevation_prefix = responses.last().and_then(|r| r.elevation_prefix.clone());
         let (conns, _) = self.dial_chain(&hops, certified, pre).await?;
         let id = new_id();
@@ -335,21 +330,40 @@ impl Engine {
             recorder,
         });
         let info = session.info();
+        self.admit(caller, session).await?;
+        Ok(info)
+    }
+
+    /// When a session opened now ends at the latest: its first certificate
+    /// to expire, or `session_max`.
+    fn session_end(&self, responses: &[SignResponse]) -> u64 {
+        let now = unix_now();
+        let cert_end = responses
+            .iter()
+            .filter_map(|r| r.valid_before)
+            .min()
+            .unwrap_or(now);
+        cert_end.min(now + self.config().session_max.as_secs())
+    }
+
+    /// Puts an opened session in the table (unless another open raced it
+    /// past the limit) and audits it; a session whose record cannot be
+    /// written is closed again.
+    async fn admit(&self, caller: &Caller, session: Arc<Session>) -> Result<(), ToolError> {
         let admitted = {
             let mut table = self.sessions().lock();
             let room = self.room(&table, caller);
             if room.is_ok() {
-                table.insert(id.clone(), session.clone());
+                table.insert(session.id.clone(), session.clone());
             }
             room
         };
         if let Err(e) = admitted {
-            // Another open raced this one past the limit.
             self.shutdown_session(&session, "session limit").await;
             return Err(e);
         }
         let mut rec = self.session_record(caller, &session, "session_open");
-        rec.insert("expires_at".into(), expires_unix.into());
+        rec.insert("expires_at".into(), session.expires_unix.into());
         if let Some(r) = &session.recorder {
             rec.insert("recording".into(), r.path().display().to_string().into());
         }
@@ -358,7 +372,7 @@ impl Engine {
                 .await;
             return Err(e);
         }
-        Ok(info)
+        Ok(())
     }
 
     fn session_record(&self, caller: &Caller, s: &Session, outcome: &str) -> Map<String, Value> {
