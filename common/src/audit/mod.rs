@@ -97,7 +97,8 @@
 //!
 //! - `record`: canonical encoding, sealing and per-line checks.
 //! - `key`: [`AuditKey`] and [`parse_public_key`].
-//! - `writer`: [`AuditLog`] and its group-commit thread.
+//! - `writer`: [`AuditLog`], its group-commit thread and [`AuditLog::open_service`];
+//!   `writer/rotation`: [`AuditLog::rotate`] and [`rotate_on_sigusr1`].
 //! - `restore`: opening a log, verifying its tail and quarantining a torn line.
 //! - `verify`: [`verify_file`].
 //! - `checkpoint`: C2SP tlog-checkpoint notes signed with the audit key.
@@ -105,7 +106,8 @@
 //!   and their check on open: [`CheckpointSettings`].
 //! - [`sealing`]: records sealed and checked one by one, for a chain kept
 //!   outside a file (the signer replicas' chain in PostgreSQL).
-//! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs.
+//! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs, and
+//!   a kept `Tree` that answers them in O(log² n).
 //! - `scan`: [`max_u64_field`].
 //! - `syslog`: forwarding sealed records to a syslog receiver (`audit_syslog`).
 //! - `error`: [`AuditError`], [`VerifyError`].
