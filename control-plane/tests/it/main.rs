@@ -9,6 +9,7 @@
 )]
 
 mod approvals;
+mod audit;
 mod display;
 mod forwarder;
 mod guardrails;
