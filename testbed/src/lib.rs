@@ -50,6 +50,8 @@ pub use client::{SshClient, SshTarget, ssh, write_cert, write_private_key};
 pub use disk::SmallDisk;
 pub use netns::{BastionChain, Hop, Netns, TestNet};
 pub use prereq::{have_sshd, is_root, netns_or_skip, require, sshd_or_skip};
-pub use process::{ChildGuard, bin_path, free_port, spawn_logged, spawn_service, wait_until};
+pub use process::{
+    ChildGuard, bin_path, broker_ctl, free_port, spawn_logged, spawn_service, wait_until,
+};
 pub use sshd::{Sshd, SshdOptions};
 pub use users::{SudoersGuard, ensure_user, set_login_shell, sudoers};

@@ -200,3 +200,12 @@ pub fn spawn_logged(cmd: &mut Command, log_file: impl AsRef<Path>) -> anyhow::Re
         .with_context(|| format!("cannot start `{}`", sys::describe(cmd)))?;
     Ok(ChildGuard::with_log(child, log_file))
 }
+
+/// Runs the workspace's `broker-ctl` with `args`: whether it succeeded, and
+/// its stdout then stderr.
+pub fn broker_ctl<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(bin_path("broker-ctl")?).args(args).output()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.success(), text))
+}

@@ -404,11 +404,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::other(format!("cannot start a runtime: {e}")))
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Outcome {
-    match cli.command {
-        Command::Pki(PkiCmd::Init { out, force }) => pki::init(out, force),
-        Command::Audit(AuditCmd::Verify {
+/// `broker-ctl audit …`.
+fn run_audit(cmd: AuditCmd) -> Outcome {
+    match cmd {
+        AuditCmd::Verify {
             files,
             postgres,
             postgres_ca,
@@ -416,7 +415,7 @@ pub fn run(cli: Cli) -> Outcome {
             all_signatures,
             checkpoint,
             json,
-        }) => match (files.as_slice(), postgres) {
+        } => match (files.as_slice(), postgres) {
             (_, Some(_)) if checkpoint.is_some() => Err(Failure::bad(
                 "--checkpoint applies to a log file, not --postgres",
             )),
@@ -431,27 +430,33 @@ pub fn run(cli: Cli) -> Outcome {
                 audit_rotated::verify(files, &pubkey, all_signatures, checkpoint.as_deref(), json)
             }
         },
-        Command::Audit(AuditCmd::Export {
+        AuditCmd::Export {
             postgres,
             postgres_ca,
-        }) => audit_pg::export(&postgres, postgres_ca.as_deref()),
-        Command::Audit(AuditCmd::Prove { file, seq, json }) => audit::prove(&file, seq, json),
-        Command::Audit(AuditCmd::Consistency {
+        } => audit_pg::export(&postgres, postgres_ca.as_deref()),
+        AuditCmd::Prove { file, seq, json } => audit::prove(&file, seq, json),
+        AuditCmd::Consistency {
             old,
             new,
             pubkey,
             log,
             json,
-        }) => audit_proofs::consistency(&old, &new, &pubkey, &log, json),
-        Command::Audit(AuditCmd::Checkpoint { file, key, origin }) => {
-            audit::checkpoint(&file, &key, &origin)
-        }
-        Command::Audit(AuditCmd::Tail {
+        } => audit_proofs::consistency(&old, &new, &pubkey, &log, json),
+        AuditCmd::Checkpoint { file, key, origin } => audit::checkpoint(&file, &key, &origin),
+        AuditCmd::Tail {
             file,
             lines,
             follow,
             json: _,
-        }) => audit_tail::tail(&file, lines, follow),
+        } => audit_tail::tail(&file, lines, follow),
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Pki(PkiCmd::Init { out, force }) => pki::init(out, force),
+        Command::Audit(cmd) => run_audit(cmd),
         Command::Policy(PolicyCmd::Explain {
             config,
             host,

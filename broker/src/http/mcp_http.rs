@@ -428,20 +428,25 @@ pub async fn serve_mcp_http<T: Tools>(
         "broker mcp-http listening on {scheme}://{local}{mcp_path} (resource {resource_url}, issuer {})",
         oauth.issuer
     );
-    let grace = cfg.http.shutdown_grace;
-    let stop = async move {
-        shutdown.await;
-        // In-flight calls get most of the grace period to finish; then the
-        // event streams and sessions still open are ended so the drain can
-        // complete before the deadline.
-        tokio::spawn(async move {
-            tokio::time::sleep(grace.mul_f32(0.75)).await;
-            cancel.cancel();
-        });
-    };
+    let stop = drain_after(shutdown, cfg.http.shutdown_grace, move || cancel.cancel());
     listen::serve(listener, tls, app, &cfg.http, stop).await;
     tracing::info!("broker mcp-http stopped");
     Ok(())
+}
+
+/// Resolves when `shutdown` does. In-flight calls then get most of the
+/// `grace` period to finish; after that `end_streams` ends the event
+/// streams and sessions still open, so the drain completes in time.
+async fn drain_after(
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    end_streams: impl FnOnce() + Send + 'static,
+) {
+    shutdown.await;
+    tokio::spawn(async move {
+        tokio::time::sleep(grace.mul_f32(0.75)).await;
+        end_streams();
+    });
 }
 
 /// What `mcp-http` needs from the configuration, checked.

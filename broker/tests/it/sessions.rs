@@ -614,18 +614,18 @@ async fn elevated_sessions_run_through_sudo() {
 
 /// `broker-ctl recording verify CAST` against this bed's broker log.
 fn verify_recording(bed: &Bed, cast: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(infrabroker_testbed::bin_path("broker-ctl").unwrap())
-        .args(["recording", "verify"])
-        .arg(cast)
-        .arg("--audit")
-        .arg(bed.dir.path().join("broker-audit.log"))
-        .arg("--pubkey")
-        .arg(bed.pki.path("broker-audit.pub"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let log = bed.dir.path().join("broker-audit.log");
+    let pubkey = bed.pki.path("broker-audit.pub");
+    infrabroker_testbed::broker_ctl(&[
+        "recording".as_ref(),
+        "verify".as_ref(),
+        cast.as_os_str(),
+        "--audit".as_ref(),
+        log.as_os_str(),
+        "--pubkey".as_ref(),
+        pubkey.as_os_str(),
+    ])
+    .unwrap()
 }
 
 /// Issue 11 §3: a shell session's recording goes into the broker's audit

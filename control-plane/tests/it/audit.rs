@@ -33,17 +33,17 @@ async fn sigusr1_rotates_the_log_and_checkpoints_follow() {
     let old = archived().expect("the control plane rotated its log");
     cp.child.stop();
 
-    let out = std::process::Command::new(infrabroker_testbed::bin_path("broker-ctl").unwrap())
-        .args(["audit", "verify"])
-        .arg(&old)
-        .arg(&cp.audit)
-        .arg("--pubkey")
-        .arg(bed.pki.path("control-plane-audit.pub"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let pubkey = bed.pki.path("control-plane-audit.pub");
+    let (ok, text) = infrabroker_testbed::broker_ctl(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        old.as_os_str(),
+        cp.audit.as_os_str(),
+        "--pubkey".as_ref(),
+        pubkey.as_os_str(),
+    ])
+    .unwrap();
+    assert!(ok, "{text}");
     assert!(
         text.contains("2 files, each continuing the one before"),
         "{text}"

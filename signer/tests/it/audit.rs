@@ -346,17 +346,17 @@ async fn sigusr1_rotates_the_log_into_a_pair_broker_ctl_verifies() {
     let old = archived().expect("the signer rotated its log");
     assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
     s.signer.child.stop();
-    let out = Command::new(infrabroker_testbed::bin_path("broker-ctl").unwrap())
-        .args(["audit", "verify"])
-        .arg(&old)
-        .arg(s.audit_log())
-        .arg("--pubkey")
-        .arg(s.pki.path("signer-audit.pub"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let pubkey = s.pki.path("signer-audit.pub");
+    let (ok, text) = infrabroker_testbed::broker_ctl(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        old.as_os_str(),
+        s.audit_log().as_os_str(),
+        "--pubkey".as_ref(),
+        pubkey.as_os_str(),
+    ])
+    .unwrap();
+    assert!(ok, "{text}");
     assert!(
         text.contains("2 files, each continuing the one before"),
         "{text}"
