@@ -268,6 +268,9 @@ pub enum ReasonCode {
     NotFound,
     /// The certificate could not be built or signed.
     SigningFailed,
+    /// The host's CA key (a PKCS#11 token or an ssh-agent) cannot sign
+    /// right now; nothing was issued and no other key was used.
+    CaUnavailable,
     /// The caller (or end user behind a forwarder) exceeded
     /// `sign_rate_limit_per_min`; retry after the `Retry-After` seconds.
     RateLimited,
@@ -311,6 +314,7 @@ impl ReasonCode {
             ReasonCode::Internal => "internal",
             ReasonCode::NotFound => "not_found",
             ReasonCode::SigningFailed => "signing_failed",
+            ReasonCode::CaUnavailable => "ca_unavailable",
             ReasonCode::RateLimited => "rate_limited",
         }
     }
@@ -525,6 +529,7 @@ mod tests {
             ReasonCode::Internal,
             ReasonCode::NotFound,
             ReasonCode::SigningFailed,
+            ReasonCode::CaUnavailable,
             ReasonCode::RateLimited,
         ];
         for code in all {

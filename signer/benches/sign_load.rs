@@ -78,25 +78,47 @@ fn main() -> anyhow::Result<()> {
         .lines()
         .count();
     println!("audit records written: {lines}");
-    checkpoints(&rt, &signer, &cfg, &pki, dir.path())?;
+    let beside = Beside {
+        rt: &rt,
+        plain: &signer,
+        base: &cfg,
+        pki: &pki,
+        dir: dir.path(),
+    };
+    checkpoints(&beside)?;
+    custody(&beside)?;
     drop(signer);
     replicas(&rt, &cfg, &pki, dir.path())
+}
+
+/// What a section compares against: the plain signer and its settings.
+#[derive(Clone, Copy)]
+struct Beside<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    plain: &'a SignerProc,
+    base: &'a serde_json::Value,
+    pki: &'a Pki,
+    dir: &'a std::path::Path,
+}
+
+impl Beside<'_> {
+    /// A directory `name` for another signer and the plain configuration
+    /// with its own audit log there.
+    fn variant(&self, name: &str) -> anyhow::Result<(std::path::PathBuf, serde_json::Value)> {
+        let d = self.dir.join(name);
+        std::fs::create_dir_all(&d)?;
+        let mut cfg = self.base.clone();
+        cfg["audit_log"] = json!(d.join("audit.log"));
+        Ok((d, cfg))
+    }
 }
 
 /// A second signer that writes a signed checkpoint every 1,000 records
 /// (issue 11 §2), each level run right after the same level on the plain
 /// signer, so the ratio compares runs made side by side.
-fn checkpoints(
-    rt: &tokio::runtime::Runtime,
-    plain: &SignerProc,
-    base: &serde_json::Value,
-    pki: &Pki,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
-    let d = dir.join("checkpointed");
+fn checkpoints(b: &Beside<'_>) -> anyhow::Result<()> {
+    let (d, mut cfg) = b.variant("checkpointed")?;
     std::fs::create_dir_all(d.join("checkpoints"))?;
-    let mut cfg = base.clone();
-    cfg["audit_log"] = json!(d.join("audit.log"));
     cfg["audit_checkpoint"] = json!({
         "path": d.join("checkpoints/signer.cp"), "origin": "infrabroker.bench/signer",
         "every_records": 1000,
@@ -104,9 +126,46 @@ fn checkpoints(
     let signer = SignerProc::start(&d, &cfg)?;
     println!("plain signer, then one with audit_checkpoint every 1,000 records:");
     for n in [8usize, 64] {
-        let a = row(rt, std::slice::from_ref(&plain.url), pki, n)?;
-        let b = row(rt, std::slice::from_ref(&signer.url), pki, n)?;
-        println!("     checkpointed / plain at N={n}: {:.3}", b / a);
+        let plain = row(b.rt, std::slice::from_ref(&b.plain.url), b.pki, n)?;
+        let marked = row(b.rt, std::slice::from_ref(&signer.url), b.pki, n)?;
+        println!("     checkpointed / plain at N={n}: {:.3}", marked / plain);
+    }
+    Ok(())
+}
+
+/// The CA on a SoftHSM2 token and behind a real ssh-agent (issue 16),
+/// each level right after the same level on the file-CA signer. Needs
+/// `broker-ctl` built (`make bench` builds it) and the two peers.
+fn custody(b: &Beside<'_>) -> anyhow::Result<()> {
+    use infrabroker_testbed::custody::{Agent, SOFTHSM_MODULE, SoftHsm};
+    if !std::path::Path::new(SOFTHSM_MODULE).is_file() {
+        println!("(SoftHSM2 not installed: custody section skipped)");
+        return Ok(());
+    }
+    let start = |name: &str, entry: serde_json::Value, env: &[(&str, &std::ffi::OsStr)]| {
+        let (d, mut cfg) = b.variant(name)?;
+        cfg.as_object_mut().map(|o| o.remove("ca_key"));
+        cfg["ca_keys"] = json!({"_default": entry});
+        SignerProc::start_env(&d, &cfg, env)
+    };
+    let hsm = SoftHsm::create(&b.dir.join("hsm"))?;
+    let (var, conf) = hsm.env();
+    let token = start("pkcs11", hsm.ca_entry(), &[(var, conf.as_os_str())])?;
+    let socket = b.dir.join("ca-agent.sock");
+    let agent = Agent::start(&socket)?;
+    agent.add(&b.pki.path("ssh_user_ca"))?;
+    let entry = json!({"type": "agent", "socket": socket, "public_key": b.pki.ssh_ca_pub()?});
+    let agent_signer = start("agent", entry, &[])?;
+    println!("file CA, then the CA on a SoftHSM2 token, then behind ssh-agent (pool 4 each):");
+    for n in [8usize, 64] {
+        let file = row(b.rt, std::slice::from_ref(&b.plain.url), b.pki, n)?;
+        let p11 = row(b.rt, std::slice::from_ref(&token.url), b.pki, n)?;
+        let ag = row(b.rt, std::slice::from_ref(&agent_signer.url), b.pki, n)?;
+        println!(
+            "     pkcs11 / file at N={n}: {:.3}   agent / file: {:.3}",
+            p11 / file,
+            ag / file
+        );
     }
     Ok(())
 }

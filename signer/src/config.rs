@@ -9,12 +9,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use infrabroker_common::audit::CheckpointSettings;
-use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text, resolve};
+use infrabroker_common::config::{ConfigErrors, Errors, Obj, index, load_file, load_text};
 use infrabroker_firewall::{CompiledPolicy, Enforcement, Mode, PolicyConfig, PolicySet};
 use regex::Regex;
 use serde_json::Value;
 
 use crate::names;
+
+mod ca_keys;
+
+pub use ca_keys::CaKeySource;
+use ca_keys::read_ca_keys;
 
 /// The largest certificate lifetime we accept anywhere, in seconds.
 pub const TTL_CEILING: u64 = 900;
@@ -28,15 +33,6 @@ pub enum AuditFailMode {
     Closed,
     /// Issue anyway and log loudly. Only for labs.
     Open,
-}
-
-/// Where a CA private key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaKeySource {
-    /// OpenSSH private key file.
-    pub path: PathBuf,
-    /// JSON path of the entry, for load errors.
-    pub at: String,
 }
 
 /// A caller (broker mTLS CN) and the host groups it may reach.
@@ -275,58 +271,6 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     })
 }
 
-fn read_ca_keys(
-    root: &Obj<'_>,
-    base: &Path,
-) -> (Option<CaKeySource>, BTreeMap<String, CaKeySource>) {
-    let legacy = root.opt_str("ca_key").map(|p| CaKeySource {
-        path: resolve(base, &p),
-        at: root.path_of("ca_key"),
-    });
-    let mut default = None;
-    let mut groups = BTreeMap::new();
-    for (group, path, value) in root.map_entries("ca_keys") {
-        let Some(entry) = Obj::new(value, &path, root.errors()) else {
-            continue;
-        };
-        let kind = entry.opt_str("type");
-        let file = entry.opt_str("path");
-        match kind.as_deref() {
-            None | Some("pem") => {}
-            Some(t @ ("akv" | "agent")) => entry.error(
-                "type",
-                format!("{t:?} CA keys are not implemented yet; use \"pem\" with a key file"),
-            ),
-            Some(other) => entry.error("type", format!("{other:?} is not a known CA key type")),
-        }
-        entry.finish();
-        let Some(file) = file else {
-            root.errors().push(format!("{path}.path"), "is required");
-            continue;
-        };
-        let src = CaKeySource {
-            path: resolve(base, &file),
-            at: path.clone(),
-        };
-        if group == "_default" {
-            default = Some(src);
-        } else if names::is_name(&group) {
-            groups.insert(group, src);
-        } else {
-            root.errors()
-                .push(path, format!("{group:?} is not a valid group name"));
-        }
-    }
-    let default = default.or(legacy);
-    if default.is_none() {
-        root.error(
-            "ca_key",
-            "no default CA key: set ca_key or ca_keys._default",
-        );
-    }
-    (default, groups)
-}
-
 fn read_callers(root: &Obj<'_>) -> BTreeMap<String, CallerPolicy> {
     let mut out = BTreeMap::new();
     for (cn, path, value) in root.map_entries("callers") {
@@ -483,6 +427,16 @@ fn read_hosts(
             .unwrap_or(global_max_ttl)
             .min(global_max_ttl);
         let groups = name_set(&o, "groups", "group name");
+        // The first group *in declared order* that has a CA (the set above
+        // is alphabetical).
+        let ca_group = o
+            .raw("groups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|g| ca_groups.contains_key(*g))
+            .map(str::to_owned);
         let allowed_callers = name_set(&o, "allowed_callers", "caller CN");
         let allow_sudo = o.opt_bool("allow_sudo").unwrap_or(false);
         let allowed_sudo_users = read_sudo_users(&o, sudo_user_re.as_ref());
@@ -501,7 +455,6 @@ fn read_hosts(
         if specific {
             specific_policy.insert(name.clone());
         }
-        let ca_group = groups.iter().find(|g| ca_groups.contains_key(*g)).cloned();
         hosts.insert(
             name.clone(),
             Host {

@@ -3,140 +3,27 @@
 //!
 //! [`evaluate`] is pure: it checks the intent against the running
 //! configuration and returns either a [`Plan`] (everything the certificate
-//! will say) or a [`Denial`] with a stable reason code. [`sign`] turns a
-//! plan into an OpenSSH certificate. The HTTP layer adds the serial, the
-//! audit record and the answer.
+//! will say) or a [`Denial`] with a stable reason code. [`draft`] builds
+//! the certificate a plan describes and [`Draft::sign`] has the host's CA
+//! (a file, token or agent, `infrabroker-ca`) sign it. The HTTP layer adds
+//! the serial, the audit record and the answer.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::Path;
-
-use infrabroker_common::config::ConfigErrors;
 use infrabroker_common::wire::{Decision, Purpose, ReasonCode, Role, SessionMode, SignRequest};
-use ssh_key::certificate::{Builder, CertType};
-use ssh_key::{Algorithm, PrivateKey, PublicKey};
+use ssh_key::{Algorithm, PublicKey};
 
 use crate::config::{CallerPolicy, Host, SignerConfig};
 use crate::names;
 
+mod certificate;
 mod command;
+mod runtime;
+
+pub use certificate::{Draft, Issued, draft};
+pub use runtime::{CaSlot, Runtime};
 
 /// How far back a certificate's validity starts, for clock skew between the
 /// signer and the hosts (SPEC: at most 60 s).
 pub const BACKDATE_SECONDS: u64 = 30;
-
-/// An SSH CA private key. Never printed.
-pub struct CaKey(PrivateKey);
-
-impl fmt::Debug for CaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CaKey(<secret>)")
-    }
-}
-
-impl CaKey {
-    /// Loads an unencrypted OpenSSH private key, refusing group/other access.
-    pub fn load(path: &Path) -> Result<CaKey, String> {
-        infrabroker_common::tls::check_private_mode(path).map_err(|e| e.to_string())?;
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        );
-        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|_| {
-            format!(
-                "{}: not an OpenSSH private key (make one with ssh-keygen -t ed25519 or broker-ctl pki init)",
-                path.display()
-            )
-        })?;
-        if key.is_encrypted() {
-            return Err(format!(
-                "{}: encrypted CA keys are not supported",
-                path.display()
-            ));
-        }
-        Ok(CaKey(key))
-    }
-
-    /// The CA's public key line, as hosts put it in `TrustedUserCAKeys`.
-    pub fn public_openssh(&self) -> String {
-        self.0.public_key().to_openssh().unwrap_or_default()
-    }
-
-    /// The public key as `<algorithm> <base64>`, without the comment (as
-    /// the certificate index stores it).
-    pub fn public_line(&self) -> String {
-        let line = self.public_openssh();
-        line.split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// The public key's SSH wire blob (how a KRL names a CA).
-    pub fn public_blob(&self) -> Vec<u8> {
-        self.0.public_key().to_bytes().unwrap_or_default()
-    }
-}
-
-/// The configuration with its CA keys loaded: what one request is judged
-/// against. Swapped whole on reload.
-#[derive(Debug)]
-pub struct Runtime {
-    /// The validated configuration.
-    pub config: SignerConfig,
-    ca_default: CaKey,
-    ca_groups: BTreeMap<String, CaKey>,
-}
-
-impl Runtime {
-    /// Loads the CA keys named by `config`.
-    pub fn new(config: SignerConfig) -> Result<Runtime, ConfigErrors> {
-        let mut problems = Vec::new();
-        let mut load = |src: &crate::config::CaKeySource| match CaKey::load(&src.path) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                problems.push(infrabroker_common::config::ConfigIssue {
-                    path: src.at.clone(),
-                    message: e,
-                });
-                None
-            }
-        };
-        let ca_default = load(&config.ca_default);
-        let mut ca_groups = BTreeMap::new();
-        for (group, src) in &config.ca_groups {
-            if let Some(k) = load(src) {
-                ca_groups.insert(group.clone(), k);
-            }
-        }
-        match ca_default {
-            Some(ca_default) if problems.is_empty() => Ok(Runtime {
-                config,
-                ca_default,
-                ca_groups,
-            }),
-            _ => Err(ConfigErrors(problems)),
-        }
-    }
-
-    /// The CA that signs certificates for `host`.
-    pub fn ca_for(&self, host: &Host) -> &CaKey {
-        host.ca_group
-            .as_ref()
-            .and_then(|g| self.ca_groups.get(g))
-            .unwrap_or(&self.ca_default)
-    }
-
-    /// The default CA.
-    pub fn default_ca(&self) -> &CaKey {
-        &self.ca_default
-    }
-
-    /// Every CA this configuration signs with, the default first.
-    pub fn cas(&self) -> impl Iterator<Item = &CaKey> {
-        std::iter::once(&self.ca_default).chain(self.ca_groups.values())
-    }
-}
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -531,21 +418,6 @@ fn judge(host: &Host, req: &SignRequest) -> Result<Decision, Denial> {
     })
 }
 
-/// A signed certificate and its facts.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    /// OpenSSH certificate line.
-    pub certificate: String,
-    /// Serial.
-    pub serial: u64,
-    /// Unix seconds.
-    pub valid_after: u64,
-    /// Unix seconds.
-    pub valid_before: u64,
-    /// The signing CA's public key, `<algorithm> <base64>`.
-    pub ca: String,
-}
-
 /// Parses the caller's public key: exactly one OpenSSH Ed25519 key.
 pub fn parse_pubkey(line: &str) -> Result<PublicKey, Denial> {
     let deny = |m: &str| Denial::new(ReasonCode::PubkeyInvalid, m.to_owned());
@@ -555,71 +427,6 @@ pub fn parse_pubkey(line: &str) -> Result<PublicKey, Denial> {
         return Err(deny("pubkey must be an ssh-ed25519 key"));
     }
     Ok(key)
-}
-
-/// Signs `plan` for `pubkey` with the host's CA.
-pub fn sign(
-    rt: &Runtime,
-    plan: &Plan,
-    pubkey: &PublicKey,
-    serial: u64,
-    now: u64,
-) -> Result<Issued, Denial> {
-    let fail = |e: ssh_key::Error| {
-        Denial::new(
-            ReasonCode::SigningFailed,
-            format!("certificate could not be built: {e}"),
-        )
-    };
-    let host = rt
-        .config
-        .hosts
-        .get(&plan.host)
-        .ok_or_else(|| Denial::new(ReasonCode::HostUnknown, "host vanished during reload"))?;
-    if plan.principal.is_empty() {
-        return Err(Denial::new(
-            ReasonCode::SigningFailed,
-            "refusing a certificate without a principal",
-        ));
-    }
-    let valid_after = now.saturating_sub(BACKDATE_SECONDS);
-    let valid_before = now + plan.ttl;
-    let nonce: [u8; 32] = rand::random();
-    let mut b = Builder::new(
-        nonce.to_vec(),
-        pubkey.key_data().clone(),
-        valid_after,
-        valid_before,
-    )
-    .map_err(fail)?;
-    b.serial(serial).map_err(fail)?;
-    b.cert_type(CertType::User).map_err(fail)?;
-    b.key_id(plan.key_id.clone()).map_err(fail)?;
-    b.valid_principal(plan.principal.clone()).map_err(fail)?;
-    if let Some(fc) = &plan.force_command {
-        b.critical_option("force-command", fc.clone())
-            .map_err(fail)?;
-    }
-    if let Some(sa) = &plan.source_address {
-        b.critical_option("source-address", sa.clone())
-            .map_err(fail)?;
-    }
-    if plan.permit_port_forwarding {
-        b.extension("permit-port-forwarding", "").map_err(fail)?;
-    }
-    if plan.permit_pty {
-        b.extension("permit-pty", "").map_err(fail)?;
-    }
-    let ca = rt.ca_for(host);
-    let cert = b.sign(&ca.0).map_err(fail)?;
-    let certificate = cert.to_openssh().map_err(fail)?;
-    Ok(Issued {
-        certificate,
-        serial,
-        valid_after,
-        valid_before,
-        ca: ca.public_line(),
-    })
 }
 
 /// The firewall's decision in wire form: the one decision shape of the API

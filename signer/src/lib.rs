@@ -90,6 +90,35 @@ pub fn check(path: &Path) -> Result<Runtime, ConfigErrors> {
     SignerConfig::load(path).and_then(Runtime::new)
 }
 
+/// What `signer check` prints after "valid": each CA entry (where its key
+/// lives, its fingerprint, the announced next key) and the CA that signs
+/// for each host.
+pub fn ca_report(rt: &Runtime) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (name, slot) in rt.slots() {
+        let ca = &slot.current;
+        let _ = writeln!(out, "CA {name}: {} {}", ca.kind(), ca.fingerprint());
+        if let Some(next) = &slot.next {
+            let _ = writeln!(
+                out,
+                "CA {name} next: {} {}",
+                next.kind(),
+                next.fingerprint()
+            );
+        }
+    }
+    for (name, host) in &rt.config.hosts {
+        let entry = host.ca_group.as_deref().unwrap_or("_default");
+        let _ = writeln!(
+            out,
+            "host {name}: CA {entry} {}",
+            rt.ca_for(host).fingerprint()
+        );
+    }
+    out
+}
+
 /// Runs the signer until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let runtime = check(config_path)?;

@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the configuration (CA keys included) and exit: 0 valid, 64 invalid.
+    /// Validate the configuration (CA keys opened and test-signed) and exit:
+    /// 0 valid, 64 invalid. Prints which CA signs for each host.
     Check,
 }
 
@@ -31,9 +32,13 @@ fn main() -> ExitCode {
     service::init_logging("SIGNER_LOG");
     match cli.command {
         Some(Command::Check) => {
-            service::check(&cli.config, infrabroker_signer::check(&cli.config), |rt| {
+            let loaded = infrabroker_signer::check(&cli.config);
+            let cas = loaded.as_ref().ok().map(infrabroker_signer::ca_report);
+            let code = service::check(&cli.config, loaded, |rt| {
                 format!("{} hosts", rt.config.hosts.len())
-            })
+            });
+            print!("{}", cas.unwrap_or_default());
+            code
         }
         None => service::run("signer", &cli.config, infrabroker_signer::run(&cli.config)),
     }

@@ -235,7 +235,9 @@ fn status_of(code: ReasonCode) -> StatusCode {
         R::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         R::HostUnknown | R::NotFound => StatusCode::NOT_FOUND,
         R::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        R::AuditUnavailable | R::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        R::AuditUnavailable | R::StoreUnavailable | R::CaUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         R::Internal | R::SigningFailed | R::ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::FORBIDDEN,
     }
@@ -581,7 +583,7 @@ async fn issue(
         Ok(serial) => serial,
         Err(e) => return no_serial(s, rec, &e).await,
     };
-    let issued = match issuance::sign(rt, &plan, &pubkey, serial, now_unix()) {
+    let issued = match signed(rt, &plan, &pubkey, serial).await {
         Ok(i) => i,
         Err(d) => return deny_policy(s, rec, d).await,
     };
@@ -612,6 +614,29 @@ async fn issue(
         decision: plan.decision,
     })
     .into_response()
+}
+
+/// The certificate signed by the host's CA: a key in memory signs here, a
+/// token or agent off the runtime's threads (it waits on a device or a
+/// socket).
+async fn signed(
+    rt: &Runtime,
+    plan: &Plan,
+    pubkey: &ssh_key::PublicKey,
+    serial: u64,
+) -> Result<issuance::Issued, issuance::Denial> {
+    let draft = issuance::draft(rt, plan, pubkey, serial, now_unix())?;
+    if !draft.ca.blocks() {
+        return draft.sign();
+    }
+    tokio::task::spawn_blocking(move || draft.sign())
+        .await
+        .unwrap_or_else(|_| {
+            Err(issuance::Denial::new(
+                ReasonCode::Internal,
+                "the signing task failed; nothing was issued",
+            ))
+        })
 }
 
 /// The refusal of a request a freeze covers (audited with the freeze id),

@@ -33,6 +33,7 @@
 //!   TCP and TLS.
 
 pub mod client;
+pub mod custody;
 pub mod disk;
 pub mod monitor;
 pub mod netns;

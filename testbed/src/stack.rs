@@ -1,6 +1,7 @@
 //! The infrabroker services as real processes for tests and the demo: a dev
 //! PKI in a temporary directory and a `signer` started from a JSON config.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use anyhow::{Context, bail};
 use infrabroker_common::pki::{PkiOptions, init};
 use serde_json::{Value, json};
 
-use crate::process::{ChildGuard, bin_path, spawn_service};
+use crate::process::{ChildGuard, bin_path, spawn_logged};
 
 /// A dev PKI made by the same code as `broker-ctl pki init`.
 #[derive(Debug, Clone)]
@@ -80,12 +81,35 @@ impl SignerProc {
 
     /// Starts the signer on an existing configuration file.
     pub fn start_file(dir: &Path, config_path: &Path) -> anyhow::Result<SignerProc> {
+        Self::start_file_env(dir, config_path, &[])
+    }
+
+    /// Like [`SignerProc::start`] with extra environment variables (a
+    /// PKCS#11 module's configuration, a PIN variable).
+    pub fn start_env(
+        dir: &Path,
+        config: &Value,
+        env: &[(&str, &OsStr)],
+    ) -> anyhow::Result<SignerProc> {
+        let config_path = dir.join("signer.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
+        Self::start_file_env(dir, &config_path, env)
+    }
+
+    fn start_file_env(
+        dir: &Path,
+        config_path: &Path,
+        env: &[(&str, &OsStr)],
+    ) -> anyhow::Result<SignerProc> {
         let log = dir.join(format!("signer-{}.log", std::process::id()));
-        let child = spawn_service(
-            bin_path("signer")?,
-            [Path::new("--config").as_os_str(), config_path.as_os_str()],
-            &log,
-        )?;
+        let mut cmd = std::process::Command::new(bin_path("signer")?);
+        cmd.arg("--config")
+            .arg(config_path)
+            .stdin(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = spawn_logged(&mut cmd, &log)?;
         let mut proc = SignerProc {
             child,
             url: String::new(),

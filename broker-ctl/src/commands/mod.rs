@@ -138,7 +138,8 @@ enum RecordingCmd {
 
 #[derive(Subcommand)]
 enum PkiCmd {
-    /// Make a TLS CA, server and client certificates, the SSH user CA and audit keys.
+    /// Make a TLS CA, server and client certificates, the SSH user CA and
+    /// audit keys; with --hsm, a SoftHSM2 token holding an Ed25519 CA instead.
     Init {
         /// Output directory.
         #[arg(long, default_value = "pki")]
@@ -146,6 +147,43 @@ enum PkiCmd {
         /// Replace existing files.
         #[arg(long)]
         force: bool,
+        /// Make a SoftHSM2 token "ca" with an Ed25519 CA key "ca" in this
+        /// directory (configuration, token store, random 0600 PINs,
+        /// ca.pub) for local trials, instead of the file PKI.
+        #[arg(long, value_name = "DIR")]
+        hsm: Option<PathBuf>,
+        /// The PKCS#11 module for --hsm.
+        #[arg(long, default_value = pki::SOFTHSM_MODULE, requires = "hsm")]
+        module: PathBuf,
+    },
+    /// Second half of `init --hsm`, run with SOFTHSM2_CONF set.
+    #[command(hide = true)]
+    HsmProvision {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        module: PathBuf,
+    },
+    /// The signer's CA keys: each ca_keys entry (current and next), where
+    /// it lives and its public key, read from the file, token or agent.
+    /// Run it as the signer's user: it opens the keys as the signer does.
+    ShowCa {
+        /// The signer's configuration.
+        #[arg(long, default_value = "signer.json")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lines hosts put in TrustedUserCAKeys: every current and next CA
+    /// key of signer.json, each once.
+    SshCaPubs {
+        /// The signer's configuration.
+        #[arg(long, default_value = "signer.json")]
+        config: PathBuf,
+        /// Only this ca_keys entry (a group name or _default).
+        #[arg(long)]
+        group: Option<String>,
     },
 }
 
@@ -452,10 +490,25 @@ fn run_audit(cmd: AuditCmd) -> Outcome {
     }
 }
 
+fn run_pki(cmd: PkiCmd) -> Outcome {
+    match cmd {
+        PkiCmd::Init {
+            hsm: Some(dir),
+            module,
+            force,
+            ..
+        } => pki::init_hsm(dir, module, force),
+        PkiCmd::Init { out, force, .. } => pki::init(out, force),
+        PkiCmd::HsmProvision { dir, module } => pki::hsm_provision(dir, module),
+        PkiCmd::ShowCa { config, json } => pki::show_ca(&config, json),
+        PkiCmd::SshCaPubs { config, group } => pki::ssh_ca_pubs(&config, group.as_deref()),
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Outcome {
     match cli.command {
-        Command::Pki(PkiCmd::Init { out, force }) => pki::init(out, force),
+        Command::Pki(cmd) => run_pki(cmd),
         Command::Audit(cmd) => run_audit(cmd),
         Command::Policy(PolicyCmd::Explain {
             config,

@@ -41,6 +41,17 @@ impl Stack {
 
     /// Like [`Stack::start`] over an existing directory and PKI.
     pub fn start_in(dir: TempDir, pki: Pki, edit: impl FnOnce(&mut Value, &Pki)) -> Stack {
+        Stack::start_env(dir, pki, &[], edit)
+    }
+
+    /// Like [`Stack::start_in`] with extra environment variables for the
+    /// signer process.
+    pub fn start_env(
+        dir: TempDir,
+        pki: Pki,
+        env: &[(&str, &std::ffi::OsStr)],
+        edit: impl FnOnce(&mut Value, &Pki),
+    ) -> Stack {
         let mut config = signer_config(&pki, &dir.path().join("audit.log"));
         config["callers"] = json!({
             "broker-1": {"allowed_groups": ["web"]},
@@ -54,7 +65,7 @@ impl Stack {
             },
         });
         edit(&mut config, &pki);
-        let signer = SignerProc::start(dir.path(), &config).unwrap();
+        let signer = SignerProc::start_env(dir.path(), &config, env).unwrap();
         Stack {
             dir,
             pki,

@@ -12,6 +12,7 @@ mod audit;
 mod bad_input;
 mod characters;
 mod config_cli;
+mod custody;
 mod freeze;
 mod harness;
 mod krl;

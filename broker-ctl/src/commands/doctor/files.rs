@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use infrabroker_broker::config::BrokerConfig;
+use infrabroker_ca::{CaSpec, PinSource};
 use infrabroker_common::audit::{AuditKey, VerifyOptions, verify_file};
 use infrabroker_common::tls;
 use infrabroker_control_plane::config::ControlPlaneConfig;
@@ -16,9 +17,17 @@ const EXPIRY_WARNING_DAYS: i64 = 14;
 
 pub fn signer(cfg: &SignerConfig, report: &mut Report) {
     server_identity(&cfg.server_cert, &cfg.server_key, &cfg.client_ca, report);
-    report.check(secret_mode(&cfg.ca_default.path));
-    for ca in cfg.ca_groups.values() {
-        report.check(secret_mode(&ca.path));
+    let entries = std::iter::once(&cfg.ca_default).chain(cfg.ca_groups.values());
+    for spec in entries.flat_map(|e| std::iter::once(&e.spec).chain(e.next.as_ref())) {
+        // A key file, or a token's PIN file, must be the signer's alone.
+        match spec {
+            CaSpec::File { path }
+            | CaSpec::Pkcs11 {
+                pin: PinSource::File(path),
+                ..
+            } => report.check(secret_mode(path)),
+            CaSpec::Pkcs11 { .. } | CaSpec::Agent { .. } => {}
+        }
     }
     audit(&cfg.audit_log, &cfg.audit_key, report);
 }
