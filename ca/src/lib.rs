@@ -242,12 +242,35 @@ impl Ca {
     }
 
     /// A raw Ed25519 signature of `msg` by a remote key.
+    /// A token's or agent's signature is verified with the CA public key
+    /// before it is used: a key replaced under the same label, or a wrong
+    /// agent, gives `Unavailable`, never a certificate that only fails at
+    /// sshd.
     fn sign_raw(&self, msg: &[u8]) -> Result<[u8; 64], CaError> {
-        match &self.custody {
-            Custody::File(key) => Ok(key.sign_raw(msg)),
-            Custody::Pkcs11(key) => key.sign(msg),
-            Custody::Agent(key) => key.sign(msg),
+        let sig = match &self.custody {
+            Custody::File(key) => return Ok(key.sign_raw(msg)),
+            Custody::Pkcs11(key) => key.sign(msg)?,
+            Custody::Agent(key) => key.sign(msg)?,
+        };
+        if self.verifies(msg, &sig) {
+            Ok(sig)
+        } else {
+            Err(CaError::Unavailable(format!(
+                "the {} key's signature does not verify with the CA key {}",
+                self.kind(),
+                self.fingerprint()
+            )))
         }
+    }
+
+    fn verifies(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
+        let KeyData::Ed25519(pk) = self.public.key_data() else {
+            return false;
+        };
+        ed25519_dalek::VerifyingKey::from_bytes(&pk.0).is_ok_and(|vk| {
+            vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig))
+                .is_ok()
+        })
     }
 
     /// Signs a fixed message and verifies it with the public key.

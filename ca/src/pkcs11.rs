@@ -68,8 +68,11 @@ impl Module {
     /// The process's context for `path`, loaded and initialised on first
     /// use.
     fn get(path: &Path) -> Result<Arc<Module>, CaError> {
+        // Keyed by the file itself: two spellings of one library (Debian's
+        // libsofthsm2.so is a symlink) must share one context and lock.
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
         let mut all = MODULES.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = all.get(path) {
+        if let Some(m) = all.get(&file) {
             return Ok(m.clone());
         }
         let ctx = Pkcs11::new(path).map_err(|e| {
@@ -93,7 +96,7 @@ impl Module {
             generation: RwLock::new(0),
             last_reset: Mutex::new(None),
         });
-        all.insert(path.to_owned(), m.clone());
+        all.insert(file, m.clone());
         Ok(m)
     }
 
