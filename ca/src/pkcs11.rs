@@ -227,7 +227,6 @@ impl TokenKey {
         let pin = read_pin(pin)?;
         let module = Module::get(module)?;
         let invalid = |e: CaError| CaError::Invalid(e.to_string());
-        let generation = *module.read();
         let mut key = TokenKey {
             module,
             token_label: token_label.to_owned(),
@@ -236,11 +235,20 @@ impl TokenKey {
             public: PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([0; 32])), ""),
             pool: Pool::new(pool_size),
         };
-        let first = {
-            let _held = key.module.read();
-            key.open_session(generation).map_err(invalid)?
+        // The session is opened, used and (on failure) closed under one
+        // read guard, so no reset can slip in between.
+        let (first, public) = {
+            let held = key.module.read();
+            let first = key.open_session(*held).map_err(invalid)?;
+            match key.read_public(&first.session) {
+                Ok(public) => (first, public),
+                Err(e) => {
+                    drop(first);
+                    return Err(invalid(e));
+                }
+            }
         };
-        key.public = key.read_public(&first.session).map_err(invalid)?;
+        key.public = public;
         key.pool.lease()?.keep(first);
         Ok(key)
     }
