@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -186,6 +187,8 @@ pub(crate) struct TokenKey {
     pin: AuthPin,
     public: PublicKey,
     pool: Pool<TokenSession>,
+    /// Set once the token refused the PIN.
+    pin_refused: AtomicBool,
 }
 
 fn read_pin(pin: &PinSource) -> Result<AuthPin, CaError> {
@@ -234,6 +237,7 @@ impl TokenKey {
             pin,
             public: PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([0; 32])), ""),
             pool: Pool::new(pool_size),
+            pin_refused: AtomicBool::new(false),
         };
         // The session is opened, used and (on failure) closed under one
         // read guard, so no reset can slip in between.
@@ -261,6 +265,12 @@ impl TokenKey {
     /// the module's read lock held.
     fn open_session(&self, generation: u64) -> Result<TokenSession, CaError> {
         let down = |what: &str, e: P11Error| CaError::Unavailable(p11(what, &e));
+        if self.pin_refused.load(Ordering::Relaxed) {
+            return Err(CaError::Unavailable(format!(
+                "the token {:?} refused the PIN; fix the PIN and reload",
+                self.token_label
+            )));
+        }
         let slot = self.module.slot(&self.token_label)?;
         let session = self
             .module
@@ -270,8 +280,10 @@ impl TokenKey {
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(P11Error::Pkcs11(rv @ (RvError::PinIncorrect | RvError::PinLocked), _)) => {
-                return Err(CaError::Invalid(format!(
-                    "the token {:?} refused the PIN ({rv})",
+                // Never try the same PIN again: tokens lock after a few.
+                self.pin_refused.store(true, Ordering::Relaxed);
+                return Err(CaError::Unavailable(format!(
+                    "the token {:?} refused the PIN ({rv:?}); fix the PIN and reload",
                     self.token_label
                 )));
             }

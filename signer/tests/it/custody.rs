@@ -232,6 +232,13 @@ async fn a_token_ca_signs_for_sshd_refuses_while_the_token_is_gone_and_resumes()
         !s.signer.log().contains(pin.trim()),
         "the PIN reached the log"
     );
+
+    // A wrong PIN is refused at start, naming the token, and never shown.
+    std::fs::write(hsm.dir.join("pin"), "000000\n").unwrap();
+    let (code, text) = signer_check(cfg, &env);
+    assert_eq!(code, Some(64), "{text}");
+    assert!(text.contains("the token \"ca\" refused the PIN"), "{text}");
+    assert!(!text.contains("000000"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
