@@ -277,20 +277,14 @@ impl Ca {
     fn self_test(&self) -> Result<(), CaError> {
         let msg = b"infrabroker CA self-test";
         let sig = self.sign_raw(msg)?;
-        let KeyData::Ed25519(pk) = self.public.key_data() else {
-            return Err(CaError::Invalid("the CA key is not Ed25519".into()));
-        };
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk.0).map_err(|_| {
-            CaError::Invalid("the CA public key is not a valid Ed25519 point".into())
-        })?;
-        vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
-            .map_err(|_| {
-                CaError::Invalid(format!(
-                    "the {} key's signature does not verify with its public key {}",
-                    self.kind(),
-                    self.fingerprint()
-                ))
-            })
+        if self.verifies(msg, &sig) {
+            return Ok(());
+        }
+        Err(CaError::Invalid(format!(
+            "the {} key's signature does not verify with its public key {}",
+            self.kind(),
+            self.fingerprint()
+        )))
     }
 }
 

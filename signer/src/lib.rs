@@ -11,7 +11,8 @@
 //! - [`auditing`]: the audit sink, a local log or the replicas' global chain.
 //! - [`config`]: `signer.json`, read strictly into validated types.
 //! - [`names`]: character rules for every field that reaches a certificate.
-//! - [`issuance`]: the rules of SPEC §3 and certificate signing.
+//! - [`issuance`]: the rules of SPEC §3 and the certificate a plan
+//!   describes, signed by the host's CA (`infrabroker-ca`).
 //! - [`ratelimit`]: `sign_rate_limit_per_min` per caller / end user.
 //! - [`freeze`]: the kill switch: freezes in the store, `403 frozen`.
 //! - [`certindex`]: the index of live certificates in the store.

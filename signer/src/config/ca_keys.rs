@@ -162,3 +162,18 @@ fn read_agent(entry: &Obj<'_>, base: &Path) -> Option<CaSpec> {
         pool_size,
     })
 }
+
+/// The first of a host's groups *in the order it declares them* that has a
+/// CA (its `groups` set is alphabetical, which would pick another).
+pub(super) fn first_ca_group(
+    host: &Obj<'_>,
+    ca_groups: &BTreeMap<String, CaKeySource>,
+) -> Option<String> {
+    host.raw("groups")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .find(|g| ca_groups.contains_key(*g))
+        .map(str::to_owned)
+}
