@@ -29,7 +29,7 @@ done
 # tests also need the login shells of the shell matrix, PostgreSQL,
 # SoftHSM2, Chromium, asciinema, Python and Node for the independent clients.
 demo_pkgs=(openssh-server openssh-client sudo iproute2 make procps util-linux passwd ca-certificates libsqlite3-dev)
-test_pkgs=(asciinema python3 python3-pip nodejs npm postgresql softhsm2 opensc
+test_pkgs=(asciinema python3 python3-pip python3-venv nodejs npm postgresql softhsm2 opensc
   chromium chromium-driver fish tcsh csh zsh mksh busybox systemd rsyslog rsyslog-gnutls)
 pkgs=("${demo_pkgs[@]}")
 [ "$want" = tests ] && pkgs+=("${test_pkgs[@]}")
@@ -44,6 +44,7 @@ for p in "${pkgs[@]}"; do
       npm) command -v npm >/dev/null && continue ;;
       python3) command -v python3 >/dev/null && continue ;;
       python3-pip) python3 -m pip --version >/dev/null 2>&1 && continue ;;
+      python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && continue ;;
       postgresql) [ -x /usr/lib/postgresql/15/bin/initdb ] && continue ;;
     esac
     missing+=("$p")
@@ -54,6 +55,7 @@ py_missing=0
 node_missing=0
 if [ "$want" = tests ]; then
   python3 -c 'import mcp, prometheus_client' >/dev/null 2>&1 || py_missing=1
+  [ -x testbed/witness/venv/bin/aics-witness ] || py_missing=1
   [ -d broker/tests/oidc/node_modules/oidc-provider ] || node_missing=1
   [ -x broker/tests/conformance/node_modules/.bin/conformance ] || node_missing=1
   [ -d control-plane/tests/ui/node_modules/playwright-core ] || node_missing=1
@@ -64,7 +66,7 @@ command -v cargo >/dev/null || rust_missing=1
 if [ "$check_only" = 1 ]; then
   status=0
   [ ${#missing[@]} -gt 0 ] && { echo "missing Debian packages: ${missing[*]}"; status=1; }
-  [ $py_missing = 1 ] && { echo "missing Python packages: mcp prometheus_client"; status=1; }
+  [ $py_missing = 1 ] && { echo "missing Python packages: mcp prometheus_client, or aics-witness in testbed/witness/venv"; status=1; }
   [ $node_missing = 1 ] && { echo "missing npm packages under broker/tests/oidc, broker/tests/conformance or control-plane/tests/ui"; status=1; }
   [ $rust_missing = 1 ] && { echo "missing Rust toolchain (cargo)"; status=1; }
   [ $status = 0 ] && echo "nothing missing"
@@ -95,6 +97,14 @@ if [ $py_missing = 1 ]; then
   # Debian 12 marks its Python as externally managed; CI is a throwaway machine.
   python3 -m pip install --quiet mcp prometheus_client 2>/dev/null ||
     python3 -m pip install --quiet --break-system-packages mcp prometheus_client
+  # The independent C2SP witness the audit tests submit checkpoints to, in
+  # its own environment. It declares Python >= 3.12 but runs on 3.11
+  # (checked: init, add-log, serve, cosigning), hence the flag; pinned.
+  if [ ! -x testbed/witness/venv/bin/aics-witness ]; then
+    python3 -m venv testbed/witness/venv
+    testbed/witness/venv/bin/pip install --quiet --ignore-requires-python \
+      aics-witness==0.1.0 aics-tlog==0.2.1
+  fi
 fi
 
 if [ $node_missing = 1 ]; then

@@ -129,6 +129,7 @@ fn rebuild_on_open(path: &std::path::Path, dir: &std::path::Path) {
         every_records: 1000,
         every_seconds: None,
         keep: 1,
+        witnesses: Vec::new(),
     };
     std::fs::create_dir_all(dir.join("cp")).unwrap();
     let key = || AuditKey::from_seed(Zeroizing::new([5u8; 32]));

@@ -116,6 +116,24 @@ impl MtlsClient {
         Ok(Self::build(base, tls, timeout, false))
     }
 
+    /// A client for an `https://` base URL that authenticates the server
+    /// only, against the public web PKI roots (a witness, say): no client
+    /// certificate.
+    pub fn server_auth(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") || base.len() <= "https://".len() {
+            return Err(ClientError::Url(base_url.to_owned()));
+        }
+        let roots =
+            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Tls(TlsError::from(e)))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self::build(base, tls, timeout, true))
+    }
+
     fn build(base: String, tls: rustls::ClientConfig, timeout: Duration, https: bool) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -178,7 +196,10 @@ impl MtlsClient {
             }
         };
         let mut req = Request::builder().method(method).uri(&url);
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         for (k, v) in headers {

@@ -83,7 +83,8 @@ fn readyz(problems: Problems) -> Response {
     }
 }
 
-/// Registers the audit log's own metrics (syslog drops) in a service's
+/// Registers the audit log's own metrics (syslog drops, witness
+/// submissions) in a service's
 /// `/metrics`.
 pub fn register_audit(registry: &mut Registry, log: &crate::audit::AuditLog) {
     registry.register(
@@ -91,6 +92,9 @@ pub fn register_audit(registry: &mut Registry, log: &crate::audit::AuditLog) {
         "Audit records audit_syslog forwarding dropped (queue full or receiver unreachable)",
         log.syslog_dropped(),
     );
+    if let Some(w) = log.witness_stats() {
+        w.register(registry);
+    }
 }
 
 /// A problem if the audit log at `path` cannot be opened for appending

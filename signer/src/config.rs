@@ -183,15 +183,11 @@ fn ttl(o: &Obj<'_>, key: &str) -> Option<u64> {
     (v > 0).then_some(v)
 }
 
-/// HA signers keep their chain in PostgreSQL: settings about the local
-/// audit file would protect or ship nothing, so they are refused.
-fn refuse_for_ha(root: &Obj<'_>, checkpoint: bool, syslog: bool) {
-    if checkpoint {
-        root.error(
-            "audit_checkpoint",
-            "is for the local audit log; with store.postgres the chain lives in PostgreSQL (export it and run broker-ctl audit checkpoint on the export)",
-        );
-    }
+/// HA signers keep their chain in PostgreSQL: shipping the local audit
+/// file would ship nothing, so `audit_syslog` is refused there
+/// (`audit_checkpoint` applies to the global chain: each replica checkpoints
+/// it to its own file).
+fn refuse_for_ha(root: &Obj<'_>, syslog: bool) {
     if syslog {
         root.error(
             "audit_syslog",
@@ -243,7 +239,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let redact = infrabroker_common::redact::Redactor::read(&root);
     let audit_syslog = infrabroker_common::audit::syslog::SyslogSettings::read(&root, base);
     if matches!(store, Some(infrabroker_store::StoreConfig::Postgres(_))) {
-        refuse_for_ha(&root, audit_checkpoint.is_some(), audit_syslog.is_some());
+        refuse_for_ha(&root, audit_syslog.is_some());
     }
     root.finish();
 

@@ -266,7 +266,17 @@ async fn open_state(
                 audit_log = %cfg.audit_log.display(),
                 "HA mode: audit records go to the global chain in PostgreSQL; audit_log is not written"
             );
-            let chain = auditing::GlobalChain::start(store.clone(), key, cfg.redact.clone());
+            let chain = auditing::GlobalChain::start(
+                store.clone(),
+                key,
+                cfg.redact.clone(),
+                cfg.audit_checkpoint.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                auditing::ChainStartError::Audit(e) => StartError::Audit(e),
+                e => StartError::Other(e.to_string()),
+            })?;
             auditing::Audit::Global(chain)
         }
         infrabroker_store::StoreConfig::Sqlite(_) => {

@@ -273,8 +273,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// and `/readyz` (not ready while the audit log cannot be appended to).
 pub fn monitor_router(shared: Arc<Shared>) -> Router {
     let mut registry = shared.metrics.registry();
-    if let crate::auditing::Audit::Local(log) = shared.audit() {
-        monitor::register_audit(&mut registry, log);
+    match shared.audit() {
+        crate::auditing::Audit::Local(log) => monitor::register_audit(&mut registry, log),
+        crate::auditing::Audit::Global(chain) => {
+            if let Some(w) = chain.witness_stats() {
+                w.register(&mut registry);
+            }
+        }
     }
     let registry = Arc::new(registry);
     let scrape = Arc::clone(&shared);

@@ -44,6 +44,7 @@ pub mod rsyslog;
 pub mod sshd;
 pub mod stack;
 pub mod users;
+pub mod witness;
 
 mod sys;
 

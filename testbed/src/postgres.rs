@@ -167,6 +167,12 @@ impl Postgres {
 
     /// Creates database `name` (fresh per test, so tests can share a cluster).
     pub fn create_db(&self, name: &str) -> anyhow::Result<()> {
+        self.sql("postgres", &format!("CREATE DATABASE \"{name}\""))
+    }
+
+    /// Runs `statement` in database `db` as the superuser (what a database
+    /// administrator, or an attacker with their access, can do).
+    pub fn sql(&self, db: &str, statement: &str) -> anyhow::Result<()> {
         let mut c = Command::new("psql");
         c.args([
             "-h",
@@ -175,10 +181,12 @@ impl Postgres {
             &self.port.to_string(),
             "-U",
             "postgres",
+            "-d",
+            db,
         ])
         .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
-        .arg(format!("CREATE DATABASE \"{name}\""));
-        run(c, "psql CREATE DATABASE")
+        .arg(statement);
+        run(c, "psql")
     }
 
     /// The server log so far (for failure messages).

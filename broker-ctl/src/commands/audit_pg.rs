@@ -1,7 +1,8 @@
 //! The signer replicas' global audit chain in PostgreSQL:
 //! `broker-ctl audit export --postgres URL` writes it as a JSON-lines file
 //! (the same bytes a log file holds), and `audit verify --postgres URL`
-//! exports it to a private temporary file and verifies that like any log.
+//! exports it to a private temporary file and verifies that like any log
+//! (with `--checkpoint`, against a replica's checkpoint of the chain).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,12 +58,15 @@ pub fn export(url: &str, ca: Option<&Path>) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `audit verify --postgres URL --pubkey P`.
+/// `audit verify --postgres URL --pubkey P [--checkpoint FILE]` (a
+/// replica's checkpoint of the chain: a chain cut short or changed below
+/// it fails).
 pub fn verify(
     url: &str,
     ca: Option<&Path>,
     pubkey: &Path,
     all_signatures: bool,
+    checkpoint: Option<&Path>,
     json: bool,
 ) -> Outcome {
     let mut file = tempfile::NamedTempFile::new()
@@ -76,7 +80,7 @@ pub fn verify(
         "postgres audit chain",
         pubkey,
         all_signatures,
-        None,
+        checkpoint,
         json,
     )
 }

@@ -7,6 +7,7 @@ mod audit_pg;
 mod audit_proofs;
 mod audit_rotated;
 mod audit_tail;
+mod audit_witness;
 mod doctor;
 mod freeze;
 mod krl;
@@ -246,6 +247,32 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the log's signed-note verifier key (`<origin>+<id>+<key>`),
+    /// what a witness is given (e.g. `aics-witness add-log --vkey`).
+    Vkey {
+        /// The service's audit public key (`*-audit.pub`).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// The log's origin (`audit_checkpoint.origin`).
+        #[arg(long)]
+        origin: String,
+    },
+    /// Check the witness cosignatures of a checkpoint (`<path>.cosigned`):
+    /// the log's signature and one valid cosignature per `--witness`.
+    Cosignatures {
+        /// The cosigned checkpoint.
+        file: PathBuf,
+        /// The service's audit public key (`*-audit.pub`).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// A witness's verifier key; repeat for each witness that must
+        /// have cosigned.
+        #[arg(long = "witness", value_name = "VKEY", required = true)]
+        witnesses: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the Merkle inclusion proof of record `seq` in the whole log.
     Prove {
         /// The audit log.
@@ -454,12 +481,14 @@ fn run_audit(cmd: AuditCmd) -> Outcome {
             checkpoint,
             json,
         } => match (files.as_slice(), postgres) {
-            (_, Some(_)) if checkpoint.is_some() => Err(Failure::bad(
-                "--checkpoint applies to a log file, not --postgres",
-            )),
-            (_, Some(url)) => {
-                audit_pg::verify(&url, postgres_ca.as_deref(), &pubkey, all_signatures, json)
-            }
+            (_, Some(url)) => audit_pg::verify(
+                &url,
+                postgres_ca.as_deref(),
+                &pubkey,
+                all_signatures,
+                checkpoint.as_deref(),
+                json,
+            ),
             ([file], None) => {
                 audit::verify(file, &pubkey, all_signatures, checkpoint.as_deref(), json)
             }
@@ -473,6 +502,13 @@ fn run_audit(cmd: AuditCmd) -> Outcome {
             postgres_ca,
         } => audit_pg::export(&postgres, postgres_ca.as_deref()),
         AuditCmd::Prove { file, seq, json } => audit::prove(&file, seq, json),
+        AuditCmd::Vkey { pubkey, origin } => audit_witness::vkey(&pubkey, &origin),
+        AuditCmd::Cosignatures {
+            file,
+            pubkey,
+            witnesses,
+            json,
+        } => audit_witness::cosignatures(&file, &pubkey, &witnesses, json),
         AuditCmd::Consistency {
             old,
             new,

@@ -644,10 +644,14 @@ async fn a_recording_is_proved_byte_exact_by_its_chunks_in_the_chain() {
         .await
         .unwrap();
     let id = sh.session_id.clone();
-    // 150 KB of output: more than two 64 KiB chunks.
-    exec(&engine, &id, "head -c 150000 /dev/zero | tr '\\0' a; echo")
-        .await
-        .unwrap();
+    // Three commands of 70 KB output each: every one ends with more than
+    // 64 KiB since the last seal, so at least three chunks however the
+    // output was split into reads (one read of 150 KB would make one).
+    for _ in 0..3 {
+        exec(&engine, &id, "head -c 70000 /dev/zero | tr '\\0' a; echo")
+            .await
+            .unwrap();
+    }
     exec(&engine, &id, "printf 'caf\\303\\251\\n'")
         .await
         .unwrap();

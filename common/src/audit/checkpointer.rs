@@ -27,6 +27,7 @@ use ed25519_dalek::VerifyingKey;
 
 use super::checkpoint::Checkpoint;
 use super::merkle::{self, Frontier};
+use super::witness::{Job, WitnessSettings, WitnessStats, Witnesses};
 use super::{AuditError, AuditKey};
 use crate::config::Obj;
 
@@ -50,6 +51,8 @@ pub struct CheckpointSettings {
     pub every_seconds: Option<Duration>,
     /// How many previous checkpoints to keep beside the latest.
     pub keep: usize,
+    /// Witnesses asked to cosign each checkpoint (see the `witness` module).
+    pub witnesses: Vec<WitnessSettings>,
 }
 
 impl CheckpointSettings {
@@ -64,7 +67,7 @@ impl CheckpointSettings {
         let every_records = c.opt_u64("every_records");
         let every_seconds = c.opt_u64("every_seconds");
         let keep = c.opt_u64("keep");
-        let witnesses = c.str_list("witnesses");
+        let witnesses = super::witness::read_settings(&c);
         let mut ok = true;
         let mut bad = |key: &str, msg: String| {
             c.error(key, msg);
@@ -90,12 +93,6 @@ impl CheckpointSettings {
                 format!("at most {MAX_KEEP} previous checkpoints are kept"),
             );
         }
-        if !witnesses.is_empty() {
-            bad(
-                "witnesses",
-                "submitting checkpoints to witnesses is not built yet; remove `witnesses` (checkpoints are still written and checked locally)".into(),
-            );
-        }
         if let (Some(path), Some(log)) = (&path, audit_log)
             && path.parent() == log.parent()
         {
@@ -114,6 +111,7 @@ impl CheckpointSettings {
             every_records: every_records.unwrap_or(DEFAULT_EVERY_RECORDS),
             every_seconds: every_seconds.map(Duration::from_secs),
             keep: keep.map_or(DEFAULT_KEEP, |k| k as usize),
+            witnesses,
         })
         .filter(|_| ok)
     }
@@ -139,6 +137,8 @@ pub(crate) struct Checkpointer {
     /// The size the latest checkpoint on disk commits to.
     last_size: u64,
     last_at: Instant,
+    /// The witnesses' thread and the leaves it has not been sent yet.
+    witnesses: Option<(Witnesses, Vec<merkle::Hash>)>,
 }
 
 impl Checkpointer {
@@ -149,18 +149,47 @@ impl Checkpointer {
         log: &Path,
         key: &VerifyingKey,
     ) -> Result<Checkpointer, AuditError> {
-        let (tree, last_size) = rebuild(&settings, log, key)?;
+        let (leaves, last_size) = rebuild(&settings, log, key)?;
+        Self::start(settings, leaves, last_size).map_err(|e| AuditError::io(log, e))
+    }
+
+    fn start(
+        settings: CheckpointSettings,
+        leaves: Vec<merkle::Hash>,
+        last_size: u64,
+    ) -> io::Result<Checkpointer> {
+        let witnesses = match settings.witnesses.as_slice() {
+            [] => None,
+            list => Some((Witnesses::start(list.to_vec(), &settings.path)?, Vec::new())),
+        };
+        let tree = frontier(&leaves);
+        if let Some((w, _)) = &witnesses {
+            w.send(Job::Leaves(leaves));
+        }
         Ok(Checkpointer {
             settings,
             tree,
             last_size,
             last_at: Instant::now(),
+            witnesses,
         })
+    }
+
+    /// The witnesses' counters, when witnesses are configured.
+    pub(crate) fn witness_stats(&self) -> Option<WitnessStats> {
+        self.witnesses.as_ref().map(|(w, _)| w.stats.clone())
     }
 
     /// [`restore`](Self::restore) again, after a failed write reopened the log.
     pub(crate) fn reload(&mut self, log: &Path, key: &VerifyingKey) -> Result<(), AuditError> {
-        (self.tree, self.last_size) = rebuild(&self.settings, log, key)?;
+        let (leaves, last_size) = rebuild(&self.settings, log, key)?;
+        self.tree = frontier(&leaves);
+        self.last_size = last_size;
+        if let Some((w, pending)) = &mut self.witnesses {
+            pending.clear();
+            w.send(Job::Reset);
+            w.send(Job::Leaves(leaves));
+        }
         Ok(())
     }
 
@@ -168,7 +197,11 @@ impl Checkpointer {
     /// `every_records` are waiting.
     pub(crate) fn committed(&mut self, lines: &[u8], key: &AuditKey) {
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            self.tree.push(merkle::leaf_hash(line));
+            let leaf = merkle::leaf_hash(line);
+            self.tree.push(leaf);
+            if let Some((_, pending)) = &mut self.witnesses {
+                pending.push(leaf);
+            }
         }
         if self.tree.size() - self.last_size >= self.settings.every_records.max(1) {
             self.write(key);
@@ -202,6 +235,10 @@ impl Checkpointer {
     pub(crate) fn reset(&mut self) {
         self.tree = Frontier::default();
         self.last_size = 0;
+        if let Some((w, pending)) = &mut self.witnesses {
+            pending.clear();
+            w.send(Job::Reset);
+        }
     }
 
     /// A checkpoint now, due or not (the first of a rotated-in file).
@@ -225,10 +262,18 @@ impl Checkpointer {
             size: self.tree.size(),
             root: self.tree.root(),
         };
-        match replace(&self.settings, &cp.sign_audit(&self.settings.origin, key)) {
+        let note = cp.sign_audit(&self.settings.origin, key);
+        match replace(&self.settings, &note) {
             Ok(()) => {
                 self.last_size = cp.size;
                 self.last_at = Instant::now();
+                if let Some((w, pending)) = &mut self.witnesses {
+                    w.send(Job::Leaves(std::mem::take(pending)));
+                    w.send(Job::Checkpoint {
+                        note,
+                        size: cp.size,
+                    });
+                }
             }
             Err(e) => tracing::warn!(
                 path = %self.settings.path.display(),
@@ -239,13 +284,13 @@ impl Checkpointer {
     }
 }
 
-/// The log's tree and the size its latest checkpoint commits to (0 when
-/// none was written yet).
+/// The log's leaf hashes and the size its latest checkpoint commits to (0
+/// when none was written yet).
 fn rebuild(
     settings: &CheckpointSettings,
     log: &Path,
     key: &VerifyingKey,
-) -> Result<(Frontier, u64), AuditError> {
+) -> Result<(Vec<merkle::Hash>, u64), AuditError> {
     let leaves = merkle::log_leaves(log).map_err(|e| AuditError::io(log, e))?;
     let cp_path = &settings.path;
     let refuse = |detail: String| AuditError::Unverified {
@@ -253,37 +298,135 @@ fn rebuild(
         seq: None,
         detail: format!("checkpoint {}: {detail}", cp_path.display()),
     };
-    let last_size = match fs::read_to_string(cp_path) {
+    // A rotation stopped between renaming the new file in and writing its
+    // first checkpoint: the checkpoint is of the file this one continues,
+    // and its first record says so.
+    let last_size = latest_size(settings, &leaves, key, refuse, |cp| continues(log, cp))?;
+    Ok((leaves, last_size))
+}
+
+fn frontier(leaves: &[merkle::Hash]) -> Frontier {
+    let mut tree = Frontier::default();
+    for leaf in leaves {
+        tree.push(*leaf);
+    }
+    tree
+}
+
+/// The size the latest checkpoint at `settings.path` commits to (0 when
+/// none was written yet), after checking its signature and that the chain
+/// whose leaf hashes are `leaves` extends it. `refuse` words the error;
+/// `continued` says whether a checkpoint the leaves do not extend is that
+/// of the file this chain continues (a rotation).
+fn latest_size(
+    settings: &CheckpointSettings,
+    leaves: &[merkle::Hash],
+    key: &VerifyingKey,
+    refuse: impl Fn(String) -> AuditError,
+    continued: impl Fn(&Checkpoint) -> bool,
+) -> Result<u64, AuditError> {
+    let cp_path = &settings.path;
+    match fs::read_to_string(cp_path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if numbered(cp_path, 1).exists() {
                 return Err(refuse(
                     "is missing while older checkpoints are beside it; it was removed".into(),
                 ));
             }
-            0
+            Ok(0)
         }
-        Err(e) => return Err(AuditError::io(cp_path, e)),
+        Err(e) => Err(AuditError::io(cp_path, e)),
         Ok(text) => {
             let cp = Checkpoint::open(&text, &settings.origin, key).map_err(|e| {
                 refuse(format!(
                     "{e} (if audit_checkpoint.origin or the audit key changed, move the old checkpoints aside)"
                 ))
             })?;
-            match cp.check_log(&leaves) {
-                Ok(()) => cp.size,
-                // A rotation stopped between renaming the new file in and
-                // writing its first checkpoint: the checkpoint is of the
-                // file this one continues, and its first record says so.
-                Err(_) if continues(log, &cp) => 0,
-                Err(why) => return Err(refuse(why)),
+            match cp.check_log(leaves) {
+                Ok(()) => Ok(cp.size),
+                Err(_) if continued(&cp) => Ok(0),
+                Err(why) => Err(refuse(why)),
             }
         }
-    };
-    let mut tree = Frontier::default();
-    for leaf in leaves {
-        tree.push(leaf);
     }
-    Ok((tree, last_size))
+}
+
+/// Checkpoints of a chain the service reads rather than writes: the signer
+/// replicas' one global chain in PostgreSQL (HA mode). Each replica keeps
+/// the chain's tree in memory and writes its own checkpoint file
+/// (`audit_checkpoint.path`, local to the replica, where a database
+/// administrator cannot reach it); the caller feeds it the chain's records
+/// in order and checks that the chain still extends what it has seen.
+pub struct ChainCheckpoints {
+    inner: Checkpointer,
+}
+
+impl std::fmt::Debug for ChainCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainCheckpoints")
+            .field("path", &self.inner.settings.path)
+            .field("size", &self.inner.tree.size())
+            .field("checkpointed", &self.inner.last_size)
+            .finish()
+    }
+}
+
+impl ChainCheckpoints {
+    /// Checks the latest checkpoint at `settings.path` (signature, and that
+    /// the chain whose records have leaf hashes `leaves` — all of them, in
+    /// order — extends it) and starts the tree from `leaves`. A chain that
+    /// does not extend it is [`AuditError::ChainBroken`] (exit 65).
+    pub fn restore(
+        settings: CheckpointSettings,
+        leaves: &[merkle::Hash],
+        key: &VerifyingKey,
+    ) -> Result<ChainCheckpoints, AuditError> {
+        let checkpoint = settings.path.clone();
+        let refuse = |detail: String| AuditError::ChainBroken {
+            checkpoint: checkpoint.clone(),
+            detail,
+        };
+        let last_size = latest_size(&settings, leaves, key, refuse, |_| false)?;
+        let path = settings.path.clone();
+        let inner = Checkpointer::start(settings, leaves.to_vec(), last_size)
+            .map_err(|e| AuditError::io(path, e))?;
+        Ok(ChainCheckpoints { inner })
+    }
+
+    /// How many records the tree holds.
+    pub fn size(&self) -> u64 {
+        self.inner.tree.size()
+    }
+
+    /// Adds the chain's next record (its line, without `\n`); writes a
+    /// checkpoint when `every_records` are waiting.
+    pub fn add(&mut self, line: &str, key: &AuditKey) {
+        self.inner.committed(line.as_bytes(), key);
+    }
+
+    /// The `every_seconds` check (see [`CheckpointSettings`]).
+    pub fn tick(&mut self, key: &AuditKey) {
+        self.inner.tick(key);
+    }
+
+    /// A checkpoint of every record seen, when one is not yet written.
+    pub fn close(&mut self, key: &AuditKey) {
+        self.inner.close(key);
+    }
+
+    /// The witnesses' counters, when witnesses are configured.
+    pub fn witness_stats(&self) -> Option<WitnessStats> {
+        self.inner.witness_stats()
+    }
+
+    /// The error that says the chain no longer extends what this replica
+    /// has seen (`detail` says how).
+    pub fn broken(&self, detail: String) -> AuditError {
+        AuditError::ChainBroken {
+            checkpoint: self.inner.settings.path.clone(),
+            detail,
+        }
+    }
 }
 
 /// Whether the log's first record is an `audit_continued` whose
@@ -329,6 +472,13 @@ fn replace(settings: &CheckpointSettings, note: &str) -> io::Result<()> {
         }
         fs::hard_link(path, &previous)?;
     }
+    write_atomic(path, note)
+}
+
+/// Writes `text` to a temporary file beside `path`, `fsync`s it, renames
+/// it over `path` and `fsync`s the directory: `path` holds the old or the
+/// new text at every instant.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -338,7 +488,7 @@ fn replace(settings: &CheckpointSettings, note: &str) -> io::Result<()> {
         .truncate(true)
         .mode(0o644)
         .open(&tmp)?;
-    f.write_all(note.as_bytes())?;
+    f.write_all(text.as_bytes())?;
     f.sync_all()?;
     fs::rename(&tmp, path)?;
     match path.parent() {

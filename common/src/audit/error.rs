@@ -53,6 +53,25 @@ pub enum AuditError {
         /// What is wrong with its tail.
         detail: String,
     },
+    /// The signer replicas' global chain (HA mode) no longer extends the
+    /// latest checkpoint this replica wrote or the records it has seen:
+    /// records were removed or changed in the database. A replica refuses
+    /// to start (exit code [`EXIT_UNVERIFIED_TAIL`]) and, running, refuses
+    /// to add records.
+    #[error(
+        "the global audit chain no longer extends checkpoint {}: {detail}. Records were removed \
+         or changed in the database. Keep the database as evidence and run `broker-ctl audit \
+         verify --postgres <url> --pubkey <audit key .pub> --checkpoint {}` \
+         (OPERATIONS.md, \"Audit: the global chain no longer extends a checkpoint\")",
+        checkpoint.display(),
+        checkpoint.display()
+    )]
+    ChainBroken {
+        /// This replica's checkpoint file.
+        checkpoint: PathBuf,
+        /// What no longer matches.
+        detail: String,
+    },
     /// Another open file handle (usually another process) holds the log's lock.
     #[error("audit log {} is in use by another writer", path.display())]
     Locked {
@@ -75,7 +94,10 @@ impl AuditError {
     /// Whether this error means the log's tail failed verification, so the
     /// service must stop with [`EXIT_UNVERIFIED_TAIL`].
     pub fn is_unverified_tail(&self) -> bool {
-        matches!(self, AuditError::Unverified { .. })
+        matches!(
+            self,
+            AuditError::Unverified { .. } | AuditError::ChainBroken { .. }
+        )
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {

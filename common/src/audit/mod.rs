@@ -103,7 +103,11 @@
 //! - `verify`: [`verify_file`].
 //! - `checkpoint`: C2SP tlog-checkpoint notes signed with the audit key.
 //! - `checkpointer`: the writer's periodic checkpoints (`audit_checkpoint`)
-//!   and their check on open: [`CheckpointSettings`].
+//!   and their check on open: [`CheckpointSettings`]; [`ChainCheckpoints`]
+//!   for a chain the service follows rather than writes (the signer
+//!   replicas' global chain).
+//! - [`witness`]: checkpoints sent to C2SP tlog-witness witnesses for
+//!   cosigning (`audit_checkpoint.witnesses`).
 //! - [`sealing`]: records sealed and checked one by one, for a chain kept
 //!   outside a file (the signer replicas' chain in PostgreSQL).
 //! - `merkle`: RFC 6962 tree hashes, inclusion and consistency proofs, and
@@ -123,6 +127,7 @@ mod scan;
 pub mod sealing;
 pub mod syslog;
 mod verify;
+pub mod witness;
 mod writer;
 
 #[cfg(test)]
@@ -132,7 +137,7 @@ mod tail_tests;
 #[cfg(test)]
 mod tests;
 
-pub use checkpointer::{CheckpointSettings, DEFAULT_EVERY_RECORDS, DEFAULT_KEEP};
+pub use checkpointer::{ChainCheckpoints, CheckpointSettings, DEFAULT_EVERY_RECORDS, DEFAULT_KEEP};
 pub use error::{AuditError, BrokenKind, EXIT_UNVERIFIED_TAIL, VerifyError};
 pub use key::{AuditKey, parse_public_key};
 pub use record::{GENESIS_HASH, RESERVED_FIELDS};

@@ -19,6 +19,7 @@ fn settings(dir: &Path) -> CheckpointSettings {
         every_records: 1000,
         every_seconds: None,
         keep: 4,
+        witnesses: Vec::new(),
     }
 }
 

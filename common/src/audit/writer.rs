@@ -23,6 +23,7 @@ use super::syslog::{Forwarder, SyslogSettings};
 use super::{AuditError, AuditKey};
 
 mod rotation;
+mod ticker;
 
 pub use rotation::{Rotation, rotate_on_sigusr1};
 
@@ -109,6 +110,8 @@ struct Shared {
     syslog: std::sync::OnceLock<Mutex<Forwarder>>,
     /// Records syslog forwarding dropped (exported even without syslog).
     syslog_dropped: prometheus_client::metrics::counter::Counter,
+    /// Witness submissions (`audit_checkpoint.witnesses`).
+    witness: Option<super::witness::WitnessStats>,
 }
 
 impl AuditLog {
@@ -150,6 +153,7 @@ impl AuditLog {
             batches: AtomicU64::new(0),
             syslog: std::sync::OnceLock::new(),
             syslog_dropped: Default::default(),
+            witness: checkpointer.as_ref().and_then(Checkpointer::witness_stats),
         });
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let mut writer = Writer {
@@ -175,7 +179,7 @@ impl AuditLog {
             .spawn(move || writer.run(rx))
             .map_err(|e| AuditError::io(&path, e))?;
         if let Some(every) = interval {
-            spawn_ticker(&tx, every).map_err(|e| AuditError::io(&path, e))?;
+            ticker::spawn_ticker(&tx, every).map_err(|e| AuditError::io(&path, e))?;
         }
         Ok(AuditLog {
             inner: Arc::new(Inner {
@@ -258,6 +262,11 @@ impl AuditLog {
         &self.inner.shared.path
     }
 
+    /// Witness submission counters, when `audit_checkpoint.witnesses` is set.
+    pub fn witness_stats(&self) -> Option<super::witness::WitnessStats> {
+        self.inner.shared.witness.clone()
+    }
+
     /// How many group commits (`write` + `fsync`) have succeeded. Lets
     /// tests and metrics see how well concurrent appends are batched.
     pub fn batches(&self) -> u64 {
@@ -335,24 +344,6 @@ impl Drop for Inner {
             tracing::error!("audit writer thread panicked");
         }
     }
-}
-
-/// Wakes the writer every `every` with a [`Msg::Tick`]; ends once the log
-/// is closed (it holds only a weak sender, so it never keeps it open).
-fn spawn_ticker(tx: &mpsc::Sender<Msg>, every: std::time::Duration) -> std::io::Result<()> {
-    let weak = tx.downgrade();
-    std::thread::Builder::new()
-        .name("audit-checkpoint-tick".to_owned())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(every);
-                let Some(tx) = weak.upgrade() else { return };
-                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Msg::Tick) {
-                    return;
-                }
-            }
-        })
-        .map(drop)
 }
 
 fn check_reserved(fields: &Map<String, Value>) -> Result<(), AuditError> {

@@ -197,21 +197,24 @@ fn libc_sigterm() -> i32 {
     15
 }
 
-/// HA signers keep their chain in PostgreSQL: checkpoints of a local file
-/// that is never written would protect nothing, so the pair is refused.
+/// HA signers keep their chain in PostgreSQL: shipping a local file that is
+/// never written would ship nothing, so `audit_syslog` is refused there;
+/// `audit_checkpoint` applies to the global chain and is accepted.
 #[test]
-fn audit_checkpoint_with_a_postgres_store_is_refused() {
+fn audit_syslog_with_a_postgres_store_is_refused_and_checkpoints_are_not() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::create(dir.path()).unwrap();
     let mut cfg = infrabroker_testbed::stack::signer_config(&pki, &dir.path().join("a.log"));
     cfg["store"] = json!({"postgres": {"url": "postgresql://ib@127.0.0.1:1/ib"}});
     cfg["audit_checkpoint"] = json!({"path": "cp/a.cp", "origin": "ib.test/signer"});
+    cfg["audit_syslog"] = json!({"address": "127.0.0.1:514"});
     let path = dir.path().join("signer.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
     let (code, text) = check(&path);
     assert_eq!(code, Some(64), "{text}");
     assert!(
-        text.contains("audit_checkpoint: is for the local audit log"),
+        text.contains("audit_syslog: is for the local audit log"),
         "{text}"
     );
+    assert!(!text.contains("audit_checkpoint"), "{text}");
 }

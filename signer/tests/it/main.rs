@@ -21,3 +21,4 @@ mod rate_limit;
 mod reload;
 mod replicas;
 mod ssh_rules;
+mod witness;

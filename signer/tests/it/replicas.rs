@@ -2,7 +2,11 @@
 //! SQLite file, and across two signer replicas on one real PostgreSQL under
 //! concurrent load, with one global audit chain (HA mode) that verifies; a
 //! database outage refuses issuance with `store_unavailable` (nothing
-//! issued) and service resumes by itself.
+//! issued) and service resumes by itself. With `audit_checkpoint`, each
+//! replica checkpoints the global chain to its own file, and rows removed
+//! from the database are caught: running replicas stop adding records, a
+//! restart exits 65 and `broker-ctl audit verify --postgres --checkpoint`
+//! fails.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -323,4 +327,139 @@ async fn postgres_stopped_mid_load_issues_nothing_without_its_record() {
         orphans <= 2 * 1_024,
         "{orphans} records without a certificate"
     );
+}
+
+/// `audit_checkpoint` for replica `name`: a file outside its log's
+/// directory, a checkpoint after every record.
+fn checkpoint_settings(s: &Stack, name: &str) -> Value {
+    let dir = s.dir.path().join(format!("{name}-checkpoints"));
+    std::fs::create_dir_all(&dir).unwrap();
+    json!({"audit_checkpoint": {
+        "path": dir.join("chain.cp"), "origin": "infrabroker.test/global", "every_records": 1,
+    }})
+}
+
+/// The tree size a checkpoint file commits to (0 before the first).
+fn checkpoint_size(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn ctl_verify(url: &str, pubkey: &std::path::Path, checkpoint: &std::path::Path) -> (bool, String) {
+    let args: [&std::ffi::OsStr; 8] = [
+        "audit".as_ref(),
+        "verify".as_ref(),
+        "--postgres".as_ref(),
+        url.as_ref(),
+        "--pubkey".as_ref(),
+        pubkey.as_os_str(),
+        "--checkpoint".as_ref(),
+        checkpoint.as_os_str(),
+    ];
+    infrabroker_testbed::broker_ctl(&args).unwrap()
+}
+
+/// Issue 11 §2 / issue 17 §4: two replicas on one database each keep
+/// signed checkpoints of the one global chain (every replica's records).
+/// Someone with database access deletes the newest rows: `audit verify
+/// --postgres --checkpoint` fails (truncated), the running replicas stop
+/// adding records (`audit_unavailable`, nothing issued), and a restarted
+/// replica refuses to start with exit 65 naming its checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_checkpoint_the_global_chain_and_catch_removed_rows() {
+    if !postgres_or_skip() {
+        return;
+    }
+    let pg = Postgres::start(false).unwrap();
+    pg.create_db("chain").unwrap();
+    let url = pg.url("chain");
+    let s = Stack::start(|_, _| {});
+    let store = json!({"postgres": {"url": url, "pool_size": 2}});
+    let a = replica_with(&s, "a", &store, checkpoint_settings(&s, "a"));
+    let b = replica_with(&s, "b", &store, checkpoint_settings(&s, "b"));
+    let (ca, cb) = (client(&s, &a.url), client(&s, &b.url));
+    let req = oneshot("web", "id", &keypair());
+    for i in 0..6 {
+        let (st, v) = sign(if i % 2 == 0 { &ca } else { &cb }, &req).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let pubkey = s.pki.path("signer-audit.pub");
+    let chain = verified_global_chain(&url, &pubkey);
+    let n = chain.len() as u64;
+    assert!(n >= 6, "{n}");
+    // Both replicas follow the whole chain, not only their own records.
+    let cps = [
+        s.dir.path().join("a-checkpoints/chain.cp"),
+        s.dir.path().join("b-checkpoints/chain.cp"),
+    ];
+    for cp in &cps {
+        assert!(
+            infrabroker_testbed::wait_until(Duration::from_secs(15), || checkpoint_size(cp) == n),
+            "{} covers {} of {n} records",
+            cp.display(),
+            checkpoint_size(cp)
+        );
+        let (ok, text) = ctl_verify(&url, &pubkey, cp);
+        assert!(ok, "{text}");
+    }
+
+    // The newest two rows go, as a database administrator could do it.
+    pg.sql(
+        "chain",
+        &format!("DELETE FROM audit_chain WHERE seq > {}", n - 2),
+    )
+    .unwrap();
+    let (ok, text) = ctl_verify(&url, &pubkey, &cps[0]);
+    assert!(
+        !ok,
+        "a truncated chain must fail against the checkpoint: {text}"
+    );
+    assert!(text.contains("truncated"), "{text}");
+
+    // Running replicas notice within a poll and refuse to add records.
+    for (r, c) in [(&a, &ca), (&b, &cb)] {
+        assert!(
+            infrabroker_testbed::wait_until(Duration::from_secs(15), || r
+                .child
+                .log()
+                .contains("refusing to add audit records")),
+            "{}",
+            r.child.log()
+        );
+        let (st, v) = sign(c, &req).await;
+        assert_eq!(
+            (st, v["reason_code"].as_str()),
+            (503, Some("audit_unavailable")),
+            "{v}"
+        );
+        assert!(v.get("certificate").is_none_or(Value::is_null), "{v}");
+    }
+    let after = verified_global_chain(&url, &pubkey);
+    assert_eq!(
+        after.len() as u64,
+        n - 2,
+        "nothing was added after the removal"
+    );
+
+    // A restart refuses: exit 65, naming the checkpoint.
+    let cfg_path = b.config_path.clone();
+    drop(b);
+    let mut child = infrabroker_testbed::spawn_service(
+        infrabroker_testbed::bin_path("signer").unwrap(),
+        [std::ffi::OsStr::new("--config"), cfg_path.as_os_str()],
+        s.dir.path().join("b-refused.log"),
+    )
+    .unwrap();
+    infrabroker_testbed::wait_until(Duration::from_secs(20), || child.try_status().is_some());
+    let stderr = child.log();
+    assert_eq!(
+        child.try_status().and_then(|s| s.code()),
+        Some(65),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&cps[1].display().to_string()), "{stderr}");
+    assert!(stderr.contains("truncated"), "{stderr}");
+    drop(a);
 }

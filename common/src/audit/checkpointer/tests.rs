@@ -18,6 +18,7 @@ fn settings(dir: &Path, every_records: u64) -> CheckpointSettings {
         every_records,
         every_seconds: None,
         keep: DEFAULT_KEEP,
+        witnesses: Vec::new(),
     }
 }
 
@@ -90,6 +91,7 @@ fn only_keep_previous_checkpoints_stay() {
     let dir = tempfile::tempdir().unwrap();
     let s = CheckpointSettings {
         keep: 2,
+        witnesses: Vec::new(),
         ..settings(dir.path(), 1)
     };
     fs::create_dir(s.path.parent().unwrap()).unwrap();
@@ -215,7 +217,7 @@ fn config_errors_name_every_bad_member() {
     let errs = read_config(
         r#"{"audit_checkpoint": {"path": "/var/log/ib/a.cp", "origin": "my log",
             "every_records": 0, "every_seconds": 0, "keep": 5000,
-            "witnesses": ["https://w.example"], "extra": 1}}"#,
+            "witnesses": ["https://w.example", {"url": "ftp://w", "vkey": "w+00+AA=="}], "extra": 1}}"#,
     )
     .unwrap_err();
     let want = [
@@ -223,7 +225,9 @@ fn config_errors_name_every_bad_member() {
         "audit_checkpoint.every_records: must be at least 1",
         "audit_checkpoint.every_seconds: must be at least 1",
         "audit_checkpoint.keep: at most 1000",
-        "audit_checkpoint.witnesses: submitting checkpoints to witnesses is not built yet",
+        "audit_checkpoint.witnesses[0]: expected an object",
+        "audit_checkpoint.witnesses[1].url: \"ftp://w\" is not an http",
+        "audit_checkpoint.witnesses[1].vkey: key type 0x00 is not a cosignature/v1",
         "audit_checkpoint.path: /var/log/ib/a.cp is in the audit log's directory",
         "audit_checkpoint.extra: unknown field",
     ];
