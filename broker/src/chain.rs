@@ -75,24 +75,6 @@ fn hop_target(hop: &PlannedHop) -> HopTarget {
     }
 }
 
-/// Awaits every future, keeping order (a tiny join_all without the
-/// `futures` crate).
-async fn join_all<F>(futs: Vec<F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
-}
-
 type Signed = ((Credential, SignResponse), u64);
 
 impl Engine {
@@ -155,7 +137,7 @@ impl Engine {
             answers: Vec::new(),
             sign_ms: Vec::new(),
         };
-        let bastions = join_all(jobs.into_iter().map(&issue).collect()).await;
+        let bastions = futures::future::join_all(jobs.into_iter().map(&issue)).await;
         for r in bastions.into_iter().chain([Ok(target)]) {
             let ((c, a), ms) = r?;
             out.creds.push(c);

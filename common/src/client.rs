@@ -305,3 +305,36 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// The HTTP/1.1 client for web endpoints outside the deployment's own PKI
+/// (an OpenID provider's JWKS, an approval webhook): `https://` with the
+/// server authenticated against `roots` at `versions`, no client
+/// certificate, and plain `http://` where the caller's own URL checks allow
+/// it. Connects within `connect_timeout`; idle connections are kept 30 s.
+pub fn web_client<B>(
+    roots: rustls::RootCertStore,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    connect_timeout: Duration,
+) -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, B>, TlsError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(versions)
+        .map_err(TlsError::from)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}

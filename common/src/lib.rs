@@ -9,7 +9,7 @@
 //!   signer's force-commands and the broker's session exec alike.
 //! - [`wire`]: request and response types of the signer API.
 //! - [`audit`]: the append-only, hash-chained, Ed25519-signed audit log with
-//!   group commit, and its verifier.
+//!   group commit, its verifier, signed checkpoints and witness cosigning.
 //! - [`krl`]: OpenSSH key revocation lists, written (by the signer) and
 //!   parsed (before `broker-ctl krl fetch` replaces a host's file).
 //! - [`names`]: character rules for CNs, groups and end users.
@@ -18,6 +18,9 @@
 //!   notifications and recordings.
 //! - [`tls`]: rustls server/client setup (TLS 1.3, mandatory client
 //!   certificates) and the mTLS HTTP accept loop.
+//! - [`client`]: the mTLS JSON client services use toward each other, and
+//!   [`client::web_client`] for endpoints outside the deployment's PKI
+//!   (JWKS, webhooks, witnesses).
 //! - [`monitor`]: `/metrics` (OpenMetrics), `/healthz` and `/readyz` of
 //!   every service's monitor listener.
 //! - [`conn`]: per-key connection slots and request-based idle deadlines

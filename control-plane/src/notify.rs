@@ -14,11 +14,10 @@ use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use infrabroker_common::client::error_chain;
 use infrabroker_common::display::escape;
-use infrabroker_common::tls::{load_certs, provider};
-use rustls::{ClientConfig, RootCertStore};
+use infrabroker_common::tls::load_certs;
+use rustls::RootCertStore;
 use serde_json::{Value, json};
 
 use crate::approval::ApprovalView;
@@ -189,20 +188,8 @@ fn http_client(url: &str, ca_bundle: &std::path::Path) -> Result<HttpClient, Sta
             )));
         }
     }
-    let tls = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| StartError::Other(format!("webhook TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    infrabroker_common::client::web_client(roots, &[&rustls::version::TLS13], ATTEMPT_TIMEOUT)
+        .map_err(|e| StartError::Other(format!("webhook TLS: {e}")))
 }
 
 async fn post(client: &HttpClient, url: &str, body: Vec<u8>) -> Result<(), String> {

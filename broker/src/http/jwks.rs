@@ -16,10 +16,9 @@ use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use infrabroker_common::client::error_chain;
 use infrabroker_common::tls;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
 use serde::Deserialize;
 
 use super::HttpError;
@@ -88,25 +87,11 @@ impl KeySource {
             }
             None => RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         };
-        let config = ClientConfig::builder_with_provider(tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpError::Setup(format!("issuer TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(FETCH_TIMEOUT));
         // http:// is reachable only for loopback URLs: every URL passes
         // `check_url` before it is fetched.
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client =
+            infrabroker_common::client::web_client(roots, rustls::DEFAULT_VERSIONS, FETCH_TIMEOUT)
+                .map_err(|e| HttpError::Setup(format!("issuer TLS: {e}")))?;
         Ok(Arc::new(KeySource {
             issuer: oauth.issuer.trim_end_matches('/').to_owned(),
             jwks_uri: oauth.jwks_uri.clone(),

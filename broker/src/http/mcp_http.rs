@@ -392,10 +392,7 @@ pub async fn serve_mcp_http<T: Tools>(
         sessions: Mutex::new(HashMap::new()),
         session_manager,
         max_sessions_per_user: cfg.http.max_mcp_sessions_per_user,
-        close_user: Box::new(move |caller| {
-            let t = tools.clone();
-            tokio::spawn(async move { t.close_sessions_of(&caller).await });
-        }),
+        close_user: close_user(tools),
     });
     spawn_pruner(&guard);
 
@@ -403,11 +400,7 @@ pub async fn serve_mcp_http<T: Tools>(
         max_bytes: cfg.http.max_body_bytes,
         timeout: cfg.http.body_read_timeout,
     };
-    let mcp_path = match resource.path() {
-        "" => "/",
-        p => p,
-    }
-    .to_owned();
+    let mcp_path = mcp_path(&resource);
     let mcp = Router::new()
         .route_service(&mcp_path, service)
         .layer(middleware::from_fn_with_state(
@@ -422,16 +415,33 @@ pub async fn serve_mcp_http<T: Tools>(
     ));
 
     let listener = bind(addr).await?;
-    let local = listener.local_addr().unwrap_or(addr);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "broker mcp-http listening on {scheme}://{local}{mcp_path} (resource {resource_url}, issuer {})",
+        "broker mcp-http listening on {scheme}://{}{mcp_path} (resource {resource_url}, issuer {})",
+        listener.local_addr().unwrap_or(addr),
         oauth.issuer
     );
     let stop = drain_after(shutdown, cfg.http.shutdown_grace, move || cancel.cancel());
     listen::serve(listener, tls, app, &cfg.http, stop).await;
     tracing::info!("broker mcp-http stopped");
     Ok(())
+}
+
+/// The path the MCP endpoint is served on: the resource URL's.
+fn mcp_path(resource: &Uri) -> String {
+    match resource.path() {
+        "" => "/".to_owned(),
+        p => p.to_owned(),
+    }
+}
+
+/// What [`Guard`] runs when a user's last MCP session ends: close their
+/// SSH sessions.
+fn close_user<T: Tools>(tools: Arc<T>) -> Box<dyn Fn(Caller) + Send + Sync> {
+    Box::new(move |caller| {
+        let t = tools.clone();
+        tokio::spawn(async move { t.close_sessions_of(&caller).await });
+    })
 }
 
 /// Resolves when `shutdown` does. In-flight calls then get most of the

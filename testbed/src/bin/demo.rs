@@ -4,7 +4,7 @@
 //! result and the three correlated audit lines: the signer's issuance, the
 //! broker's execution and sshd's login share the certificate serial.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -40,17 +40,30 @@ fn main() -> anyhow::Result<()> {
     );
 
     println!("== 3. signer (the only holder of the CA key)");
-    let audit_log = out.join("signer-audit.log");
-    let mut cfg = signer_config(&pki, &audit_log);
+    let signer = start_signer(&out, &pki, &sshd)?;
+    println!("   signer on {}", signer.url);
+
+    println!("== 4. broker over MCP stdio (caller mcp-stdio, mTLS CN broker-1 toward the signer)");
+    let serial = execute_through_broker(&out, &pki, &signer)?;
+
+    println!("== 5. the same serial in the three audit trails");
+    show_audit_trails(&out, &pki, &sshd, serial)
+}
+
+/// The signer, with the demo host pinned to `sshd`.
+fn start_signer(out: &Path, pki: &Pki, sshd: &Sshd) -> anyhow::Result<SignerProc> {
+    let mut cfg = signer_config(pki, &out.join("signer-audit.log"));
     cfg["callers"] = json!({"broker-1": {"allowed_groups": ["demo"]}});
     cfg["hosts"] = json!({"demo": {
         "addr": sshd.addr().to_string(), "user": USER, "host_key": sshd.host_key_openssh(),
         "principal": "demo-principal", "groups": ["demo"], "max_ttl_seconds": 60,
     }});
-    let signer = SignerProc::start(&out, &cfg)?;
-    println!("   signer on {}", signer.url);
+    SignerProc::start(out, &cfg)
+}
 
-    println!("== 4. broker over MCP stdio (caller mcp-stdio, mTLS CN broker-1 toward the signer)");
+/// Starts the stdio broker, runs `ssh_execute` through it and prints the
+/// result; the certificate's serial.
+fn execute_through_broker(out: &Path, pki: &Pki, signer: &SignerProc) -> anyhow::Result<u64> {
     let broker_json = out.join("broker.json");
     std::fs::write(
         &broker_json,
@@ -94,22 +107,22 @@ fn main() -> anyhow::Result<()> {
     for line in r["stdout"].as_str().unwrap_or_default().lines() {
         println!("   | {line}");
     }
-    let serial = r["serial"].as_u64().context("no serial")?;
-    drop(mcp);
+    r["serial"].as_u64().context("no serial")
+}
 
-    println!("== 5. the same serial in the three audit trails");
+/// The record of certificate `serial` in the signer's and the broker's
+/// audit logs and sshd's log, and both logs verified.
+fn show_audit_trails(out: &Path, pki: &Pki, sshd: &Sshd, serial: u64) -> anyhow::Result<()> {
+    let (signer_log, broker_log) = (out.join("signer-audit.log"), out.join("broker-audit.log"));
     sshd.wait_for_log(&format!("serial {serial}"), Duration::from_secs(5));
-    let find = |path: &std::path::Path| -> anyhow::Result<Option<String>> {
+    let find = |path: &Path| -> anyhow::Result<Option<String>> {
         Ok(std::fs::read_to_string(path)?
             .lines()
             .find(|l| l.contains(&format!("\"serial\":{serial}")))
             .map(str::to_owned))
     };
-    println!("   signer: {}", find(&audit_log)?.unwrap_or_default());
-    println!(
-        "   broker: {}",
-        find(&out.join("broker-audit.log"))?.unwrap_or_default()
-    );
+    println!("   signer: {}", find(&signer_log)?.unwrap_or_default());
+    println!("   broker: {}", find(&broker_log)?.unwrap_or_default());
     for line in sshd
         .log()
         .lines()
@@ -118,8 +131,8 @@ fn main() -> anyhow::Result<()> {
         println!("   sshd:   {}", line.trim());
     }
     for (log, key) in [
-        (audit_log.clone(), "signer-audit.pub"),
-        (out.join("broker-audit.log"), "broker-audit.pub"),
+        (signer_log, "signer-audit.pub"),
+        (broker_log, "broker-audit.pub"),
     ] {
         let verify = std::process::Command::new(infrabroker_testbed::bin_path("broker-ctl")?)
             .args(["audit", "verify"])
