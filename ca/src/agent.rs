@@ -133,15 +133,24 @@ impl AgentKey {
     /// Signs `msg` through the agent.
     pub(crate) fn sign(&self, msg: &[u8]) -> Result<[u8; 64], CaError> {
         let mut lease = self.pool.lease()?;
-        let mut stream = match lease.idle.take() {
-            Some(s) => s,
-            None => self.connect()?,
+        let (mut stream, pooled) = match lease.idle.take() {
+            Some(s) => (s, true),
+            None => (self.connect()?, false),
         };
         let mut req = vec![SIGN_REQUEST];
         put_string(&mut req, &self.blob);
         put_string(&mut req, msg);
         req.extend_from_slice(&0u32.to_be_bytes());
-        let answer = exchange(&mut stream, &req)?;
+        let answer = match exchange(&mut stream, &req) {
+            Ok(answer) => answer,
+            // A kept connection to an agent that restarted since is dead;
+            // signing is idempotent, so one try on a fresh connection.
+            Err(_) if pooled => {
+                stream = self.connect()?;
+                exchange(&mut stream, &req)?
+            }
+            Err(e) => return Err(e),
+        };
         let raw = self.signature(&answer)?;
         lease.keep(stream);
         Ok(raw)

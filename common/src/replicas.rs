@@ -4,7 +4,10 @@
 //! answered last (a sticky preference), moving on only when a replica
 //! cannot be reached or does not answer in time. An answer of any kind — a
 //! refusal included — is final: replicas share one policy and one store,
-//! so another would answer the same.
+//! so another would answer the same. The one exception is
+//! `503 ca_unavailable`: a replica's own token or agent cannot sign, and
+//! another replica's may (nothing was issued, so asking it is safe); when
+//! none can, that answer is returned.
 //!
 //! [`read_urls`] reads the `url` member that names them: one `https://`
 //! URL or a list of up to [`MAX_URLS`].
@@ -79,6 +82,7 @@ impl Replicas {
         let n = self.clients.len();
         let start = self.preferred() % n;
         let mut last = ClientError::Url(String::new());
+        let mut cannot_sign = None;
         for k in 0..n {
             let i = (start + k) % n;
             let (url, client) = &self.clients[i];
@@ -92,6 +96,10 @@ impl Replicas {
                     }
                     last = e;
                 }
+                Ok(raw) if k + 1 < n && ca_unavailable(&raw) => {
+                    tracing::warn!(%url, "the replica's CA cannot sign; trying the next");
+                    cannot_sign = Some(raw);
+                }
                 answer => {
                     if i != start {
                         tracing::info!(%url, "calls now go to this replica first");
@@ -101,8 +109,15 @@ impl Replicas {
                 }
             }
         }
-        Err(last)
+        cannot_sign.ok_or(last)
     }
+}
+
+/// Whether `raw` is a `503` whose reason is `ca_unavailable`.
+fn ca_unavailable(raw: &RawResponse) -> bool {
+    raw.status == hyper::StatusCode::SERVICE_UNAVAILABLE
+        && serde_json::from_slice::<serde_json::Value>(&raw.body)
+            .is_ok_and(|v| v["reason_code"] == "ca_unavailable")
 }
 
 /// `url`: one `https://` URL, or a list of them (replicas), reported on `o`.

@@ -15,6 +15,31 @@ use serde_json::json;
 
 use crate::harness::{Bed, host_for, run, sshd};
 
+/// Signer replica `name` of `bed` on database `signers` of `pg`, in its
+/// own directory, with `extra` top-level settings.
+fn replica(bed: &Bed, pg: &Postgres, name: &str, extra: serde_json::Value) -> SignerProc {
+    let d = bed.dir.path().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let mut cfg = bed.signer_cfg.clone();
+    cfg["audit_log"] = json!(d.join("audit.log"));
+    cfg["store"] = json!({"postgres": {"url": pg.url("signers"), "pool_size": 4}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        cfg[k] = v.clone();
+    }
+    SignerProc::start(&d, &cfg).unwrap()
+}
+
+/// The broker's `signer` member naming every replica.
+fn signer_urls(bed: &Bed, replicas: &[SignerProc]) -> serde_json::Value {
+    json!({
+        "url": replicas.iter().map(|r| r.url.clone()).collect::<Vec<_>>(),
+        "client_cert": bed.pki.path("broker-1.crt"),
+        "client_key": bed.pki.path("broker-1.key"),
+        "ca": bed.pki.path("ca.crt"),
+        "request_timeout_seconds": 5,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_signer_replica_is_failed_over_mid_load() {
     if !sshd_or_skip() || !postgres_or_skip() {
@@ -25,23 +50,9 @@ async fn a_killed_signer_replica_is_failed_over_mid_load() {
     let (dir, pki) = Bed::pki();
     let s = sshd(&pki, "web-principal");
     let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
-    let mut replicas = Vec::new();
-    for name in ["a", "b"] {
-        let d = bed.dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        let mut cfg = bed.signer_cfg.clone();
-        cfg["audit_log"] = json!(d.join("audit.log"));
-        cfg["store"] = json!({"postgres": {"url": pg.url("signers"), "pool_size": 4}});
-        replicas.push(SignerProc::start(&d, &cfg).unwrap());
-    }
+    let mut replicas = ["a", "b"].map(|name| replica(&bed, &pg, name, json!({})));
     let engine = bed
-        .engine(json!({"signer": {
-            "url": [replicas[0].url, replicas[1].url],
-            "client_cert": bed.pki.path("broker-1.crt"),
-            "client_key": bed.pki.path("broker-1.key"),
-            "ca": bed.pki.path("ca.crt"),
-            "request_timeout_seconds": 5,
-        }}))
+        .engine(json!({"signer": signer_urls(&bed, &replicas)}))
         .await;
 
     // 4 workers × 10 commands; replica a dies after the 8th success.
@@ -90,5 +101,48 @@ async fn a_killed_signer_replica_is_failed_over_mid_load() {
     assert!(
         received.is_subset(&recorded),
         "each certificate used has its record"
+    );
+}
+
+/// A replica whose own CA (here: behind an ssh-agent) cannot sign answers
+/// `503 ca_unavailable`; nothing was issued there, so the broker asks the
+/// next replica (a file CA with the same key) and the command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_ca_cannot_sign_is_passed_over() {
+    if !sshd_or_skip() || !postgres_or_skip() || !infrabroker_testbed::custody::agent_or_skip() {
+        return;
+    }
+    let pg = Postgres::start(false).unwrap();
+    pg.create_db("signers").unwrap();
+    let (dir, pki) = Bed::pki();
+    let s = sshd(&pki, "web-principal");
+    let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
+    let socket = bed.dir.path().join("ca-agent.sock");
+    let mut agent = infrabroker_testbed::custody::Agent::start(&socket).unwrap();
+    agent.add(&bed.pki.path("ssh_user_ca")).unwrap();
+    let ca_pub = std::fs::read_to_string(bed.pki.path("ssh_user_ca.pub")).unwrap();
+    let agent_ca = json!({"ca_keys": {"_default": {
+        "type": "agent", "socket": socket, "public_key": ca_pub.trim(),
+    }}});
+    let replicas = [
+        replica(&bed, &pg, "a", agent_ca),
+        replica(&bed, &pg, "b", json!({})),
+    ];
+    let engine = bed
+        .engine(json!({"signer": signer_urls(&bed, &replicas)}))
+        .await;
+    assert_eq!(
+        run(&engine, "web", "echo via-a").await.unwrap().stdout,
+        "via-a\n"
+    );
+    agent.stop();
+    for i in 0..3 {
+        let r = run(&engine, "web", &format!("echo via-b-{i}")).await;
+        assert_eq!(r.unwrap().stdout, format!("via-b-{i}\n"));
+    }
+    assert!(
+        replicas[0].child.log().contains("the CA cannot sign"),
+        "replica a was asked first and refused: {}",
+        replicas[0].child.log()
     );
 }

@@ -107,10 +107,20 @@ impl Draft {
             .ca
             .sign_certificate(self.builder)
             .map_err(|e| match e {
-                CaError::Unavailable(why) => Denial::new(
-                    ReasonCode::CaUnavailable,
-                    format!("the CA cannot sign right now ({why}); nothing was issued"),
-                ),
+                CaError::Unavailable(why) => {
+                    // The reason names token labels, module and socket
+                    // paths: the operator's log has it, the caller (and the
+                    // agent behind it) gets which CA, not where it lives.
+                    tracing::warn!(ca = %self.ca.fingerprint(), custody = self.ca.kind(), reason = %why, "the CA cannot sign");
+                    Denial::new(
+                        ReasonCode::CaUnavailable,
+                        format!(
+                            "the CA ({} key {}) cannot sign right now; the signer's log says why; nothing was issued",
+                            self.ca.kind(),
+                            self.ca.fingerprint()
+                        ),
+                    )
+                }
                 CaError::Invalid(why) => Denial::new(ReasonCode::SigningFailed, why),
             })?;
         let certificate = cert.to_openssh().map_err(|e| {

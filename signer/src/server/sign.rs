@@ -225,15 +225,35 @@ async fn signed(
     if !draft.ca.blocks() {
         return draft.sign();
     }
-    tokio::task::spawn_blocking(move || draft.sign())
-        .await
-        .unwrap_or_else(|_| {
+    let signing = tokio::task::spawn_blocking(move || draft.sign());
+    match tokio::time::timeout(REMOTE_SIGN_DEADLINE, signing).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(issuance::Denial::new(
+            ReasonCode::Internal,
+            "the signing task failed; nothing was issued",
+        )),
+        // The device or agent hangs: the caller is answered; a certificate
+        // the task may still finish is dropped, never sent.
+        Err(_) => {
+            tracing::warn!(
+                seconds = REMOTE_SIGN_DEADLINE.as_secs(),
+                "the CA token or agent did not answer in time"
+            );
             Err(issuance::Denial::new(
-                ReasonCode::Internal,
-                "the signing task failed; nothing was issued",
+                ReasonCode::CaUnavailable,
+                format!(
+                    "the CA did not sign within {} s; nothing was issued",
+                    REMOTE_SIGN_DEADLINE.as_secs()
+                ),
             ))
-        })
+        }
+    }
 }
+
+/// How long a token or agent may take for one certificate, waiting for a
+/// pooled session included (the pool gives up after 5 s, the agent's reads
+/// after their own timeout): past it the request is `ca_unavailable`.
+const REMOTE_SIGN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The refusal of a request a freeze covers (audited with the freeze id),
 /// or of any request while the freezes cannot be read.
