@@ -15,6 +15,17 @@ use serde_json::json;
 
 use crate::harness::{Bed, host_for, run, sshd};
 
+/// A PostgreSQL with database `signers`, an sshd for host `web` and a test
+/// bed that knows it.
+fn on_postgres() -> (Postgres, infrabroker_testbed::Sshd, Bed) {
+    let pg = Postgres::start(false).unwrap();
+    pg.create_db("signers").unwrap();
+    let (dir, pki) = Bed::pki();
+    let s = sshd(&pki, "web-principal");
+    let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
+    (pg, s, bed)
+}
+
 /// Signer replica `name` of `bed` on database `signers` of `pg`, in its
 /// own directory, with `extra` top-level settings.
 fn replica(bed: &Bed, pg: &Postgres, name: &str, extra: serde_json::Value) -> SignerProc {
@@ -45,11 +56,7 @@ async fn a_killed_signer_replica_is_failed_over_mid_load() {
     if !sshd_or_skip() || !postgres_or_skip() {
         return;
     }
-    let pg = Postgres::start(false).unwrap();
-    pg.create_db("signers").unwrap();
-    let (dir, pki) = Bed::pki();
-    let s = sshd(&pki, "web-principal");
-    let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
+    let (pg, _sshd, bed) = on_postgres();
     let mut replicas = ["a", "b"].map(|name| replica(&bed, &pg, name, json!({})));
     let engine = bed
         .engine(json!({"signer": signer_urls(&bed, &replicas)}))
@@ -112,11 +119,7 @@ async fn a_replica_whose_ca_cannot_sign_is_passed_over() {
     if !sshd_or_skip() || !postgres_or_skip() || !infrabroker_testbed::custody::agent_or_skip() {
         return;
     }
-    let pg = Postgres::start(false).unwrap();
-    pg.create_db("signers").unwrap();
-    let (dir, pki) = Bed::pki();
-    let s = sshd(&pki, "web-principal");
-    let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
+    let (pg, _sshd, bed) = on_postgres();
     let socket = bed.dir.path().join("ca-agent.sock");
     let mut agent = infrabroker_testbed::custody::Agent::start(&socket).unwrap();
     agent.add(&bed.pki.path("ssh_user_ca")).unwrap();
