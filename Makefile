@@ -3,6 +3,17 @@
 # nothing is missing).
 .PHONY: deps deps-demo demo test lint bench build install uninstall
 
+# `sudo make …` resets PATH to sudo's secure_path, which has no cargo: add
+# the toolchain rustup installed for root or for the user who ran sudo.
+SUDO_HOME := $(if $(SUDO_USER),$(shell getent passwd $(SUDO_USER) | cut -d: -f6))
+export PATH := $(PATH):$(HOME)/.cargo/bin$(if $(SUDO_HOME),:$(SUDO_HOME)/.cargo/bin)
+ifneq ($(SUDO_HOME),)
+ifeq ($(wildcard $(HOME)/.rustup),)
+export RUSTUP_HOME ?= $(SUDO_HOME)/.rustup
+export CARGO_HOME ?= $(SUDO_HOME)/.cargo
+endif
+endif
+
 deps:
 	deploy/deps.sh
 

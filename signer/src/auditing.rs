@@ -237,9 +237,10 @@ impl Follower {
                 break;
             }
         }
-        let checkpoints = ChainCheckpoints::restore(settings, &leaves, &key.verifying_key())?;
+        let records = leaves.len();
+        let checkpoints = ChainCheckpoints::restore(settings, leaves, &key.verifying_key())?;
         tracing::info!(
-            records = leaves.len(),
+            records,
             "the global audit chain extends this replica's latest checkpoint"
         );
         Ok(Follower {

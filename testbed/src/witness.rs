@@ -25,6 +25,24 @@ pub fn witness_or_skip() -> bool {
     )
 }
 
+/// Runs `aics-witness <cmd> -c config <args>`; what it printed (stdout,
+/// then stderr).
+fn admin(config: &Path, cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(witness_bin())
+        .arg(cmd)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()
+        .with_context(|| format!("aics-witness {cmd}"))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("aics-witness {cmd}: {text}");
+    }
+    Ok(text)
+}
+
 /// A running witness.
 #[derive(Debug)]
 pub struct Witness {
@@ -47,38 +65,18 @@ impl Witness {
         let port = free_port();
         let name = "witness.test/w1".to_owned();
         let config = dir.join("witness.json");
-        let out = Command::new(witness_bin())
-            .arg("init")
-            .arg("-c")
-            .arg(&config)
-            .args(["--name", &name, "--listen", &format!("127.0.0.1:{port}")])
-            .output()
-            .context("aics-witness init")?;
-        if !out.status.success() {
-            bail!(
-                "aics-witness init: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let vkey = String::from_utf8_lossy(&out.stdout)
+        let listen = format!("127.0.0.1:{port}");
+        let printed = admin(&config, "init", &["--name", &name, "--listen", &listen])?;
+        let vkey = printed
             .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
             .find(|l| l.starts_with(&format!("{name}+")))
             .map(str::to_owned)
             .context("aics-witness init printed no vkey")?;
-        let add = Command::new(witness_bin())
-            .arg("add-log")
-            .arg("-c")
-            .arg(&config)
-            .args(["--origin", origin, "--vkey", log_vkey])
-            .output()
-            .context("aics-witness add-log")?;
-        if !add.status.success() {
-            bail!(
-                "aics-witness add-log: {}",
-                String::from_utf8_lossy(&add.stderr)
-            );
-        }
+        admin(
+            &config,
+            "add-log",
+            &["--origin", origin, "--vkey", log_vkey],
+        )?;
         let mut w = Witness {
             dir: dir.to_owned(),
             name,

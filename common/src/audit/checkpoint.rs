@@ -37,11 +37,18 @@ pub enum CheckpointError {
     BadSignature(String),
 }
 
-/// The signed-note key id of an Ed25519 key named `name`.
+/// The signed-note key id of an Ed25519 note key named `name`.
 pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, 0x01, key)
+}
+
+/// A signed-note key id: the first 4 bytes of SHA-256(name ‖ `\n` ‖
+/// `kind` ‖ key), `kind` 0x01 for note signatures, 0x04 for
+/// `cosignature/v1` witness keys.
+pub fn typed_key_id(name: &str, kind: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([0x0A, 0x01]);
+    h.update([0x0A, kind]);
     h.update(key.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]

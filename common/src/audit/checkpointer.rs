@@ -378,7 +378,7 @@ impl ChainCheckpoints {
     /// does not extend it is [`AuditError::ChainBroken`] (exit 65).
     pub fn restore(
         settings: CheckpointSettings,
-        leaves: &[merkle::Hash],
+        leaves: Vec<merkle::Hash>,
         key: &VerifyingKey,
     ) -> Result<ChainCheckpoints, AuditError> {
         let checkpoint = settings.path.clone();
@@ -386,9 +386,9 @@ impl ChainCheckpoints {
             checkpoint: checkpoint.clone(),
             detail,
         };
-        let last_size = latest_size(&settings, leaves, key, refuse, |_| false)?;
+        let last_size = latest_size(&settings, &leaves, key, refuse, |_| false)?;
         let path = settings.path.clone();
-        let inner = Checkpointer::start(settings, leaves.to_vec(), last_size)
+        let inner = Checkpointer::start(settings, leaves, last_size)
             .map_err(|e| AuditError::io(path, e))?;
         Ok(ChainCheckpoints { inner })
     }

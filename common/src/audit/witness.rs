@@ -26,7 +26,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use prometheus_client::metrics::counter::Counter;
-use sha2::{Digest, Sha256};
 
 use super::merkle::{self, Hash};
 use crate::config::Obj;
@@ -114,12 +113,7 @@ impl WitnessKey {
 }
 
 fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', COSIGNATURE_V1]);
-    h.update(key.as_bytes());
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+    super::checkpoint::typed_key_id(name, COSIGNATURE_V1, key)
 }
 
 /// Reads `witnesses` of an `audit_checkpoint` object: a list of
@@ -214,6 +208,7 @@ impl Witnesses {
             witnesses: witnesses
                 .into_iter()
                 .map(|settings| Peer {
+                    client: client(&settings.url),
                     settings,
                     size: None,
                 })
@@ -243,6 +238,8 @@ pub fn cosigned_path(checkpoint: &Path) -> PathBuf {
 
 struct Peer {
     settings: WitnessSettings,
+    /// Its HTTP client (pooled connections), built once.
+    client: Result<crate::client::MtlsClient, String>,
     /// The size this witness last cosigned, once known.
     size: Option<u64>,
 }
@@ -328,7 +325,7 @@ impl Worker {
         size: u64,
     ) -> Result<String, String> {
         let peer = &self.witnesses[i];
-        let client = client(&peer.settings.url)?;
+        let client = peer.client.clone()?;
         let mut old = peer.size.unwrap_or(0);
         for _ in 0..2 {
             if old > size {

@@ -153,3 +153,11 @@ pub fn oneshot(host: &str, command: &str, key: &PrivateKey) -> Value {
         "command": command, "pubkey": pubkey_line(key),
     })
 }
+
+/// The tree size a checkpoint note at `path` commits to (0 when absent).
+pub fn checkpoint_size(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
+        .unwrap_or(0)
+}

@@ -16,7 +16,7 @@ use infrabroker_testbed::postgres::{Postgres, postgres_or_skip, verified_global_
 use infrabroker_testbed::stack::SignerProc;
 use serde_json::{Value, json};
 
-use crate::harness::{Stack, keypair, oneshot};
+use crate::harness::{Stack, checkpoint_size, keypair, oneshot};
 
 fn issued_serials(records: &[Value]) -> Vec<u64> {
     records
@@ -337,14 +337,6 @@ fn checkpoint_settings(s: &Stack, name: &str) -> Value {
     json!({"audit_checkpoint": {
         "path": dir.join("chain.cp"), "origin": "infrabroker.test/global", "every_records": 1,
     }})
-}
-
-/// The tree size a checkpoint file commits to (0 before the first).
-fn checkpoint_size(path: &std::path::Path) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn ctl_verify(url: &str, pubkey: &std::path::Path, checkpoint: &std::path::Path) -> (bool, String) {

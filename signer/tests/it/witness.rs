@@ -12,7 +12,7 @@ use infrabroker_testbed::stack::SignerProc;
 use infrabroker_testbed::witness::{Witness, witness_or_skip};
 use serde_json::json;
 
-use crate::harness::{Stack, keypair, oneshot};
+use crate::harness::{Stack, checkpoint_size, keypair, oneshot};
 
 const ORIGIN: &str = "infrabroker.test/signer";
 
@@ -60,14 +60,6 @@ fn cosignatures(file: &Path, pubkey: &Path, vkey: &str) -> (bool, String) {
     ])
 }
 
-/// The tree size a checkpoint note commits to (0 when absent).
-fn size_of(path: &Path) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
-        .unwrap_or(0)
-}
-
 fn checkpoint_config(cfg: &mut serde_json::Value, w: &Witness) -> PathBuf {
     let log = PathBuf::from(cfg["audit_log"].as_str().unwrap());
     let dir = log.parent().unwrap().join("checkpoints");
@@ -87,7 +79,9 @@ async fn a_witness_cosigns_checkpoints_and_never_a_replaced_log() {
     }
     let wdir = tempfile::tempdir().unwrap();
     let (mut witness, mut cp) = (None, PathBuf::new());
+    let port = infrabroker_testbed::free_port();
     let mut s = Stack::start(|cfg, pki| {
+        cfg["monitor_listen"] = json!(format!("127.0.0.1:{port}"));
         let w = Witness::start(
             wdir.path(),
             ORIGIN,
@@ -116,9 +110,10 @@ async fn a_witness_cosigns_checkpoints_and_never_a_replaced_log() {
         }
         let want = records(&s) & !1;
         assert!(
-            infrabroker_testbed::wait_until(Duration::from_secs(20), || size_of(&cosigned) >= want),
+            infrabroker_testbed::wait_until(Duration::from_secs(20), || checkpoint_size(&cosigned)
+                >= want),
             "round {round}: cosigned {} of {want}\nwitness: {}\nsigner: {}",
-            size_of(&cosigned),
+            checkpoint_size(&cosigned),
             witness.log(),
             s.signer.child.log()
         );
@@ -148,11 +143,26 @@ async fn a_witness_cosigns_checkpoints_and_never_a_replaced_log() {
         assert_eq!(s.sign("broker-1", &oneshot("web", "id", &key)).await.0, 200);
     }
     wait_for_log(&s, "audit checkpoint not cosigned");
+    let (_, metrics) = infrabroker_testbed::monitor::get(port, "/metrics").unwrap();
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert!(
+        counter("infrabroker_audit_witness_failures_total") >= Some(1),
+        "{metrics}"
+    );
+    assert!(
+        counter("infrabroker_audit_witness_cosigned_total") >= Some(2),
+        "{metrics}"
+    );
     witness.start_again().unwrap();
 
     // The log and its checkpoints replaced under the same origin (what a
     // split view needs): the witness has seen more and never cosigns it.
-    let seen = size_of(&cosigned);
+    let seen = checkpoint_size(&cosigned);
     s.signer.child.stop();
     let aside = s.dir.path().join("aside");
     std::fs::create_dir_all(&aside).unwrap();
@@ -165,9 +175,9 @@ async fn a_witness_cosigns_checkpoints_and_never_a_replaced_log() {
     }
     wait_for_log(&s, "cut short or replaced");
     assert!(
-        size_of(&cp) > 0 && size_of(&cp) < seen,
+        checkpoint_size(&cp) > 0 && checkpoint_size(&cp) < seen,
         "{} {seen}",
-        size_of(&cp)
+        checkpoint_size(&cp)
     );
     assert!(!cosigned.exists(), "the replaced log was never cosigned");
 }
