@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ssh_key::PublicKey;
 
@@ -26,7 +26,7 @@ const SIGN_RESPONSE: u8 = 14;
 const FAILURE: u8 = 5;
 /// Largest agent answer we read (an identity list of a few hundred keys).
 const MAX_ANSWER: usize = 256 * 1024;
-/// Read and write timeout of one agent exchange.
+/// Longest one agent exchange (request written, answer read) may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A key behind an agent socket.
@@ -82,7 +82,7 @@ impl AgentKey {
         };
         let invalid = |e: CaError| CaError::Invalid(e.to_string());
         let mut stream = key.connect().map_err(invalid)?;
-        let answer = exchange(&mut stream, &[REQUEST_IDENTITIES]).map_err(invalid)?;
+        let answer = exchange(&mut stream, &[REQUEST_IDENTITIES], IO_TIMEOUT).map_err(invalid)?;
         if !key.listed_in(&answer) {
             return Err(CaError::Invalid(format!(
                 "the agent at {} does not hold the CA key {}",
@@ -105,10 +105,6 @@ impl AgentKey {
                 self.socket.display()
             ))
         })?;
-        let timeouts = stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)));
-        timeouts.map_err(|e| CaError::Unavailable(format!("agent socket: {e}")))?;
         Ok(stream)
     }
 
@@ -141,13 +137,13 @@ impl AgentKey {
         put_string(&mut req, &self.blob);
         put_string(&mut req, msg);
         req.extend_from_slice(&0u32.to_be_bytes());
-        let answer = match exchange(&mut stream, &req) {
+        let answer = match exchange(&mut stream, &req, IO_TIMEOUT) {
             Ok(answer) => answer,
             // A kept connection to an agent that restarted since is dead;
             // signing is idempotent, so one try on a fresh connection.
             Err(_) if pooled => {
                 stream = self.connect()?;
-                exchange(&mut stream, &req)?
+                exchange(&mut stream, &req, IO_TIMEOUT)?
             }
             Err(e) => return Err(e),
         };
@@ -186,14 +182,22 @@ impl AgentKey {
     }
 }
 
-/// One request and its answer (length-prefixed frames).
-fn exchange(stream: &mut UnixStream, msg: &[u8]) -> Result<Vec<u8>, CaError> {
-    let io = |e: std::io::Error| CaError::Unavailable(format!("ssh-agent: {e}"));
+/// One request and its answer (length-prefixed frames), all of it within
+/// `limit`: an agent that drips its answer a byte at a time cannot hold a
+/// signing thread longer than that.
+pub(crate) fn exchange(
+    stream: &mut UnixStream,
+    msg: &[u8],
+    limit: Duration,
+) -> Result<Vec<u8>, CaError> {
+    let deadline = Instant::now() + limit;
     let mut frame = Vec::with_capacity(4 + msg.len());
     put_string(&mut frame, msg);
+    let left = left_until(deadline)?;
+    stream.set_write_timeout(Some(left)).map_err(io)?;
     stream.write_all(&frame).map_err(io)?;
     let mut len = [0u8; 4];
-    stream.read_exact(&mut len).map_err(io)?;
+    read_by(stream, &mut len, deadline)?;
     let n = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
     if n == 0 || n > MAX_ANSWER {
         return Err(CaError::Unavailable(format!(
@@ -201,6 +205,41 @@ fn exchange(stream: &mut UnixStream, msg: &[u8]) -> Result<Vec<u8>, CaError> {
         )));
     }
     let mut answer = vec![0u8; n];
-    stream.read_exact(&mut answer).map_err(io)?;
+    read_by(stream, &mut answer, deadline)?;
     Ok(answer)
+}
+
+fn io(e: std::io::Error) -> CaError {
+    CaError::Unavailable(format!("ssh-agent: {e}"))
+}
+
+fn left_until(deadline: Instant) -> Result<Duration, CaError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(CaError::Unavailable(
+            "ssh-agent: no complete answer in time".into(),
+        ));
+    }
+    Ok(left)
+}
+
+/// Fills `buf` before `deadline`.
+fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> Result<(), CaError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        stream
+            .set_read_timeout(Some(left_until(deadline)?))
+            .map_err(io)?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => {
+                return Err(CaError::Unavailable(
+                    "ssh-agent closed the connection".into(),
+                ));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(())
 }

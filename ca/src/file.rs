@@ -58,7 +58,9 @@ impl FileKey {
         let Some(pair) = self.key.key_data().ed25519() else {
             return [0; 64];
         };
-        let signing = ed25519_dalek::SigningKey::from_bytes(&pair.private.to_bytes());
+        // SigningKey wipes itself on drop; the seed copy is wiped too.
+        let seed = zeroize::Zeroizing::new(pair.private.to_bytes());
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
         signing.sign(msg).to_bytes()
     }
 }

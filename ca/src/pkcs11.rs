@@ -31,6 +31,9 @@ use ssh_key::public::{Ed25519PublicKey, KeyData};
 use crate::pool::Pool;
 use crate::{CaError, PinSource};
 
+mod softhsm;
+pub use softhsm::{SoftHsmToken, provision_softhsm};
+
 /// Least time between two re-initialisations of one module.
 pub(crate) const RESET_EVERY: Duration = Duration::from_secs(1);
 
@@ -395,9 +398,20 @@ impl TokenKey {
                             *generation,
                         ),
                     },
-                    // Closed here, under the read lock, while its handle
-                    // is still its own.
-                    Err(e) => (p11("signing on the token", &e), *generation),
+                    Err(e) => {
+                        let why = p11("signing on the token", &e);
+                        if !token_trouble(&e) {
+                            // This request was refused, the token is
+                            // fine: the session is closed here, under the
+                            // read lock, and every other one is kept.
+                            return Err(CaError::Unavailable(why));
+                        }
+                        if session_gone(&e) {
+                            // Its handle may already name another session.
+                            s.forget();
+                        }
+                        (why, *generation)
+                    }
                 },
             }
         };
@@ -407,16 +421,75 @@ impl TokenKey {
     }
 }
 
-impl Drop for TokenKey {
+/// Whether a failed call says the token, the library or our session is in
+/// trouble (removed, reset, its objects gone), which a re-initialisation
+/// may cure, rather than that one request was refused.
+fn token_trouble(e: &P11Error) -> bool {
+    let P11Error::Pkcs11(rv, _) = e else {
+        return false;
+    };
+    matches!(
+        rv,
+        RvError::GeneralError
+            | RvError::FunctionFailed
+            | RvError::DeviceError
+            | RvError::DeviceMemory
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::TokenNotRecognized
+            | RvError::SessionClosed
+            | RvError::SessionHandleInvalid
+            | RvError::ObjectHandleInvalid
+            | RvError::KeyHandleInvalid
+            | RvError::UserNotLoggedIn
+            | RvError::CryptokiNotInitialized
+    )
+}
+
+/// Whether a failed call says our session handle is no longer ours, so it
+/// must be forgotten rather than closed.
+fn session_gone(e: &P11Error) -> bool {
+    matches!(
+        e,
+        P11Error::Pkcs11(RvError::SessionClosed | RvError::SessionHandleInvalid, _)
+    )
+}
+
+/// Sessions on their way to be closed; whatever is still here when this is
+/// dropped is forgotten, never closed without the module's read lock.
+struct Closing(Vec<TokenSession>);
+
+impl Drop for Closing {
     fn drop(&mut self) {
-        let generation = self.module.read();
-        for s in self.pool.drain() {
-            if s.generation == *generation {
-                drop(s);
-            } else {
-                s.forget();
-            }
+        self.0.drain(..).for_each(TokenSession::forget);
+    }
+}
+
+fn close_sessions(module: &Module, mut sessions: Closing) {
+    let generation = module.read();
+    for s in sessions.0.drain(..) {
+        if s.generation == *generation {
+            drop(s);
+        } else {
+            s.forget();
         }
+    }
+}
+
+impl Drop for TokenKey {
+    /// Closes the pooled sessions on a thread of their own: a reload drops
+    /// the old keys on an async runtime thread, and `C_CloseSession` on a
+    /// slow token must not stall it.
+    fn drop(&mut self) {
+        let sessions = Closing(self.pool.drain());
+        if sessions.0.is_empty() {
+            return;
+        }
+        let module = self.module.clone();
+        let closer = std::thread::Builder::new().name("pkcs11-close".into());
+        // A thread that cannot start drops the closure: the sessions are
+        // forgotten (left to the library's next reset or the process end).
+        let _ = closer.spawn(move || close_sessions(&module, sessions));
     }
 }
 
@@ -430,118 +503,9 @@ fn ec_point(p: &[u8]) -> Option<[u8; 32]> {
     }
 }
 
-/// A SoftHSM2 token made by [`provision_softhsm`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SoftHsmToken {
-    /// The CA's public key line.
-    pub public_key: String,
-}
-
-/// Initialises a free slot of `module` as token `token_label` with user PIN
-/// `pin` and generates an Ed25519 key pair `key_label` on it (private key
-/// sensitive and not extractable). For dev setups (`broker-ctl pki init
-/// --hsm`): run it in a process whose environment points the module at its
-/// store (`SOFTHSM2_CONF`), since the module reads it on initialisation.
-pub fn provision_softhsm(
-    module: &Path,
-    token_label: &str,
-    key_label: &str,
-    pin: &str,
-    so_pin: &str,
-) -> Result<SoftHsmToken, CaError> {
-    let fail = |what: &str, e: P11Error| CaError::Invalid(p11(what, &e));
-    let ctx = Pkcs11::new(module).map_err(|e| {
-        CaError::Invalid(format!(
-            "cannot load the PKCS#11 module {}: {e}",
-            module.display()
-        ))
-    })?;
-    ctx.initialize(init_args())
-        .map_err(|e| fail("initialising the module", e))?;
-    let so_pin = AuthPin::new(so_pin.into());
-    let user_pin = AuthPin::new(pin.into());
-    let mut free = None;
-    for slot in ctx.get_all_slots().map_err(|e| fail("listing slots", e))? {
-        if let Ok(info) = ctx.get_token_info(slot) {
-            if info.label().trim_end() == token_label && info.token_initialized() {
-                return Err(CaError::Invalid(format!(
-                    "a token labelled {token_label:?} exists already"
-                )));
-            }
-            if !info.token_initialized() && free.is_none() {
-                free = Some(slot);
-            }
-        }
-    }
-    let free = free.ok_or_else(|| CaError::Invalid("the module has no free slot".into()))?;
-    ctx.init_token(free, &so_pin, token_label)
-        .map_err(|e| fail("initialising the token", e))?;
-    // SoftHSM2 moves an initialised token to a new slot id.
-    let slot = find_slot(&ctx, module, token_label)?;
-    let session = ctx
-        .open_rw_session(slot)
-        .map_err(|e| fail("opening a session", e))?;
-    session
-        .login(UserType::So, Some(&so_pin))
-        .map_err(|e| fail("logging in as SO", e))?;
-    session
-        .init_pin(&user_pin)
-        .map_err(|e| fail("setting the user PIN", e))?;
-    session.logout().map_err(|e| fail("logging out", e))?;
-    session
-        .login(UserType::User, Some(&user_pin))
-        .map_err(|e| fail("logging in", e))?;
-    generate(&session, token_label, key_label)
-}
-
-/// Generates the Ed25519 pair `key_label` in a user session; its public
-/// key line.
-fn generate(
-    session: &Session,
-    token_label: &str,
-    key_label: &str,
-) -> Result<SoftHsmToken, CaError> {
-    let fail = |what: &str, e: P11Error| CaError::Invalid(p11(what, &e));
-    let label = key_label.as_bytes().to_vec();
-    let id = vec![0x01];
-    let public_template = [
-        Attribute::Token(true),
-        Attribute::Verify(true),
-        Attribute::EcParams(PARAMS_NAME.to_vec()),
-        Attribute::Label(label.clone()),
-        Attribute::Id(id.clone()),
-    ];
-    let private_template = [
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Label(label),
-        Attribute::Id(id),
-    ];
-    let (public, _) = session
-        .generate_key_pair(
-            &Mechanism::EccEdwardsKeyPairGen,
-            &public_template,
-            &private_template,
-        )
-        .map_err(|e| fail("generating the key pair", e))?;
-    let attrs = session
-        .get_attributes(public, &[AttributeType::EcPoint])
-        .map_err(|e| fail("reading the public key", e))?;
-    let raw = attrs
-        .into_iter()
-        .find_map(|a| match a {
-            Attribute::EcPoint(p) => ec_point(&p),
-            _ => None,
-        })
-        .ok_or_else(|| CaError::Invalid("the new key has no readable EC_POINT".into()))?;
-    let comment = format!("infrabroker-ca pkcs11:{token_label}/{key_label}");
-    let line = PublicKey::new(KeyData::Ed25519(Ed25519PublicKey(raw)), comment)
-        .to_openssh()
-        .map_err(|e| CaError::Invalid(format!("encoding the public key: {e}")))?;
-    Ok(SoftHsmToken { public_key: line })
+#[cfg(test)]
+pub(crate) fn token_trouble_for_tests(e: &P11Error) -> bool {
+    token_trouble(e)
 }
 
 #[cfg(test)]

@@ -81,3 +81,73 @@ fn public_key_lines_must_be_ed25519() {
     assert!(parse_ed25519_public("ssh-rsa AAAA").is_err());
     assert!(parse_ed25519_public("").is_err());
 }
+
+#[test]
+fn only_token_trouble_resets_the_module() {
+    use cryptoki::context::Function;
+    use cryptoki::error::{Error, RvError};
+    let failed = |rv| Error::Pkcs11(rv, Function::Sign);
+    // What SoftHSM2 says when its token directory is gone, and its kin.
+    for rv in [
+        RvError::ObjectHandleInvalid,
+        RvError::SessionHandleInvalid,
+        RvError::DeviceRemoved,
+        RvError::TokenNotPresent,
+        RvError::CryptokiNotInitialized,
+    ] {
+        assert!(pkcs11::token_trouble_for_tests(&failed(rv)), "{rv:?}");
+    }
+    // One request refused: the other sessions and keys are left alone.
+    for rv in [
+        RvError::DataLenRange,
+        RvError::ArgumentsBad,
+        RvError::MechanismInvalid,
+        RvError::OperationActive,
+        RvError::HostMemory,
+    ] {
+        assert!(!pkcs11::token_trouble_for_tests(&failed(rv)), "{rv:?}");
+    }
+}
+
+/// An agent end that answers `answer` after reading one request, one byte
+/// every `drip`.
+fn dripping_agent(
+    answer: Vec<u8>,
+    drip: Duration,
+) -> (std::os::unix::net::UnixStream, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let agent = std::thread::spawn(move || {
+        let mut request = [0u8; 5];
+        theirs.read_exact(&mut request).unwrap();
+        let mut frame = u32::try_from(answer.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend_from_slice(&answer);
+        for byte in frame {
+            if theirs.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(drip);
+        }
+    });
+    (ours, agent)
+}
+
+#[test]
+fn an_agent_exchange_has_one_deadline_not_one_per_read() {
+    let answer = vec![12, 0, 0, 0, 0, 1, 2, 3, 4, 5];
+    // Each byte comes well within the limit, the whole answer does not.
+    let (mut stream, agent) = dripping_agent(answer.clone(), Duration::from_millis(60));
+    let got = agent::exchange(&mut stream, &[11], Duration::from_millis(300));
+    assert!(
+        matches!(&got, Err(CaError::Unavailable(why)) if why.contains("in time")),
+        "{got:?}"
+    );
+    drop(stream);
+    agent.join().unwrap();
+
+    // A prompt agent is answered in full.
+    let (mut stream, agent) = dripping_agent(answer.clone(), Duration::ZERO);
+    let got = agent::exchange(&mut stream, &[11], Duration::from_millis(300));
+    assert_eq!(got.ok(), Some(answer));
+    agent.join().unwrap();
+}
