@@ -54,11 +54,13 @@ done
 py_missing=0
 node_missing=0
 if [ "$want" = tests ]; then
-  python3 -c 'import mcp, prometheus_client' >/dev/null 2>&1 || py_missing=1
+  # mcp 2.x: the client with input requests (mcp.client.client).
+  python3 -c 'import mcp.client.client, prometheus_client' >/dev/null 2>&1 || py_missing=1
   [ -x testbed/witness/venv/bin/aics-witness ] || py_missing=1
   [ -d broker/tests/oidc/node_modules/oidc-provider ] || node_missing=1
   [ -x broker/tests/conformance/node_modules/.bin/conformance ] || node_missing=1
   [ -d control-plane/tests/ui/node_modules/playwright-core ] || node_missing=1
+  [ -d control-plane/tests/mcp-ts/node_modules/@modelcontextprotocol/sdk ] || node_missing=1
 fi
 rust_missing=0
 command -v cargo >/dev/null || rust_missing=1
@@ -67,7 +69,7 @@ if [ "$check_only" = 1 ]; then
   status=0
   [ ${#missing[@]} -gt 0 ] && { echo "missing Debian packages: ${missing[*]}"; status=1; }
   [ $py_missing = 1 ] && { echo "missing Python packages: mcp prometheus_client, or aics-witness in testbed/witness/venv"; status=1; }
-  [ $node_missing = 1 ] && { echo "missing npm packages under broker/tests/oidc, broker/tests/conformance or control-plane/tests/ui"; status=1; }
+  [ $node_missing = 1 ] && { echo "missing npm packages under broker/tests/oidc, broker/tests/conformance, control-plane/tests/ui or control-plane/tests/mcp-ts"; status=1; }
   [ $rust_missing = 1 ] && { echo "missing Rust toolchain (cargo)"; status=1; }
   [ $status = 0 ] && echo "nothing missing"
   exit $status
@@ -95,8 +97,8 @@ fi
 if [ $py_missing = 1 ]; then
   echo "deps.sh: installing the Python test clients (mcp, prometheus_client)"
   # Debian 12 marks its Python as externally managed; CI is a throwaway machine.
-  python3 -m pip install --quiet mcp prometheus_client 2>/dev/null ||
-    python3 -m pip install --quiet --break-system-packages mcp prometheus_client
+  python3 -m pip install --quiet 'mcp>=2.3,<3' prometheus_client 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'mcp>=2.3,<3' prometheus_client
   # The independent C2SP witness the audit tests submit checkpoints to, in
   # its own environment. It declares Python >= 3.12 but runs on 3.11
   # (checked: init, add-log, serve, cosigning), hence the flag; pinned.
@@ -108,10 +110,12 @@ if [ $py_missing = 1 ]; then
 fi
 
 if [ $node_missing = 1 ]; then
-  echo "deps.sh: installing the local OpenID provider, the MCP conformance suite and playwright-core (npm ci)"
+  echo "deps.sh: installing the local OpenID provider, the MCP conformance suite, playwright-core and the TypeScript MCP SDK (npm ci)"
   npm ci --no-audit --no-fund --prefix broker/tests/oidc
   # Brings its own Node 22 (the npm package `node`): the suite needs it.
   npm ci --no-audit --no-fund --prefix broker/tests/conformance
   # Drives Debian's chromium for the approval web page test.
   npm ci --no-audit --no-fund --prefix control-plane/tests/ui
+  # The TypeScript SDK client of the in-conversation confirmation test.
+  npm ci --no-audit --no-fund --prefix control-plane/tests/mcp-ts
 fi

@@ -6,6 +6,8 @@
 //! - [`api`] — the transport-free tool surface (types, errors, [`api::Tools`]).
 //! - [`config`] — `broker.json`.
 //! - [`signer`] — the signer client and the cached host view.
+//! - [`confirm`] — asking the person at the MCP client to confirm a
+//!   `user_confirm` request.
 //! - [`ssh`] — russh connections with pinned host keys, hop through hop.
 //! - [`exec`] — one command on one channel, capped and timed.
 //! - [`engine`] — a tool call end to end, audited.
@@ -22,6 +24,7 @@ pub mod api;
 mod chain;
 pub mod cli;
 pub mod config;
+pub mod confirm;
 pub mod engine;
 pub mod exec;
 pub mod http;

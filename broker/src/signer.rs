@@ -103,15 +103,66 @@ impl SignerApi {
         if raw.status != hyper::StatusCode::ACCEPTED {
             return answer(raw);
         }
-        let id = serde_json::from_slice::<serde_json::Value>(&raw.body)
+        let held = serde_json::from_slice::<Held>(&raw.body)
             .ok()
-            .and_then(|v| v.get("approval_id")?.as_str().map(str::to_owned))
-            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .filter(|h| {
+                !h.approval_id.is_empty()
+                    && h.approval_id.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
             .ok_or_else(|| {
                 ToolError::SignerUnreachable("202 without a usable approval_id".into())
             })?;
-        tracing::info!(approval_id = %id, host = %req.host, "waiting for an approval");
-        self.await_approval(&id).await
+        let id = &held.approval_id;
+        tracing::info!(approval_id = %id, host = %req.host, tier = %held.tier, "waiting for an approval");
+        if held.tier == "user_confirm"
+            && let Some(confirm) = crate::confirm::current()
+        {
+            self.ask_user(&*confirm, req, &held).await;
+        }
+        self.await_approval(id).await
+    }
+
+    /// Puts a `user_confirm` request to the person using the MCP client
+    /// and relays the answer. No answer in time decides nothing: the
+    /// request then waits for an operator, or expires.
+    async fn ask_user(
+        &self,
+        confirm: &dyn crate::confirm::Confirm,
+        req: &SignRequest,
+        held: &Held,
+    ) {
+        use crate::confirm::Prompt;
+        let ttl = held
+            .expires_in_seconds
+            .map_or(self.approval_wait, std::time::Duration::from_secs);
+        let within = ttl.min(self.approval_wait);
+        let prompt = Prompt {
+            approval_id: held.approval_id.clone(),
+            request: req.clone(),
+            within,
+        };
+        let id = &held.approval_id;
+        let Ok(Some(answer)) = tokio::time::timeout(within, confirm.ask(prompt)).await else {
+            tracing::info!(approval_id = %id, "the user gave no answer in time");
+            return;
+        };
+        tracing::info!(approval_id = %id, answer = answer.as_str(), "the user answered");
+        let body = serde_json::json!({"answer": answer.as_str()}).to_string();
+        let path = format!("/v1/sign/confirm/{id}");
+        match self
+            .call_raw(Method::POST, &path, Some(body.into_bytes()))
+            .await
+        {
+            Ok(raw) if raw.status.is_success() => {}
+            // The poll that follows reports the approval's state.
+            Ok(raw) => {
+                let (code, message) = refusal(&raw).unwrap_or_default();
+                tracing::warn!(approval_id = %id, %code, %message, "the control plane refused the user's answer");
+            }
+            Err(e) => {
+                tracing::warn!(approval_id = %id, error = %e, "the user's answer could not be relayed");
+            }
+        }
     }
 
     /// Polls held request `id` with a pause doubling to 2 s until it is
@@ -159,6 +210,16 @@ impl SignerApi {
             }
         }
     }
+}
+
+/// A control plane's `202`: the request is held.
+#[derive(Debug, serde::Deserialize)]
+struct Held {
+    approval_id: String,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    expires_in_seconds: Option<u64>,
 }
 
 /// A refusal's reason code and message. Not `ErrorBody`: a control plane

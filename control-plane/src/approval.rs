@@ -26,6 +26,10 @@ pub use crate::view::{ApprovalView, rfc3339};
 pub enum Tier {
     /// Granted by the control plane itself, audited.
     Auto,
+    /// The person using the MCP client confirms the exact request in the
+    /// conversation (or an operator approves it). Only as strong as the
+    /// broker that asks; never enough for `ai_review` or `human`.
+    UserConfirm,
     /// The AI reviewer (or an operator) may approve.
     AiReview,
     /// Only an operator may approve.
@@ -37,6 +41,7 @@ impl Tier {
     pub fn parse(s: &str) -> Option<Tier> {
         match s {
             "auto" => Some(Tier::Auto),
+            "user_confirm" => Some(Tier::UserConfirm),
             "ai_review" => Some(Tier::AiReview),
             "human" => Some(Tier::Human),
             _ => None,
@@ -47,6 +52,7 @@ impl Tier {
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Auto => "auto",
+            Tier::UserConfirm => "user_confirm",
             Tier::AiReview => "ai_review",
             Tier::Human => "human",
         }
@@ -102,6 +108,8 @@ pub enum Via {
     Auto,
     /// An operator on the approval web page (`/ui/approvals`).
     Web,
+    /// The person using the MCP client, asked by the broker.
+    UserConfirm,
 }
 
 impl Via {
@@ -112,6 +120,7 @@ impl Via {
             Via::AiReviewer => "ai_reviewer",
             Via::Auto => "auto",
             Via::Web => "web",
+            Via::UserConfirm => "user_confirm",
         }
     }
 }
@@ -213,6 +222,14 @@ pub enum Refusal {
     TierForbidden {
         /// The approval.
         id: String,
+    },
+    /// The user was asked to confirm a request of another tier.
+    #[error("approval {id} is in the {} tier: the user cannot confirm it", tier.as_str())]
+    NotUserConfirm {
+        /// The approval.
+        id: String,
+        /// Its tier.
+        tier: Tier,
     },
     /// Escalating something already in the human queue.
     #[error("approval {id} is already in the human queue")]
@@ -320,16 +337,58 @@ impl Approval {
                 id: self.id.clone(),
             });
         }
+        self.settle(who.clone(), approve, reason, now_ms, collect_window_ms);
+        Ok(())
+    }
+
+    /// Records a decision: approved (to be collected within
+    /// `collect_window_ms`) or denied.
+    fn settle(
+        &mut self,
+        who: Decider,
+        approve: bool,
+        reason: &str,
+        now_ms: u64,
+        collect_window_ms: u64,
+    ) {
         self.status = if approve {
             self.expires_ms = now_ms.saturating_add(collect_window_ms);
             Status::Approved
         } else {
             Status::Denied
         };
-        self.decided_by = Some(who.clone());
+        self.decided_by = Some(who);
         self.decided_ms = Some(now_ms);
         self.reason = Some(reason.to_owned());
-        Ok(())
+    }
+
+    /// The user's answer, relayed by the broker that asked (the caller
+    /// checks that): `accept` approves, anything else denies. Only for the
+    /// `user_confirm` tier; the decider is the end user (else the broker).
+    pub fn confirm(
+        &mut self,
+        accept: bool,
+        reason: &str,
+        now_ms: u64,
+        collect_window_ms: u64,
+    ) -> Result<Decider, Refusal> {
+        self.ensure_pending()?;
+        if self.tier != Tier::UserConfirm {
+            return Err(Refusal::NotUserConfirm {
+                id: self.id.clone(),
+                tier: self.tier,
+            });
+        }
+        let who = Decider {
+            id: self
+                .request
+                .end_user
+                .clone()
+                .unwrap_or_else(|| self.caller.clone()),
+            via: Via::UserConfirm,
+        };
+        self.settle(who.clone(), accept, reason, now_ms, collect_window_ms);
+        Ok(who)
     }
 
     /// Moves an `ai_review` request to the human queue.
@@ -399,171 +458,4 @@ pub fn is_id(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use infrabroker_common::wire::{Purpose, Role};
-
-    pub(crate) fn sample(tier: Tier) -> Approval {
-        Approval {
-            id: new_id(),
-            caller: "broker-1".into(),
-            subject: "broker-1".into(),
-            request: SignRequest {
-                host: "web".into(),
-                role: Role::Target,
-                purpose: Purpose::Oneshot,
-                command: "systemctl restart nginx".into(),
-                pubkey: "ssh-ed25519 AAAA".into(),
-                sudo: true,
-                sudo_user: None,
-                pty: false,
-                session_mode: None,
-                ttl_seconds: None,
-                timeout_seconds: None,
-                end_user: Some("alice".into()),
-                end_user_groups: None,
-                dry_run: false,
-                on_behalf_of: None,
-                approved: false,
-            },
-            tier,
-            reasons: vec!["policy".into()],
-            rule: None,
-            learn: Vec::new(),
-            status: Status::Pending,
-            created_ms: 1_000,
-            expires_ms: 61_000,
-            decided_by: None,
-            decided_ms: None,
-            reason: None,
-            escalation: None,
-        }
-    }
-
-    fn op(id: &str) -> Decider {
-        Decider {
-            id: id.into(),
-            via: Via::Operator,
-        }
-    }
-
-    fn ai() -> Decider {
-        Decider {
-            id: "ai-reviewer".into(),
-            via: Via::AiReviewer,
-        }
-    }
-
-    #[test]
-    fn requester_and_end_user_cannot_decide() {
-        for who in ["broker-1", "alice"] {
-            let mut a = sample(Tier::Human);
-            let e = a.decide(&op(who), true, "ok", 2_000, 1_000).unwrap_err();
-            assert!(matches!(e, Refusal::SelfApproval { .. }), "{who}");
-            assert_eq!(a.status, Status::Pending);
-        }
-    }
-
-    #[test]
-    fn an_operator_the_identity_map_ties_to_the_end_user_cannot_decide() {
-        let text = r#"{"identities": {"alice": {"operator_cns": ["alice-ops"],
-            "oidc_subjects": ["alice"]}}}"#;
-        let v: serde_json::Value = serde_json::from_str(text).unwrap();
-        let errs = infrabroker_common::config::Errors::new();
-        let map =
-            crate::identity::read(&infrabroker_common::config::Obj::new(&v, "", &errs).unwrap());
-        let a = sample(Tier::Human);
-        let e = a.refuse_tied(&op("alice-ops"), &map).unwrap_err();
-        assert!(matches!(e, Refusal::TiedIdentity { .. }), "{e}");
-        assert!(e.to_string().contains("alice-ops is alice"), "{e}");
-        assert!(a.refuse_tied(&op("bob-ops"), &map).is_ok());
-        assert!(
-            a.refuse_tied(&ai(), &map).is_ok(),
-            "the map ties operator CNs only"
-        );
-    }
-
-    #[test]
-    fn reviewer_approves_only_ai_review_but_denies_anything() {
-        let mut human = sample(Tier::Human);
-        assert!(matches!(
-            human.decide(&ai(), true, "fine", 2_000, 1_000),
-            Err(Refusal::TierForbidden { .. })
-        ));
-        human.decide(&ai(), false, "no", 2_000, 1_000).unwrap();
-        assert_eq!(human.status, Status::Denied);
-        let mut ai_req = sample(Tier::AiReview);
-        ai_req.decide(&ai(), true, "fine", 2_000, 5_000).unwrap();
-        assert_eq!(ai_req.status, Status::Approved);
-        assert_eq!(
-            ai_req.expires_ms, 7_000,
-            "collection window starts at approval"
-        );
-    }
-
-    #[test]
-    fn escalation_moves_to_the_human_queue_once() {
-        let mut a = sample(Tier::AiReview);
-        a.escalate(&ai(), "unsure").unwrap();
-        assert_eq!(a.tier, Tier::Human);
-        assert!(matches!(
-            a.escalate(&ai(), "again"),
-            Err(Refusal::AlreadyHuman { .. })
-        ));
-        assert!(matches!(
-            a.decide(&ai(), true, "x", 2_000, 1_000),
-            Err(Refusal::TierForbidden { .. })
-        ));
-        a.decide(&op("operator"), true, "checked", 2_000, 1_000)
-            .unwrap();
-        assert_eq!(a.view().escalated_by.as_deref(), Some("ai-reviewer"));
-    }
-
-    #[test]
-    fn collected_once_then_used() {
-        let mut a = sample(Tier::Human);
-        assert_eq!(a.collect(), Collect::Wait(Status::Pending));
-        a.decide(&op("operator"), true, "ok", 2_000, 1_000).unwrap();
-        assert!(matches!(a.collect(), Collect::Issue(_)));
-        assert_eq!(a.collect(), Collect::Wait(Status::Issuing));
-        a.finish_issuing(true, 2_500);
-        assert_eq!(a.collect(), Collect::Used);
-        assert!(matches!(
-            a.decide(&op("operator"), false, "late", 3_000, 1_000),
-            Err(Refusal::NotPending { .. })
-        ));
-    }
-
-    #[test]
-    fn unreachable_signer_leaves_it_collectable() {
-        let mut a = sample(Tier::Human);
-        a.decide(&op("operator"), true, "ok", 2_000, 1_000).unwrap();
-        assert!(matches!(a.collect(), Collect::Issue(_)));
-        a.finish_issuing(false, 2_100);
-        assert_eq!(a.status, Status::Approved);
-    }
-
-    #[test]
-    fn deadlines_expire_pending_and_uncollected_requests() {
-        let mut a = sample(Tier::Human);
-        assert!(!a.expire_if_due(60_999));
-        assert!(a.expire_if_due(61_000));
-        assert_eq!(a.collect(), Collect::Expired);
-        let mut b = sample(Tier::Human);
-        b.decide(&op("operator"), true, "ok", 2_000, 1_000).unwrap();
-        assert!(b.expire_if_due(3_000));
-        let mut c = sample(Tier::Human);
-        c.decide(&op("operator"), false, "no", 2_000, 1_000)
-            .unwrap();
-        assert!(!c.expire_if_due(u64::MAX), "a final state never changes");
-    }
-
-    #[test]
-    fn ids_are_unguessable_hex() {
-        let a = new_id();
-        assert!(is_id(&a));
-        assert_ne!(a, new_id());
-        assert!(!is_id("../etc"));
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-    }
-}
+mod tests;

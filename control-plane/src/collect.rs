@@ -45,6 +45,7 @@ fn decided_tier(a: &Approval) -> Tier {
     match a.decided_by.as_ref().map(|d| d.via) {
         Some(Via::Operator | Via::Web) => Tier::Human,
         Some(Via::AiReviewer) => Tier::AiReview,
+        Some(Via::UserConfirm) => Tier::UserConfirm,
         Some(Via::Auto) | None => Tier::Auto,
     }
 }

@@ -242,7 +242,7 @@ fn tier(o: &Obj<'_>, key: &str, default: Tier) -> Tier {
         Some(s) => Tier::parse(&s).unwrap_or_else(|| {
             o.error(
                 key,
-                format!("{s:?} is not \"auto\", \"ai_review\" or \"human\""),
+                format!("{s:?} is not \"auto\", \"user_confirm\", \"ai_review\" or \"human\""),
             );
             default
         }),

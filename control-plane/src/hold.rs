@@ -7,7 +7,7 @@ use infrabroker_common::wire::SignRequest;
 use serde_json::{Map, Value};
 
 use crate::approval::{
-    Approval, ApprovalView, Collect, Decider, Novelty, Refusal, Status, Tier, new_id,
+    Approval, ApprovalView, Collect, Decider, Novelty, Refusal, Status, Tier, Via, new_id,
 };
 use crate::error::{ApiError, Code};
 use crate::state::{Shared, rec, request_fields};
@@ -220,6 +220,60 @@ impl Shared {
         Ok(a.view())
     }
 
+    /// The user's answer to a `user_confirm` request, relayed by the broker
+    /// `caller` that asked; another caller learns nothing (`unknown`).
+    pub async fn confirm(
+        &self,
+        caller: &str,
+        id: &str,
+        accept: bool,
+        reason: &str,
+    ) -> Result<ApprovalView, ApiError> {
+        let now = self.now_ms();
+        let window = self.collect_window_ms();
+        let mut expired = false;
+        let mut outcome = None;
+        let a = self
+            .store
+            .update(id, |a| {
+                if a.caller == caller {
+                    expired = a.expire_if_due(now);
+                    outcome = Some(a.confirm(accept, reason, now, window));
+                }
+            })
+            .await?
+            .ok_or_else(|| unknown(id))?;
+        if expired {
+            self.audit_timeout(&a).await;
+        }
+        let Some(outcome) = outcome else {
+            return Err(unknown(id));
+        };
+        let mut r = rec(if accept {
+            "approval-granted"
+        } else {
+            "approval-denied"
+        });
+        approval_fields(&mut r, &a);
+        r.insert("approved_via".into(), Via::UserConfirm.as_str().into());
+        r.insert("reason".into(), reason.into());
+        let who = match outcome {
+            Ok(who) => who,
+            Err(refusal) => {
+                r.insert("approved_by".into(), caller.into());
+                return Err(self.refused(r, refusal).await);
+            }
+        };
+        r.insert("approved_by".into(), who.id.into());
+        if accept {
+            self.metrics.granted();
+        } else {
+            self.metrics.denied();
+        }
+        self.record_anyway(r).await;
+        Ok(a.view())
+    }
+
     /// Moves an `ai_review` request to the human queue.
     pub async fn escalate(
         &self,
@@ -261,7 +315,7 @@ impl Shared {
             } => Code::ApprovalExpired,
             Refusal::NotPending { .. } | Refusal::AlreadyHuman { .. } => Code::ApprovalDecided,
             Refusal::SelfApproval { .. } | Refusal::TiedIdentity { .. } => Code::SelfApproval,
-            Refusal::TierForbidden { .. } => Code::TierForbidden,
+            Refusal::TierForbidden { .. } | Refusal::NotUserConfirm { .. } => Code::TierForbidden,
         };
         let attempted = r
             .get("outcome")

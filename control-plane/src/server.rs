@@ -44,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sign", axum::routing::post(sign_route))
         .route("/v1/revocations", get(revocations_route))
         .route("/v1/sign/result/{id}", get(result_route))
+        .route("/v1/sign/confirm/{id}", axum::routing::post(confirm_route))
         .route("/v1/approvals", get(list_route))
         .route("/v1/approvals/{id}", get(show_route).post(decide_route))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such endpoint") })
@@ -181,6 +182,18 @@ async fn result_route(
     Path(id): Path<String>,
 ) -> Response {
     sign::result(&s, &peer.cn, &id).await
+}
+
+async fn confirm_route(
+    State(s): State<Arc<Shared>>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    match read_body(req).await {
+        Ok(body) => sign::confirm(&s, &peer.cn, &id, &body).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Refuses callers outside `approval.callers` (audited).

@@ -365,6 +365,8 @@ async fn hold(
                 "status": "pending",
                 "tier": a.tier.as_str(),
                 "expires_at": crate::approval::rfc3339(a.expires_ms),
+                // Relative, for a broker whose clock may differ from ours.
+                "expires_in_seconds": a.expires_ms.saturating_sub(a.created_ms) / 1000,
             });
             (StatusCode::ACCEPTED, axum::Json(body)).into_response()
         }
@@ -424,15 +426,8 @@ pub async fn result(s: &Shared, cn: &str, id: &str) -> Response {
     let mut r = rec("approval-collected");
     r.insert("caller".into(), cn.into());
     r.insert("approval_id".into(), id.into());
-    if !s.cfg.sign_callers.contains(cn) {
-        let e = ApiError::new(
-            Code::CallerUnknown,
-            format!("{cn} is not listed in sign_callers"),
-        );
-        return refuse(s, r, e).await;
-    }
-    if !crate::approval::is_id(id) {
-        return ApiError::new(Code::ApprovalUnknown, "malformed approval id").into_response();
+    if let Err(resp) = caller_and_id(s, cn, id, r.clone()).await {
+        return resp;
     }
     let found = match s.collect(cn, id).await {
         Ok(f) => f,
@@ -473,84 +468,73 @@ pub async fn result(s: &Shared, cn: &str, id: &str) -> Response {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Refuses (audited) a caller outside `sign_callers`, and a malformed id.
+async fn caller_and_id(
+    s: &Shared,
+    cn: &str,
+    id: &str,
+    r: Map<String, Value>,
+) -> Result<(), Response> {
+    if !s.cfg.sign_callers.contains(cn) {
+        let e = ApiError::new(
+            Code::CallerUnknown,
+            format!("{cn} is not listed in sign_callers"),
+        );
+        return Err(refuse(s, r, e).await);
+    }
+    if !crate::approval::is_id(id) {
+        return Err(ApiError::new(Code::ApprovalUnknown, "malformed approval id").into_response());
+    }
+    Ok(())
+}
 
-    fn req(role: Role, purpose: Purpose, dry_run: bool) -> SignRequest {
-        SignRequest {
-            host: "web".into(),
-            role,
-            purpose,
-            command: "id".into(),
-            pubkey: String::new(),
-            sudo: false,
-            sudo_user: None,
-            pty: false,
-            session_mode: None,
-            ttl_seconds: None,
-            timeout_seconds: None,
-            end_user: None,
-            end_user_groups: None,
-            dry_run,
-            on_behalf_of: None,
-            approved: false,
+/// `POST /v1/sign/confirm/{id}` body: what the person using the MCP
+/// client answered when the broker asked.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    answer: UserAnswer,
+}
+
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UserAnswer {
+    Accept,
+    Decline,
+    Cancel,
+}
+
+/// The broker `cn` relays the user's answer to its own `user_confirm`
+/// request `id`. Audited as a grant or denial via `user_confirm`.
+pub async fn confirm(s: &Shared, cn: &str, id: &str, body: &[u8]) -> Response {
+    let mut r = rec("approval-refused");
+    r.insert("caller".into(), cn.into());
+    r.insert("approval_id".into(), id.into());
+    if let Err(resp) = caller_and_id(s, cn, id, r.clone()).await {
+        return resp;
+    }
+    let answer = match serde_json::from_slice::<ConfirmBody>(body) {
+        Ok(b) => b.answer,
+        Err(e) => {
+            let e = ApiError::new(
+                Code::MalformedRequest,
+                format!(
+                    "invalid answer (want {{\"answer\": \"accept\"|\"decline\"|\"cancel\"}}): {e}"
+                ),
+            );
+            return refuse(s, r, e).await;
         }
-    }
-
-    #[test]
-    fn actions_are_what_will_run() {
-        assert!(is_action(&req(Role::Target, Purpose::Oneshot, false)));
-        assert!(is_action(&req(Role::Target, Purpose::Session, false)));
-        assert!(
-            is_action(&req(Role::Target, Purpose::Session, true)),
-            "a session command's preflight runs it next"
-        );
-        assert!(!is_action(&req(Role::Target, Purpose::Oneshot, true)));
-        assert!(!is_action(&req(Role::Bastion, Purpose::Oneshot, false)));
-    }
-
-    #[test]
-    fn first_matching_tier_rule_wins() {
-        let text = r#"{"sign_callers": ["b"], "server_cert": "c", "server_key": "k",
-            "client_ca": "ca", "audit_log": "l", "audit_key": "s",
-            "signer": {"url": "https://x:1", "client_cert": "c", "client_key": "k", "ca": "ca"},
-            "approval": {"default_tier": "human", "tiers": [
-                {"match": "^systemctl status ", "tier": "auto"},
-                {"match": "^systemctl ", "hosts": ["web"], "tier": "ai_review"}]}}"#;
-        let cfg =
-            crate::config::ControlPlaneConfig::from_text(text, std::path::Path::new("/")).unwrap();
-        let a = &cfg.approval;
-        let tier = |host: &str, command: &str| {
-            let mut r = req(Role::Target, Purpose::Oneshot, false);
-            r.host = host.into();
-            r.command = command.into();
-            policy_tier(a, &r)
-        };
-        assert_eq!(tier("db", "systemctl status x"), Tier::Auto);
-        assert_eq!(tier("web", "systemctl restart x"), Tier::AiReview);
-        assert_eq!(tier("db", "systemctl restart x"), Tier::Human);
-        assert_eq!(tier("web", "reboot"), Tier::Human);
-        // Each simple command is tiered alone; the strictest wins.
-        assert_eq!(
-            tier("db", "systemctl status nginx; systemctl stop postgres"),
-            Tier::Human
-        );
-        assert_eq!(
-            tier("web", "systemctl status a && systemctl restart b"),
-            Tier::AiReview
-        );
-        assert_eq!(
-            tier("db", "systemctl status a | systemctl status b"),
-            Tier::Auto
-        );
-        // Unparseable text never gets a lenient tier.
-        assert_eq!(tier("db", "systemctl status $(reboot)"), Tier::Human);
-        // Elevation never rides on a lenient rule.
-        let mut r = req(Role::Target, Purpose::Oneshot, false);
-        r.host = "db".into();
-        r.command = "systemctl status x".into();
-        r.sudo = true;
-        assert_eq!(policy_tier(a, &r), Tier::Human);
+    };
+    let (accept, reason) = match answer {
+        UserAnswer::Accept => (true, "confirmed by the user in the conversation"),
+        UserAnswer::Decline => (false, "declined by the user in the conversation"),
+        UserAnswer::Cancel => (false, "cancelled by the user in the conversation"),
+    };
+    match s.confirm(cn, id, accept, reason).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,10 +10,13 @@
 //! # Layout
 //! - `server.rs`: [`BrokerMcp`], the rmcp `ServerHandler` holding one
 //!   [`Caller`]; a frontend builds one per session.
+//! - `confirm.rs`: asking the user to confirm a `user_confirm` request,
+//!   by elicitation or by input requests (calls parked until the retry).
 //! - `tools/`: one file per tool with its schema, argument parsing and
 //!   result rendering (`ssh_list_servers`, `ssh_execute`).
 //! - this file: [`serve_stdio`], which runs a [`BrokerMcp`] on stdin/stdout.
 
+mod confirm;
 mod server;
 mod tools;
 

@@ -5,20 +5,23 @@
 //! into an error result for that call only, and so that a cancelled request
 //! (or a closed session) aborts the work instead of leaving it running.
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-        PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+        CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
+        ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
 };
-use tokio::{task::JoinHandle, time::Instant};
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
-use super::tools::{self, CANCELLED, INTERNAL_ERROR, ssh_execute, ssh_list_servers, ssh_session};
+use super::confirm;
+use super::tools::{self, CANCELLED, INTERNAL_ERROR};
 use crate::api::{Caller, Tools};
+use crate::confirm::Confirm;
 
 /// The server name announced in `initialize`.
 pub const SERVER_NAME: &str = "infrabroker";
@@ -69,49 +72,108 @@ impl<T: Tools> BrokerMcp<T> {
         &self.caller
     }
 
-    /// Runs one tool call to completion in its own task.
+    /// Runs one tool call in its own task: to completion, or until it asks
+    /// the user something the client must answer in a retry.
     async fn dispatch(
         &self,
         request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let args = request.arguments.unwrap_or_default();
-        let tools = Arc::clone(&self.tools);
-        let caller = self.caller.clone();
-        let result = match request.name.as_ref() {
-            ssh_list_servers::NAME => {
-                let work = async move { ssh_list_servers::call(&*tools, &caller, args).await };
-                supervise(ssh_list_servers::NAME, context, self.heartbeat, work).await
-            }
-            ssh_execute::NAME => {
-                let work = async move { ssh_execute::call(&*tools, &caller, args).await };
-                supervise(ssh_execute::NAME, context, self.heartbeat, work).await
-            }
-            ssh_session::OPEN => {
-                let work = async move { ssh_session::open(&*tools, &caller, args).await };
-                supervise(ssh_session::OPEN, context, self.heartbeat, work).await
-            }
-            ssh_session::EXEC => {
-                let work = async move { ssh_session::exec(&*tools, &caller, args).await };
-                supervise(ssh_session::EXEC, context, self.heartbeat, work).await
-            }
-            ssh_session::CLOSE => {
-                let work = async move { ssh_session::close(&*tools, &caller, args).await };
-                supervise(ssh_session::CLOSE, context, self.heartbeat, work).await
-            }
-            ssh_session::LIST => {
-                let work = async move { ssh_session::list(&*tools, &caller, args).await };
-                supervise(ssh_session::LIST, context, self.heartbeat, work).await
-            }
-            other => {
-                // Not the agent's command failing: the request cannot be routed.
-                return Err(ErrorData::invalid_params(
-                    format!("unknown tool {other:?}; call tools/list"),
-                    None,
-                ));
-            }
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(tool) = tools::static_name(&request.name) else {
+            // Not the agent's command failing: the request cannot be routed.
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}; call tools/list", request.name),
+                None,
+            ));
         };
-        Ok(result)
+        let args = request.arguments.unwrap_or_default();
+        let call = confirm::Call {
+            caller: &self.caller,
+            tool,
+            args: &args,
+        };
+        if let Some(handle) = request.request_state.as_deref() {
+            let Some(parked) = confirm::resume(handle, call) else {
+                return Ok(tools::failure_with_code(
+                    "this confirmation is unknown or has expired; call the tool again",
+                    "approval_expired",
+                )
+                .into());
+            };
+            let answer = confirm::answer_in(request.input_responses.as_ref());
+            let (task, questions) = parked.answer(answer);
+            return Ok(self
+                .follow(tool, &args, context, task, Some(questions))
+                .await);
+        }
+        let (asker, questions) = Self::asker(context);
+        let work = tools::run(
+            tool,
+            Arc::clone(&self.tools),
+            self.caller.clone(),
+            args.clone(),
+        );
+        let task = AbortOnDrop(tokio::spawn(crate::confirm::scope(asker, work)));
+        Ok(self.follow(tool, &args, context, task, questions).await)
+    }
+
+    /// How this call can ask the user, if the client can answer: input
+    /// requests on 2026-07-28 and later, else elicitation.
+    fn asker(
+        context: &RequestContext<RoleServer>,
+    ) -> (
+        Option<Arc<dyn Confirm>>,
+        Option<mpsc::Receiver<confirm::Ask>>,
+    ) {
+        let modern = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        if modern {
+            let can = context
+                .client_capabilities()
+                .is_some_and(|c| c.elicitation.is_some());
+            if !can {
+                return (None, None);
+            }
+            let (parker, questions) = confirm::Parker::new();
+            return (Some(Arc::new(parker)), Some(questions));
+        }
+        match confirm::Elicit::for_client(&context.peer) {
+            Some(elicit) => (Some(Arc::new(elicit)), None),
+            None => (None, None),
+        }
+    }
+
+    /// Supervises `task` until it ends, or parks it when it asks the user.
+    async fn follow(
+        &self,
+        tool: &'static str,
+        args: &JsonObject,
+        context: &RequestContext<RoleServer>,
+        mut task: AbortOnDrop<CallToolResult>,
+        mut questions: Option<mpsc::Receiver<confirm::Ask>>,
+    ) -> CallToolResponse {
+        loop {
+            match supervise(tool, context, self.heartbeat, &mut task, questions.as_mut()).await {
+                Supervised::Done(result) => return result.into(),
+                Supervised::Asked(ask) => {
+                    if !confirm::room() {
+                        // Too many parked: unasked (its reply dropped), the
+                        // request waits for an operator.
+                        drop(ask);
+                        continue;
+                    }
+                    // Questions only come from `questions`.
+                    let Some(q) = questions.take() else { continue };
+                    let call = confirm::Call {
+                        caller: &self.caller,
+                        tool,
+                        args,
+                    };
+                    return confirm::park(call, task, q, ask).into();
+                }
+            }
+        }
     }
 }
 
@@ -157,14 +219,12 @@ impl<T: Tools> ServerHandler for BrokerMcp<T> {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.dispatch(request, &context)
-            .await
-            .map(CallToolResponse::from)
+        self.dispatch(request, &context).await
     }
 }
 
 /// Aborts the task when dropped, so work never outlives its request.
-struct AbortOnDrop<R>(JoinHandle<R>);
+pub(super) struct AbortOnDrop<R>(pub(super) JoinHandle<R>);
 
 impl<R> Drop for AbortOnDrop<R> {
     fn drop(&mut self) {
@@ -172,26 +232,31 @@ impl<R> Drop for AbortOnDrop<R> {
     }
 }
 
-/// Runs `work` in its own task: a panic becomes an `internal_error` result,
-/// a cancellation aborts it, and while it runs the client gets progress
-/// heartbeats if it sent a progress token.
-async fn supervise<F>(
+/// How a supervised stretch of a call ended.
+enum Supervised {
+    /// The call's result.
+    Done(CallToolResult),
+    /// The call asks the user (it waits, alive, for the answer).
+    Asked(confirm::Ask),
+}
+
+/// Follows `task`: a panic becomes an `internal_error` result, a
+/// cancellation aborts it, a question from it is handed back, and while it
+/// runs the client gets progress heartbeats if it sent a progress token.
+async fn supervise(
     tool: &'static str,
     context: &RequestContext<RoleServer>,
     heartbeat: Duration,
-    work: F,
-) -> CallToolResult
-where
-    F: Future<Output = CallToolResult> + Send + 'static,
-{
-    let mut task = AbortOnDrop(tokio::spawn(work));
+    task: &mut AbortOnDrop<CallToolResult>,
+    mut questions: Option<&mut mpsc::Receiver<confirm::Ask>>,
+) -> Supervised {
     let progress_token = context.meta.get_progress_token();
     let started = Instant::now();
     let mut ticks = tokio::time::interval_at(started + heartbeat, heartbeat);
     loop {
         tokio::select! {
             joined = &mut task.0 => {
-                return match joined {
+                return Supervised::Done(match joined {
                     Ok(result) => result,
                     Err(error) => {
                         tracing::error!(tool, %error, "tool call failed unexpectedly");
@@ -201,11 +266,15 @@ where
                             INTERNAL_ERROR,
                         )
                     }
-                };
+                });
             }
             () = context.ct.cancelled() => {
                 tracing::info!(tool, "tool call cancelled by the client");
-                return tools::failure_with_code("the call was cancelled", CANCELLED);
+                task.0.abort();
+                return Supervised::Done(tools::failure_with_code("the call was cancelled", CANCELLED));
+            }
+            Some(ask) = async { questions.as_mut()?.recv().await }, if questions.is_some() => {
+                return Supervised::Asked(ask);
             }
             _ = ticks.tick(), if progress_token.is_some() => {
                 if let Some(token) = &progress_token {

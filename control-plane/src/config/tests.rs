@@ -36,7 +36,8 @@ fn a_requester_cannot_also_be_an_approver() {
 fn the_example_file_is_valid() {
     let text = include_str!("../../control-plane.example.json");
     let c = ControlPlaneConfig::from_text(text, Path::new("/etc/infrabroker")).unwrap();
-    assert_eq!(c.approval.tiers.len(), 2);
+    let tiers: Vec<Tier> = c.approval.tiers.iter().map(|r| r.tier).collect();
+    assert_eq!(tiers, [Tier::Auto, Tier::AiReview, Tier::UserConfirm]);
     assert_eq!(c.approval.notifier, NotifierKind::Webhook);
     assert_eq!(c.behavior.mode, GuardMode::Observe);
     assert!(c.approval.reviewer.is_some());

@@ -7,19 +7,14 @@ use hyper::StatusCode;
 use infrabroker_testbed::sshd_or_skip;
 use serde_json::json;
 
-use crate::harness::{
-    Bed, err_of, host_for, json_of, paper_host, post_sign, sign_body, spawn_run, sshd,
-};
+use crate::harness::{Bed, err_of, json_of, paper_host, post_sign, sign_body, spawn_run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_allows_one_run_and_a_denied_command_never_reaches_the_host() {
     if !sshd_or_skip() {
         return;
     }
-    let (dir, pki) = Bed::pki();
-    let s = sshd(&pki, "web-principal");
-    let hosts = json!({"web": host_for(&s, "web-principal", &["^echo approve-me"])});
-    let bed = Bed::start_in(dir, pki, hosts);
+    let (bed, s) = Bed::with_web_sshd(&["^echo approve-me"]);
     // A requester can never be an approver (the config refuses a CN in
     // both lists), so broker-1 cannot approve its own request.
     let cp = bed.control_plane("cp", json!({"approval": {"callers": ["operator"]}}));

@@ -44,6 +44,47 @@ pub fn paper_host(pki: &Pki, approval: &[&str]) -> Value {
     })
 }
 
+/// The JSON summary (last stdout line) of a test client that must exit 0
+/// within `secs`; `Err` with its output otherwise.
+pub async fn summary_of(
+    what: &str,
+    secs: u64,
+    output: impl std::future::Future<Output = std::io::Result<std::process::Output>>,
+) -> Result<Value, String> {
+    let out = tokio::time::timeout(Duration::from_secs(secs), output)
+        .await
+        .map_err(|_| format!("{what} did not finish within {secs} s"))?
+        .map_err(|e| format!("{what} could not run: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed = || {
+        format!(
+            "{what} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    if !out.status.success() {
+        return Err(failed());
+    }
+    stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(failed)
+}
+
+/// Whether the Python `mcp` SDK 2.x can be imported; a skip (a failure
+/// under `CI=true`) when not.
+pub fn python_mcp_or_skip() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import mcp.client.client, mcp.client.streamable_http"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    infrabroker_testbed::require(
+        "the Python `mcp` package 2.x (pip install 'mcp>=2.3')",
+        found,
+    )
+}
+
 /// An sshd on loopback trusting `pki`'s SSH CA, principal `p` for `ibtest`.
 pub fn sshd(pki: &Pki, p: &str) -> Sshd {
     ensure_user(USER).unwrap();
@@ -64,6 +105,16 @@ impl Bed {
         let (dir, pki) = Self::pki();
         let hosts = hosts(&pki);
         Self::start_in(dir, pki, hosts)
+    }
+
+    /// A signer whose host `web` is a real sshd (principal
+    /// `web-principal`) that asks approval for commands matching
+    /// `approval`; the sshd lives as long as the returned handle.
+    pub fn with_web_sshd(approval: &[&str]) -> (Bed, Sshd) {
+        let (dir, pki) = Self::pki();
+        let s = sshd(&pki, "web-principal");
+        let hosts = json!({"web": host_for(&s, "web-principal", approval)});
+        (Self::start_in(dir, pki, hosts), s)
     }
 
     /// A fresh directory and dev PKI (to start sshds before the signer).

@@ -14,7 +14,7 @@ use infrabroker_broker::engine::Engine;
 use infrabroker_testbed::sshd_or_skip;
 use serde_json::{Value, json};
 
-use crate::harness::{Bed, Cp, caller, err_of, host_for, json_of, paper_host, post_sign, sshd};
+use crate::harness::{Bed, Cp, caller, err_of, json_of, paper_host, post_sign, python_mcp_or_skip};
 
 /// Linux signal numbers (no libc in these tests).
 const SIGSTOP: i32 = 19;
@@ -37,10 +37,7 @@ async fn a_session_command_needing_approval_is_held_and_runs_once_approved() {
     if !sshd_or_skip() {
         return;
     }
-    let (dir, pki) = Bed::pki();
-    let s = sshd(&pki, "web-principal");
-    let hosts = json!({"web": host_for(&s, "web-principal", &["^echo approve-me"])});
-    let bed = Bed::start_in(dir, pki, hosts);
+    let (bed, _sshd) = Bed::with_web_sshd(&["^echo approve-me"]);
     let cp = bed.control_plane("cp-held", json!({}));
     let engine = engine_with(&bed, &cp, json!({"session_idle_seconds": 5})).await;
     let open = SessionOpenRequest {
@@ -188,23 +185,12 @@ async fn open_approvals_per_caller_are_capped() {
     assert_eq!(post_sign(&broker, &body).await.status, StatusCode::ACCEPTED);
 }
 
-/// Whether `python3 -c 'import mcp'` works (the AI reviewer's client).
-fn python_mcp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import mcp.client.streamable_http"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// An approval decided by the AI reviewer for a novelty cannot carry a
 /// request that a signer reload has since put under a `human` rule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tier_raised_after_the_decision_refuses_the_collection() {
     use std::os::unix::fs::PermissionsExt as _;
-    if !infrabroker_testbed::require(
-        "the Python `mcp` package (pip install mcp)",
-        python_mcp_available(),
-    ) {
+    if !python_mcp_or_skip() {
         return;
     }
     let bed = Bed::start_with(|pki| json!({"web": paper_host(pki, &[])}));

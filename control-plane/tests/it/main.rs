@@ -10,6 +10,7 @@
 
 mod approvals;
 mod audit;
+mod confirm;
 mod display;
 mod forwarder;
 mod guardrails;

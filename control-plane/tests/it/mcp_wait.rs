@@ -4,34 +4,18 @@
 //! id once denied.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use infrabroker_testbed::{bin_path, require, sshd_or_skip};
-use serde_json::{Value, json};
+use infrabroker_testbed::{bin_path, sshd_or_skip};
+use serde_json::json;
 
-use crate::harness::{Bed, eventually, host_for, sshd};
-
-fn python_mcp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import mcp.client.stdio"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use crate::harness::{Bed, eventually, python_mcp_or_skip, summary_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_execute_reports_progress_while_waiting_then_runs_or_names_the_denial() {
-    if !sshd_or_skip()
-        || !require(
-            "the Python `mcp` package (pip install mcp)",
-            python_mcp_available(),
-        )
-    {
+    if !sshd_or_skip() || !python_mcp_or_skip() {
         return;
     }
-    let (dir, pki) = Bed::pki();
-    let s = sshd(&pki, "web-principal");
-    let hosts = json!({"web": host_for(&s, "web-principal", &["^echo wait-for-me"])});
-    let bed = Bed::start_in(dir, pki, hosts);
+    let (bed, _sshd) = Bed::with_web_sshd(&["^echo wait-for-me"]);
     let cp = bed.control_plane("cp-mcp", json!({}));
     let config = bed.broker_json(&cp, 60);
     let progress = bed.dir.path().join("progress.txt");
@@ -90,17 +74,9 @@ async fn ssh_execute_reports_progress_while_waiting_then_runs_or_names_the_denia
         .await;
     assert!(ok, "{err}");
 
-    let out = tokio::time::timeout(Duration::from_secs(60), client.wait_with_output())
+    let summary = summary_of("python client", 60, client.wait_with_output())
         .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary["denied_id"], id2.as_str());
     assert!(
         summary["denied_text"]

@@ -4,35 +4,18 @@
 //! then approves; every reason lands in the audit log.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
-use std::time::Duration;
 
-use infrabroker_testbed::{require, sshd_or_skip};
+use infrabroker_testbed::sshd_or_skip;
 use serde_json::{Value, json};
 
-use crate::harness::{Bed, err_of, host_for, spawn_run, sshd};
-
-fn python_mcp_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import mcp.client.streamable_http"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use crate::harness::{Bed, err_of, python_mcp_or_skip, spawn_run, summary_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_ai_reviewer_approves_refuses_and_escalates() {
-    if !sshd_or_skip()
-        || !require(
-            "the Python `mcp` package (pip install mcp)",
-            python_mcp_available(),
-        )
-    {
+    if !sshd_or_skip() || !python_mcp_or_skip() {
         return;
     }
-    let (dir, pki) = Bed::pki();
-    let s = sshd(&pki, "web-principal");
-    let hosts = json!({"web": host_for(&s, "web-principal", &["^echo review-"])});
-    let bed = Bed::start_in(dir, pki, hosts);
+    let (bed, _sshd) = Bed::with_web_sshd(&["^echo review-"]);
     let token_file = bed.dir.path().join("reviewer.token");
     std::fs::write(&token_file, format!("{:032x}\n", rand::random::<u128>())).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -74,18 +57,9 @@ async fn python_ai_reviewer_approves_refuses_and_escalates() {
         .arg("--token-file")
         .arg(&token_file)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), out)
+    let summary = summary_of("python reviewer", 90, out)
         .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python reviewer failed:\n{stdout}\n{}\ncontrol plane:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        cp.child.log()
-    );
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        .unwrap_or_else(|e| panic!("{e}\ncontrol plane:\n{}", cp.child.log()));
     assert_eq!(summary["unauthenticated_status"], 401);
 
     // The approved request runs; the denied one never does.

@@ -9,14 +9,14 @@ pub(super) mod ssh_execute;
 pub(super) mod ssh_list_servers;
 pub(super) mod ssh_session;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::api::ToolError;
+use crate::api::{Caller, ToolError, Tools};
 
 /// Reason code of a tool that panicked or whose task was lost.
 pub(super) const INTERNAL_ERROR: &str = "internal_error";
@@ -39,6 +39,39 @@ pub fn definitions() -> Vec<Tool> {
 /// The definition of one tool, if the name is ours.
 pub(super) fn definition(name: &str) -> Option<Tool> {
     DEFINITIONS.iter().find(|tool| tool.name == name).cloned()
+}
+
+/// Our name for a tool the client named, if it is one of ours.
+pub(super) fn static_name(name: &str) -> Option<&'static str> {
+    [
+        ssh_list_servers::NAME,
+        ssh_execute::NAME,
+        ssh_session::OPEN,
+        ssh_session::EXEC,
+        ssh_session::CLOSE,
+        ssh_session::LIST,
+    ]
+    .into_iter()
+    .find(|known| *known == name)
+}
+
+/// Runs tool `name` (one of [`static_name`]'s) for `caller`.
+pub(super) async fn run<T: Tools>(
+    name: &'static str,
+    tools: Arc<T>,
+    caller: Caller,
+    args: JsonObject,
+) -> CallToolResult {
+    let tools = &*tools;
+    match name {
+        ssh_list_servers::NAME => ssh_list_servers::call(tools, &caller, args).await,
+        ssh_execute::NAME => ssh_execute::call(tools, &caller, args).await,
+        ssh_session::OPEN => ssh_session::open(tools, &caller, args).await,
+        ssh_session::EXEC => ssh_session::exec(tools, &caller, args).await,
+        ssh_session::CLOSE => ssh_session::close(tools, &caller, args).await,
+        ssh_session::LIST => ssh_session::list(tools, &caller, args).await,
+        other => failure_with_code(&format!("unknown tool {other:?}"), INTERNAL_ERROR),
+    }
 }
 
 /// A failed call as the agent sees it: one sentence and a stable code.
