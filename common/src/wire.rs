@@ -147,6 +147,11 @@ pub struct SignResponse {
     /// before each command when elevated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elevation_prefix: Option<String>,
+    /// Sealed hosts, allowed session preflights only: the signed envelope
+    /// the broker sends as the command's SSH exec request (the host's shim
+    /// runs nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
     /// The policy decision behind the answer.
     pub decision: Decision,
 }

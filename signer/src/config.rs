@@ -18,6 +18,7 @@ use crate::names;
 
 mod ca_keys;
 mod policy;
+mod sealed;
 
 pub use ca_keys::CaKeySource;
 use ca_keys::read_ca_keys;
@@ -84,6 +85,9 @@ pub struct Host {
     /// Which CA signs its certificates (index into [`SignerConfig::ca_keys`]
     /// by group name, or the default).
     pub ca_group: Option<String>,
+    /// `sealed_exec`: the force-command of its session certificates (the
+    /// shim, `shim_path`), so every session command needs an envelope.
+    pub sealed_exec: Option<String>,
 }
 
 /// The validated `signer.json`.
@@ -105,6 +109,8 @@ pub struct SignerConfig {
     pub audit_log: PathBuf,
     /// Audit signing seed path.
     pub audit_key: PathBuf,
+    /// Seed of the key that signs sealed-exec envelopes (`envelope_key`).
+    pub envelope_key: Option<PathBuf>,
     /// Behaviour when the audit log cannot be written.
     pub audit_fail_mode: AuditFailMode,
     /// Signed checkpoints of the audit log (`audit_checkpoint`).
@@ -234,6 +240,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
     let library = read_policy_library(&root);
     let group_policies = read_group_policies(&root, &library);
     let hosts = read_hosts(&root, max_ttl, &ca_groups, &library, &group_policies);
+    let envelope_key = sealed::envelope_key(&root, base, &hosts);
     let store = infrabroker_store::StoreConfig::read(&root, base, Some(&audit_log));
     let audit_checkpoint = CheckpointSettings::read(&root, base, Some(&audit_log));
     let redact = infrabroker_common::redact::Redactor::read(&root);
@@ -252,6 +259,7 @@ fn read(v: &Value, base: &Path, errs: &Errors) -> Option<SignerConfig> {
         ca_groups,
         audit_log,
         audit_key,
+        envelope_key,
         audit_fail_mode,
         audit_checkpoint,
         redact,
@@ -324,6 +332,7 @@ fn read_hosts(
         let allow_pty = o.opt_bool("allow_pty").unwrap_or(false);
         let allow_as_bastion = o.opt_bool("allow_as_bastion").unwrap_or(false);
         let allow_invisible_characters = o.opt_bool("allow_invisible_characters").unwrap_or(false);
+        let sealed_exec = sealed::read(&o);
         let inline = o.opt_obj("command_policy").and_then(|p| {
             let cfg = read_policy(&p);
             let at = p.path().to_owned();
@@ -356,6 +365,7 @@ fn read_hosts(
                 allow_invisible_characters,
                 policy: PolicySet::compose(parts),
                 ca_group,
+                sealed_exec,
             },
         );
     }

@@ -16,6 +16,7 @@ use crate::names;
 
 mod certificate;
 mod command;
+pub mod envelope;
 mod runtime;
 
 pub use certificate::{Draft, Issued, draft};
@@ -226,14 +227,25 @@ fn shape(host: &Host, req: &SignRequest) -> Result<Shape, Denial> {
         (Purpose::Oneshot, None) => None,
         (Purpose::Session, m) => Some(m.unwrap_or(SessionMode::Exec)),
     };
-    if req.role == Role::Target
-        && !host.policy.is_empty()
-        && matches!(session_mode, Some(SessionMode::Shell | SessionMode::Pty))
-    {
+    let interactive = matches!(session_mode, Some(SessionMode::Shell | SessionMode::Pty));
+    if req.role == Role::Target && interactive && !host.policy.is_empty() {
         return Err(Denial::new(
             R::SessionModeNotAllowed,
             format!(
                 "host {} has a command policy: only exec sessions are allowed",
+                host.name
+            ),
+        ));
+    }
+    if req.role == Role::Target
+        && host.sealed_exec.is_some()
+        && session_mode.is_some()
+        && (interactive || req.pty)
+    {
+        return Err(Denial::new(
+            R::SessionModeNotAllowed,
+            format!(
+                "host {} is sealed: only exec sessions without a PTY (its shim runs signed commands only)",
                 host.name
             ),
         ));
@@ -280,7 +292,8 @@ fn plan(
             prefix.as_deref(),
             &req.command,
         )?),
-        (Role::Target, Purpose::Session) => None,
+        // A sealed host's shim runs only what an envelope names.
+        (Role::Target, Purpose::Session) => host.sealed_exec.clone(),
     };
     let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));
     let key_id = format!(

@@ -41,6 +41,7 @@ pub mod postgres;
 pub mod prereq;
 pub mod process;
 pub mod rsyslog;
+pub mod shim;
 pub mod sshd;
 pub mod stack;
 pub mod users;

@@ -186,6 +186,13 @@ enum PkiCmd {
         #[arg(long)]
         group: Option<String>,
     },
+    /// The line sealed hosts pin in /etc/infrabroker-shim/keys.pub: the
+    /// public half of signer.json's envelope_key.
+    EnvelopePub {
+        /// The signer's configuration.
+        #[arg(long, default_value = "signer.json")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -538,6 +545,7 @@ fn run_pki(cmd: PkiCmd) -> Outcome {
         PkiCmd::HsmProvision { dir, module } => pki::hsm_provision(dir, module),
         PkiCmd::ShowCa { config, json } => pki::show_ca(&config, json),
         PkiCmd::SshCaPubs { config, group } => pki::ssh_ca_pubs(&config, group.as_deref()),
+        PkiCmd::EnvelopePub { config } => pki::envelope_pub(&config),
     }
 }
 

@@ -194,3 +194,19 @@ pub fn ssh_ca_pubs(config: &std::path::Path, group: Option<&str>) -> Outcome {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `broker-ctl pki envelope-pub --config signer.json`: the OpenSSH line of
+/// the key that signs sealed-exec envelopes, for each sealed host's
+/// `keys.pub` (during a rotation, the old and the new line both).
+pub fn envelope_pub(config: &std::path::Path) -> Outcome {
+    let rt = open_cas(config)?;
+    let key = rt.envelope_key().ok_or_else(|| {
+        Failure::usage(format!(
+            "{} has no envelope_key (needed once a host is sealed_exec)",
+            config.display()
+        ))
+    })?;
+    let line = infrabroker_shim::config::openssh_line(&key.verifying_key(), "infrabroker-envelope");
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -160,6 +160,10 @@ impl Engine {
             Ok(()) => self.preflight(caller, &s, &command).await,
             Err(e) => Err(e),
         };
+        let envelope = checked.as_ref().ok().cloned().flatten();
+        if envelope.is_some() {
+            rec.insert("sealed".into(), true.into());
+        }
         let mut timings = Timings {
             plan_ms: ms_since(planning),
             ..Timings::default()
@@ -184,7 +188,9 @@ impl Engine {
         self.write_record(start_rec).await?;
         let mut guard = Running::new(&s, self.audit().clone(), rec.clone());
         let running = Instant::now();
-        let ran = self.run_in(&s, &command, timeout).await;
+        let ran = self
+            .run_in(&s, &command, envelope.as_deref(), timeout)
+            .await;
         timings.exec_ms = ms_since(running);
         guard.finish();
         finish_record(&mut rec, &ran, started, &timings);
@@ -247,13 +253,14 @@ impl Engine {
     /// The signer's dry run for this command in this session, and a check
     /// that the host's connection details are unchanged. Both questions go
     /// to the signer at once (a dry run issues nothing); both must pass, and
-    /// a changed chain refuses without waiting for the dry run.
+    /// a changed chain refuses without waiting for the dry run. A sealed
+    /// host's answer carries the envelope its shim runs.
     async fn preflight(
         &self,
         caller: &Caller,
         s: &Session,
         command: &str,
-    ) -> Result<(), ToolError> {
+    ) -> Result<Option<String>, ToolError> {
         let mut req = self.session_request(caller, &s.host, s.mode, s.sudo, s.sudo_user.clone());
         req.command = command.to_owned();
         req.dry_run = true;
@@ -290,17 +297,25 @@ impl Engine {
             Some(answer) => answer,
             None => sign.await,
         };
-        let d = judged?.decision;
+        let judged = judged?;
+        let d = judged.decision;
         if !d.allowed {
             return Err(ToolError::Denied {
                 code: d.reason_code.as_str().to_owned(),
                 message: d.message,
             });
         }
-        Ok(())
+        Ok(judged.envelope)
     }
 
-    async fn run_in(&self, s: &Session, command: &str, timeout: Duration) -> Ran {
+    /// Runs `command` (on a sealed host: its `envelope`, which names it).
+    async fn run_in(
+        &self,
+        s: &Session,
+        command: &str,
+        envelope: Option<&str>,
+        timeout: Duration,
+    ) -> Ran {
         let mut closed = s.closed.subscribe();
         let mut runner = s.runner.lock().await;
         let mut ran = Ran {
@@ -317,8 +332,10 @@ impl Engine {
             return ran;
         };
         let work = async {
-            match &mut *runner {
-                Runner::Exec => {
+            match (&mut *runner, envelope) {
+                // The shim runs the envelope's command (sudo included).
+                (Runner::Exec, Some(line)) => crate::exec::run(target, line, cap, timeout).await,
+                (Runner::Exec, None) => {
                     // The same string the signer bakes into one-shot
                     // certificates: inert in every login shell.
                     let wrapped = match wrap_elevated(s.elevation_prefix.as_deref(), command) {
@@ -327,7 +344,7 @@ impl Engine {
                     };
                     crate::exec::run(target, &wrapped, cap, timeout).await
                 }
-                Runner::Shell(sh) => (sh.run(command, cap, timeout).await, None),
+                (Runner::Shell(sh), _) => (sh.run(command, cap, timeout).await, None),
             }
         };
         (ran.result, ran.stop) = tokio::select! {

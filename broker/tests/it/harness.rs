@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use infrabroker_broker::api::{Caller, ExecRequest, ExecResult, ToolError, Tools};
+use infrabroker_broker::api::{
+    Caller, ExecRequest, ExecResult, SessionMode, SessionOpenRequest, ToolError, Tools,
+};
 use infrabroker_broker::config::BrokerConfig;
 use infrabroker_broker::engine::Engine;
 use infrabroker_testbed::stack::{Pki, SignerProc, signer_config};
@@ -129,4 +131,16 @@ pub fn req(host: &str, command: &str) -> ExecRequest {
 
 pub async fn run(engine: &Engine, host: &str, command: &str) -> Result<ExecResult, ToolError> {
     engine.execute(&caller(), req(host, command)).await
+}
+
+/// An `ssh_session_open` of `host` in `mode`, no sudo, default terminal.
+pub fn open_req(host: &str, mode: SessionMode) -> SessionOpenRequest {
+    SessionOpenRequest {
+        host: host.into(),
+        mode,
+        sudo: false,
+        sudo_user: None,
+        cols: None,
+        rows: None,
+    }
 }

@@ -23,5 +23,6 @@ mod mcp_stdio;
 mod monitor;
 mod refusals;
 mod revocation;
+mod sealed;
 mod sessions;
 mod stopping;

@@ -3,23 +3,12 @@
 
 use std::time::Duration;
 
-use infrabroker_broker::api::{Caller, SessionMode, SessionOpenRequest, ToolError, Tools};
+use infrabroker_broker::api::{Caller, SessionMode, ToolError, Tools};
 use infrabroker_broker::engine::Engine;
 use infrabroker_testbed::{Sshd, SshdOptions, TestNet, ensure_user, netns_or_skip, sshd_or_skip};
 use serde_json::json;
 
-use crate::harness::{Bed, USER, caller, host_for, run, sshd};
-
-fn open_req(host: &str, mode: SessionMode) -> SessionOpenRequest {
-    SessionOpenRequest {
-        host: host.into(),
-        mode,
-        sudo: false,
-        sudo_user: None,
-        cols: None,
-        rows: None,
-    }
-}
+use crate::harness::{Bed, USER, caller, host_for, open_req, run, sshd};
 
 async fn exec(
     e: &Engine,

@@ -35,37 +35,7 @@ impl AuditKey {
     /// The file must not be accessible by group or others (`mode & 0o077`
     /// must be 0), the same rule OpenSSH applies to private keys.
     pub fn from_seed_file(path: impl AsRef<Path>) -> Result<AuditKey, AuditError> {
-        let path = path.as_ref();
-        let key_error = |reason: String| AuditError::KeyFile {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut file = File::open(path).map_err(|e| key_error(e.to_string()))?;
-        // Checked on the open descriptor so the file cannot be swapped between
-        // the permission check and the read.
-        let meta = file.metadata().map_err(|e| key_error(e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(key_error(format!(
-                "mode {mode:04o} allows group/other access; chmod 600 it"
-            )));
-        }
-        let capacity = usize::try_from(meta.len())
-            .unwrap_or(SEED_LEN)
-            .max(SEED_LEN);
-        // Sized up front so the secret is never copied by a reallocation.
-        let mut contents = Zeroizing::new(Vec::with_capacity(capacity + 1));
-        file.read_to_end(&mut contents)
-            .map_err(|e| key_error(e.to_string()))?;
-        let Some(head) = contents.get(..SEED_LEN) else {
-            return Err(key_error(format!(
-                "too short: {} bytes, need at least {SEED_LEN}",
-                contents.len()
-            )));
-        };
-        let mut seed = Zeroizing::new([0u8; SEED_LEN]);
-        seed.copy_from_slice(head);
-        Ok(AuditKey::from_seed(seed))
+        Ok(AuditKey::from_seed(seed_file(path.as_ref())?))
     }
 
     /// Builds the key from a 32-byte Ed25519 seed.
@@ -129,6 +99,42 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, AuditError> {
     })?;
     VerifyingKey::try_from(ed)
         .map_err(|e| AuditError::PublicKey(format!("invalid Ed25519 point: {e}")))
+}
+
+/// Reads an Ed25519 seed file: its first 32 bytes (not PEM, not OpenSSH
+/// format; longer files are accepted), from a file no group or other may
+/// access. The audit key and the signer's envelope key are such files.
+pub fn seed_file(path: &Path) -> Result<Zeroizing<[u8; SEED_LEN]>, AuditError> {
+    let key_error = |reason: String| AuditError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(|e| key_error(e.to_string()))?;
+    // Checked on the open descriptor so the file cannot be swapped between
+    // the permission check and the read.
+    let meta = file.metadata().map_err(|e| key_error(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(key_error(format!(
+            "mode {mode:04o} allows group/other access; chmod 600 it"
+        )));
+    }
+    let capacity = usize::try_from(meta.len())
+        .unwrap_or(SEED_LEN)
+        .max(SEED_LEN);
+    // Sized up front so the secret is never copied by a reallocation.
+    let mut contents = Zeroizing::new(Vec::with_capacity(capacity + 1));
+    file.read_to_end(&mut contents)
+        .map_err(|e| key_error(e.to_string()))?;
+    let Some(head) = contents.get(..SEED_LEN) else {
+        return Err(key_error(format!(
+            "too short: {} bytes, need at least {SEED_LEN}",
+            contents.len()
+        )));
+    };
+    let mut seed = Zeroizing::new([0u8; SEED_LEN]);
+    seed.copy_from_slice(head);
+    Ok(seed)
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ mod tests;
 
 pub use checkpointer::{ChainCheckpoints, CheckpointSettings, DEFAULT_EVERY_RECORDS, DEFAULT_KEEP};
 pub use error::{AuditError, BrokenKind, EXIT_UNVERIFIED_TAIL, VerifyError};
-pub use key::{AuditKey, parse_public_key};
+pub use key::{AuditKey, parse_public_key, seed_file};
 pub use record::{GENESIS_HASH, RESERVED_FIELDS};
 pub use scan::max_u64_field;
 pub use verify::{VerifyOptions, VerifyReport, verify_file};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ed25519_dalek::SigningKey;
 use infrabroker_ca::{Ca, CaSpec};
 use infrabroker_common::config::{ConfigErrors, ConfigIssue};
 
@@ -27,6 +28,8 @@ pub struct Runtime {
     pub config: SignerConfig,
     ca_default: CaSlot,
     ca_groups: BTreeMap<String, CaSlot>,
+    /// Signs sealed-exec envelopes (`envelope_key`); wiped on drop.
+    envelope: Option<SigningKey>,
 }
 
 fn open_slot(src: &CaKeySource, problems: &mut Vec<ConfigIssue>) -> Option<CaSlot> {
@@ -63,11 +66,24 @@ impl Runtime {
                 ca_groups.insert(group.clone(), slot);
             }
         }
+        let envelope = config.envelope_key.as_deref().and_then(|path| {
+            match infrabroker_common::audit::seed_file(path) {
+                Ok(seed) => Some(SigningKey::from_bytes(&seed)),
+                Err(e) => {
+                    problems.push(ConfigIssue {
+                        path: "envelope_key".into(),
+                        message: e.to_string(),
+                    });
+                    None
+                }
+            }
+        });
         match ca_default {
             Some(ca_default) if problems.is_empty() => Ok(Runtime {
                 config,
                 ca_default,
                 ca_groups,
+                envelope,
             }),
             _ => Err(ConfigErrors(problems)),
         }
@@ -85,6 +101,11 @@ impl Runtime {
             .as_ref()
             .and_then(|g| self.ca_groups.get(g))
             .unwrap_or(&self.ca_default)
+    }
+
+    /// The key that signs sealed-exec envelopes, when configured.
+    pub fn envelope_key(&self) -> Option<&SigningKey> {
+        self.envelope.as_ref()
     }
 
     /// The default CA.

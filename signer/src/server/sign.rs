@@ -134,14 +134,25 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
         return refused;
     }
     if intent.dry_run {
-        return dry_run(s, &rt, rec, plan).await;
+        return dry_run(s, &rt, rec, &intent, plan).await;
     }
     issue(s, &rt, rec, &intent, plan).await
 }
 
-/// Answers a dry run: its decision, no certificate; audited.
-async fn dry_run(s: &Shared, rt: &Runtime, mut rec: Map<String, Value>, plan: Plan) -> Response {
+/// Answers a dry run: its decision, no certificate (for an allowed session
+/// command on a sealed host, its envelope); audited.
+async fn dry_run(
+    s: &Shared,
+    rt: &Runtime,
+    mut rec: Map<String, Value>,
+    intent: &SignRequest,
+    plan: Plan,
+) -> Response {
     rec.insert("outcome".into(), "dry_run".into());
+    let envelope = issuance::envelope::mint(rt, intent, &plan).map(|(line, nonce)| {
+        rec.insert("envelope_nonce".into(), nonce.into());
+        line
+    });
     s.metrics.dry_run();
     if let Err(e) = s.audit.append(rec).await {
         s.metrics.audit_failure();
@@ -157,6 +168,7 @@ async fn dry_run(s: &Shared, rt: &Runtime, mut rec: Map<String, Value>, plan: Pl
         serial: None,
         valid_before: None,
         elevation_prefix: plan.elevation_prefix,
+        envelope,
         decision: plan.decision,
     })
     .into_response()
@@ -207,6 +219,7 @@ async fn issue(
         serial: Some(issued.serial),
         valid_before: Some(issued.valid_before),
         elevation_prefix: plan.elevation_prefix,
+        envelope: None,
         decision: plan.decision,
     })
     .into_response()
