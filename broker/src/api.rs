@@ -267,6 +267,59 @@ pub struct SessionInfo {
     pub serial: u64,
 }
 
+/// `ssh_put_file`: one file written on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutFileRequest {
+    /// Logical host name.
+    pub host: String,
+    /// Absolute, canonical path.
+    pub path: String,
+    /// The body, any bytes.
+    pub content: Vec<u8>,
+    /// Permission bits, octal (`"0644"` when `None`).
+    pub mode: Option<String>,
+    /// Write through `sudo`.
+    pub sudo: bool,
+    /// Account sudo writes as (`None`: root).
+    pub sudo_user: Option<String>,
+    /// Replace an existing file.
+    pub overwrite: bool,
+}
+
+/// `ssh_get_file`: one file read from a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetFileRequest {
+    /// Logical host name.
+    pub host: String,
+    /// Absolute, canonical path.
+    pub path: String,
+    /// Refuse files larger than this (default: the host's `max_file_bytes`).
+    pub max_bytes: Option<u64>,
+    /// Read through `sudo`.
+    pub sudo: bool,
+    /// Account sudo reads as (`None`: root).
+    pub sudo_user: Option<String>,
+}
+
+/// A file moved: its size and SHA-256 (the agent can check them), and the
+/// body for a get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FileResult {
+    /// The path on the host.
+    pub path: String,
+    /// Bytes moved.
+    pub size: u64,
+    /// SHA-256 of the body, lowercase hex.
+    pub sha256: String,
+    /// Get only: the body, standard base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_base64: Option<String>,
+    /// Serial of the certificate that did it.
+    pub serial: u64,
+    /// Wall time of the whole call, ms.
+    pub duration_ms: u64,
+}
+
 /// What frontends need from the engine.
 pub trait Tools: Send + Sync + 'static {
     /// Hosts the caller may use.
@@ -322,6 +375,32 @@ pub trait Tools: Send + Sync + 'static {
         _caller: &Caller,
     ) -> impl std::future::Future<Output = Result<Vec<SessionInfo>, ToolError>> + Send {
         async { Ok(Vec::new()) }
+    }
+
+    /// Writes one file.
+    fn put_file(
+        &self,
+        _caller: &Caller,
+        _req: PutFileRequest,
+    ) -> impl std::future::Future<Output = Result<FileResult, ToolError>> + Send {
+        async {
+            Err(ToolError::Invalid(
+                "file transfer is not available here".into(),
+            ))
+        }
+    }
+
+    /// Reads one file.
+    fn get_file(
+        &self,
+        _caller: &Caller,
+        _req: GetFileRequest,
+    ) -> impl std::future::Future<Output = Result<FileResult, ToolError>> + Send {
+        async {
+            Err(ToolError::Invalid(
+                "file transfer is not available here".into(),
+            ))
+        }
     }
 
     /// Closes every session of `caller` (its client went away).

@@ -11,18 +11,20 @@ use russh::keys::{Certificate, PrivateKey, PublicKey};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::abandon::AbandonGuard;
 pub(crate) use crate::api::Caller;
 use crate::api::{
-    ExecRequest, ExecResult, ServerInfo, SessionInfo, SessionOpenRequest, Timings, ToolError,
-    Tools, ms_since,
+    ExecRequest, ExecResult, FileResult, GetFileRequest, PutFileRequest, ServerInfo, SessionInfo,
+    SessionOpenRequest, ToolError, Tools, ms_since,
 };
-use crate::chain::PreDial;
 use crate::config::BrokerConfig;
-use crate::exec;
 use crate::metrics::Metrics;
 use crate::session::SessionTable;
+
 use crate::signer::{HostCache, SignerApi};
+
+mod files;
+mod oneshot;
+pub(crate) use oneshot::Transfer;
 
 /// What stops a cancelled one-shot command: sshd refuses signals to a
 /// forced command, so the signer's wrapper does it on the host.
@@ -307,6 +309,7 @@ impl Engine {
             dry_run: false,
             on_behalf_of: None,
             approved: false,
+            file: None,
         }
     }
 
@@ -337,117 +340,6 @@ impl Engine {
         }
         r
     }
-
-    async fn execute_inner(
-        &self,
-        caller: &Caller,
-        req: &ExecRequest,
-        rec: &mut Map<String, Value>,
-        guard: &mut AbandonGuard,
-        timings: &mut Timings,
-    ) -> Result<ExecResult, ToolError> {
-        let started = Instant::now();
-        let timeout = self.exec_timeout(req);
-        // Fail closed: a new connection never uses a stale view.
-        let view = self.hosts.refresh().await?;
-        let hops = Self::plan(&view, caller, &req.host)?;
-        timings.plan_ms = ms_since(started);
-        let (Some(first), Some(target)) = (hops.first(), hops.last()) else {
-            return Err(ToolError::Invalid("empty chain".into()));
-        };
-        rec.insert("user".into(), target.info.user.clone().into());
-        rec.insert("addr".into(), target.info.addr.clone().into());
-        rec.insert(
-            "chain".into(),
-            hops.iter()
-                .map(|h| h.name.clone())
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        let pre = PreDial::start(first, self.cfg.connect_timeout);
-        let target_req = self.sign_request(caller, target, true, req, String::new());
-        let certified = self.certify_with(caller, &hops, target_req).await?;
-        let serials: Vec<u64> = certified.creds.iter().map(|c| c.2).collect();
-        let serial = serials.last().copied().unwrap_or_default();
-        rec.insert("serial".into(), serial.into());
-        if serials.len() > 1 {
-            rec.insert("hop_serials".into(), serials.clone().into());
-        }
-        let (conns, hop_timings) = self.dial_chain(&hops, certified, Some(pre)).await?;
-        timings.hops = hop_timings;
-        if conns.is_empty() {
-            return Err(ToolError::Invalid("empty chain".into()));
-        }
-        // Durable before anything runs: no command without its record.
-        let mut start_rec = rec.clone();
-        start_rec.insert("outcome".into(), "exec_started".into());
-        self.write_record(start_rec).await?;
-        guard.started(ONESHOT_STOP);
-        let ran = Instant::now();
-        let (out, stop) = self
-            .run_unless_frozen(&conns, caller, req, &serials, timeout, rec)
-            .await?;
-        timings.exec_ms = ms_since(ran);
-        if let Some(stop) = stop {
-            rec.insert("stop".into(), stop.to_json());
-        }
-        for c in conns.iter().rev() {
-            let _ = c
-                .disconnect(russh::Disconnect::ByApplication, "", "en")
-                .await;
-        }
-        let out = out?;
-        Ok(ExecResult {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            exit_code: out.exit_code,
-            exit_signal: out.exit_signal,
-            stdout_truncated: out.stdout_truncated,
-            stderr_truncated: out.stderr_truncated,
-            serial,
-            duration_ms: ms_since(started),
-            timings: timings.clone(),
-        })
-    }
-}
-
-impl Engine {
-    /// Runs a one-shot on the last of `conns`, unless a freeze covers it
-    /// while it runs ([`crate::oneshots`]): then its connection is closed
-    /// and the call answers `frozen`, with `freeze_id` in `rec`.
-    async fn run_unless_frozen(
-        &self,
-        conns: &[crate::ssh::Conn],
-        caller: &Caller,
-        req: &ExecRequest,
-        serials: &[u64],
-        timeout: std::time::Duration,
-        rec: &mut Map<String, Value>,
-    ) -> Result<(Result<exec::Output, ToolError>, Option<exec::Stop>), ToolError> {
-        let target = conns
-            .last()
-            .ok_or_else(|| ToolError::Invalid("empty chain".into()))?;
-        let mut cuttable =
-            self.oneshots
-                .register(serials.to_vec(), &req.host, caller.end_user.as_deref());
-        let run = exec::run(target, &req.command, self.cfg.max_output_bytes, timeout);
-        tokio::select! {
-            done = run => Ok(done),
-            f = cuttable.cut() => {
-                for c in conns.iter().rev() {
-                    let _ = c.disconnect(russh::Disconnect::ByApplication, "frozen", "en").await;
-                }
-                rec.insert("freeze_id".into(), f.id.clone().into());
-                Err(ToolError::Denied {
-                    code: "frozen".into(),
-                    message: format!(
-                        "{} {} was frozen (freeze {}) while the command ran; its connection was closed: {}",
-                        f.kind, f.value, f.id, f.reason
-                    ),
-                })
-            }
-        }
-    }
 }
 
 impl Tools for Engine {
@@ -473,60 +365,9 @@ impl Tools for Engine {
     }
 
     async fn execute(&self, caller: &Caller, req: ExecRequest) -> Result<ExecResult, ToolError> {
-        let _permit = self.permit(caller)?;
-        let mut rec = Self::base_record(caller, &req);
         let started = Instant::now();
-        let mut guard = AbandonGuard::new(self.audit.clone(), rec.clone());
-        let mut timings = Timings::default();
-        let result = self
-            .execute_inner(caller, &req, &mut rec, &mut guard, &mut timings)
-            .await;
-        guard.disarm();
-        rec.insert(
-            "timings".into(),
-            serde_json::to_value(&timings).unwrap_or(Value::Null),
-        );
-        let outcome = result
-            .as_ref()
-            .map_or_else(ToolError::reason_code, |_| "ok");
-        self.metrics
-            .command("oneshot", outcome, &timings, ms_since(started));
-        rec.insert(
-            "duration_ms".into(),
-            u64::try_from(started.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .into(),
-        );
-        match &result {
-            Ok(r) => {
-                rec.insert("outcome".into(), "executed".into());
-                rec.insert(
-                    "exit_code".into(),
-                    r.exit_code.map_or(Value::Null, Value::from),
-                );
-                if let Some(s) = &r.exit_signal {
-                    rec.insert("exit_signal".into(), s.clone().into());
-                }
-                if r.stdout_truncated || r.stderr_truncated {
-                    rec.insert("truncated".into(), true.into());
-                }
-            }
-            Err(e) => {
-                let outcome = match e {
-                    ToolError::Denied { .. } => "denied",
-                    ToolError::TimedOut { .. } => "timed_out",
-                    _ => "failed",
-                };
-                rec.insert("outcome".into(), outcome.into());
-                rec.insert("reason_code".into(), e.reason_code().into());
-                rec.insert("error".into(), e.to_string().into());
-            }
-        }
-        // The command already ran; the record is still required so the
-        // execution can be joined to its issuance. A failed write turns a
-        // result into an error so it is never silently unaudited.
-        self.write_record(rec).await?;
-        result
+        let (out, serial, timings) = self.oneshot(caller, &req, None, Map::new()).await?;
+        Ok(out.into_result(serial, ms_since(started), timings))
     }
 
     async fn dry_run(&self, caller: &Caller, req: ExecRequest) -> Result<Decision, ToolError> {
@@ -547,6 +388,22 @@ impl Tools for Engine {
         rec.insert("allowed".into(), resp.decision.allowed.into());
         self.write_record(rec).await?;
         Ok(resp.decision)
+    }
+
+    async fn put_file(
+        &self,
+        caller: &Caller,
+        req: PutFileRequest,
+    ) -> Result<FileResult, ToolError> {
+        self.put_file_now(caller, req).await
+    }
+
+    async fn get_file(
+        &self,
+        caller: &Caller,
+        req: GetFileRequest,
+    ) -> Result<FileResult, ToolError> {
+        self.get_file_now(caller, req).await
     }
 
     async fn session_open(

@@ -49,6 +49,28 @@ pub struct Output {
     pub exit_signal: Option<String>,
 }
 
+impl Output {
+    /// The tools' result of a finished command.
+    pub(crate) fn into_result(
+        self,
+        serial: u64,
+        duration_ms: u64,
+        timings: crate::api::Timings,
+    ) -> crate::api::ExecResult {
+        crate::api::ExecResult {
+            stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
+            exit_code: self.exit_code,
+            exit_signal: self.exit_signal,
+            stdout_truncated: self.stdout_truncated,
+            stderr_truncated: self.stderr_truncated,
+            serial,
+            duration_ms,
+            timings,
+        }
+    }
+}
+
 /// How a command that was not allowed to finish was stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stop {
@@ -180,6 +202,18 @@ pub async fn run(
     cap: usize,
     timeout: Duration,
 ) -> (Result<Output, ToolError>, Option<Stop>) {
+    run_with_input(conn, command, None, cap, timeout).await
+}
+
+/// [`run`], with `input` sent on the command's stdin (then end of file)
+/// before its output is read: a file transfer's body.
+pub async fn run_with_input(
+    conn: &Conn,
+    command: &str,
+    input: Option<&[u8]>,
+    cap: usize,
+    timeout: Duration,
+) -> (Result<Output, ToolError>, Option<Stop>) {
     let broken = |e: russh::Error| ToolError::Broken(e.to_string());
     let timed_out = ToolError::TimedOut {
         seconds: timeout.as_secs(),
@@ -191,6 +225,10 @@ pub async fn run(
         let running = Running { ch: Some(ch) };
         if let Some(ch) = &running.ch {
             ch.exec(true, command).await.map_err(broken)?;
+            if let Some(body) = input {
+                ch.data(body).await.map_err(broken)?;
+                ch.eof().await.map_err(broken)?;
+            }
         }
         Ok::<_, ToolError>(running)
     })

@@ -26,6 +26,10 @@ pub enum Purpose {
     Oneshot,
     /// An interactive session; commands are checked by preflight dry runs.
     Session,
+    /// Writes one file (`file`), the body on the channel's stdin.
+    FilePut,
+    /// Reads one file (`file`), at most `max_bytes`.
+    FileGet,
 }
 
 /// How a session runs its commands.
@@ -56,6 +60,8 @@ impl Purpose {
         match self {
             Purpose::Oneshot => "oneshot",
             Purpose::Session => "session",
+            Purpose::FilePut => "file_put",
+            Purpose::FileGet => "file_get",
         }
     }
 }
@@ -69,6 +75,19 @@ impl SessionMode {
             SessionMode::Pty => "pty",
         }
     }
+}
+
+/// The exit statuses by which a file transfer's force-command (the
+/// signer writes it) tells the broker why the host refused.
+pub mod file_exit {
+    /// The target exists and `overwrite` was not set.
+    pub const EXISTS: u32 = 80;
+    /// A symlink, not a regular file, or a directory behind a symlink.
+    pub const NOT_REGULAR: u32 = 81;
+    /// Larger than `max_bytes`.
+    pub const TOO_LARGE: u32 = 82;
+    /// The body did not match the announced size or SHA-256.
+    pub const MISMATCH: u32 = 83;
 }
 
 /// `POST /v1/sign` body.
@@ -124,6 +143,34 @@ pub struct SignRequest {
     /// Set by a trusted forwarder once a human or reviewer approved.
     #[serde(default, skip_serializing_if = "is_false")]
     pub approved: bool,
+    /// Purposes `file_put` / `file_get`: which file, and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTransfer>,
+}
+
+/// The file of a `file_put` or `file_get` certificate; the signer bakes
+/// every field into the certificate's force-command.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTransfer {
+    /// Absolute, canonical path on the host.
+    pub path: String,
+    /// Put: permission bits, octal (`"0644"`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Put: the body's exact size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Put: the body's SHA-256, lowercase hex; the host checks it before
+    /// the file replaces anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Put: replace an existing file.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overwrite: bool,
+    /// Get: the largest file returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -279,6 +326,15 @@ pub enum ReasonCode {
     /// The caller (or end user behind a forwarder) exceeded
     /// `sign_rate_limit_per_min`; retry after the `Retry-After` seconds.
     RateLimited,
+    /// A file transfer on a host without `allow_file_transfer`.
+    FileTransferNotAllowed,
+    /// A file path that is not absolute and canonical, or holds `..`, NUL,
+    /// a newline or another control character.
+    PathInvalid,
+    /// A file path outside the host's `file_transfer_paths`.
+    PathForbidden,
+    /// A file larger than the host's `max_file_bytes` (or `max_bytes`).
+    FileTooLarge,
 }
 
 impl ReasonCode {
@@ -321,6 +377,10 @@ impl ReasonCode {
             ReasonCode::SigningFailed => "signing_failed",
             ReasonCode::CaUnavailable => "ca_unavailable",
             ReasonCode::RateLimited => "rate_limited",
+            ReasonCode::FileTransferNotAllowed => "file_transfer_not_allowed",
+            ReasonCode::PathInvalid => "path_invalid",
+            ReasonCode::PathForbidden => "path_forbidden",
+            ReasonCode::FileTooLarge => "file_too_large",
         }
     }
 }
@@ -495,68 +555,4 @@ pub struct ReloadResponse {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reason_code_spelling_matches_serde() {
-        let all = [
-            ReasonCode::Allowed,
-            ReasonCode::NeedsApproval,
-            ReasonCode::CommandDenied,
-            ReasonCode::AllowlistNoMatch,
-            ReasonCode::ParseRejected,
-            ReasonCode::ExecOption,
-            ReasonCode::CommandInvalid,
-            ReasonCode::MalformedRequest,
-            ReasonCode::BodyTooLarge,
-            ReasonCode::PubkeyInvalid,
-            ReasonCode::CallerUnknown,
-            ReasonCode::CallerInvalid,
-            ReasonCode::ForwarderUntrusted,
-            ReasonCode::HostUnknown,
-            ReasonCode::HostForbidden,
-            ReasonCode::EndUserForbidden,
-            ReasonCode::EndUserInvalid,
-            ReasonCode::BastionNotAllowed,
-            ReasonCode::SudoNotAllowed,
-            ReasonCode::SudoUserInvalid,
-            ReasonCode::SudoUserNotAllowed,
-            ReasonCode::PtyNotAllowed,
-            ReasonCode::SessionModeNotAllowed,
-            ReasonCode::InvalidRequest,
-            ReasonCode::ReloadForbidden,
-            ReasonCode::ReloadFailed,
-            ReasonCode::AuditUnavailable,
-            ReasonCode::StoreUnavailable,
-            ReasonCode::Frozen,
-            ReasonCode::FreezeForbidden,
-            ReasonCode::Internal,
-            ReasonCode::NotFound,
-            ReasonCode::SigningFailed,
-            ReasonCode::CaUnavailable,
-            ReasonCode::RateLimited,
-        ];
-        for code in all {
-            assert_eq!(
-                serde_json::to_value(code).unwrap(),
-                serde_json::Value::String(code.as_str().to_owned())
-            );
-        }
-    }
-
-    #[test]
-    fn sign_request_refuses_unknown_fields_and_accepts_public_key_alias() {
-        let ok: SignRequest = serde_json::from_str(
-            r#"{"host":"h","role":"target","purpose":"oneshot","command":"id","public_key":"k"}"#,
-        )
-        .unwrap();
-        assert_eq!(ok.pubkey, "k");
-        assert!(
-            serde_json::from_str::<SignRequest>(
-                r#"{"host":"h","role":"target","purpose":"oneshot","bogus":1}"#
-            )
-            .is_err()
-        );
-    }
-}
+mod tests;

@@ -242,6 +242,7 @@ mod tests {
                 dry_run: false,
                 on_behalf_of: None,
                 approved: false,
+                file: None,
             },
             tier: Tier::Human,
             reasons: Vec::new(),

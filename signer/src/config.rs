@@ -17,11 +17,13 @@ use serde_json::Value;
 use crate::names;
 
 mod ca_keys;
+pub mod files;
 mod policy;
 mod sealed;
 
 pub use ca_keys::CaKeySource;
 use ca_keys::read_ca_keys;
+pub use files::FileRules;
 use policy::{compile_at, read_group_policies, read_policy, read_policy_library};
 
 /// The largest certificate lifetime we accept anywhere, in seconds.
@@ -88,6 +90,8 @@ pub struct Host {
     /// `sealed_exec`: the force-command of its session certificates (the
     /// shim, `shim_path`), so every session command needs an envelope.
     pub sealed_exec: Option<String>,
+    /// `allow_file_transfer`, `file_transfer_paths`, `max_file_bytes`.
+    pub files: FileRules,
 }
 
 /// The validated `signer.json`.
@@ -333,6 +337,7 @@ fn read_hosts(
         let allow_as_bastion = o.opt_bool("allow_as_bastion").unwrap_or(false);
         let allow_invisible_characters = o.opt_bool("allow_invisible_characters").unwrap_or(false);
         let sealed_exec = sealed::read(&o);
+        let files = files::read(&o);
         let inline = o.opt_obj("command_policy").and_then(|p| {
             let cfg = read_policy(&p);
             let at = p.path().to_owned();
@@ -366,6 +371,7 @@ fn read_hosts(
                 policy: PolicySet::compose(parts),
                 ca_group,
                 sealed_exec,
+                files,
             },
         );
     }

@@ -28,10 +28,10 @@ pub fn check(req: &SignRequest) -> Result<(), Denial> {
     let Some(t) = req.timeout_seconds else {
         return Ok(());
     };
-    if req.role != Role::Target || req.purpose != Purpose::Oneshot {
+    if req.role != Role::Target || !one_shot(req.purpose) {
         return Err(Denial::new(
             ReasonCode::InvalidRequest,
-            "timeout_seconds applies to one-shot target certificates only",
+            "timeout_seconds applies to one-shot target certificates (commands and file transfers) only",
         ));
     }
     if t == 0 || t > MAX_TIMEOUT_SECONDS {
@@ -43,11 +43,19 @@ pub fn check(req: &SignRequest) -> Result<(), Denial> {
     Ok(())
 }
 
+/// Whether `purpose` runs one fixed force-command.
+fn one_shot(purpose: Purpose) -> bool {
+    matches!(
+        purpose,
+        Purpose::Oneshot | Purpose::FilePut | Purpose::FileGet
+    )
+}
+
 /// The `timeout -k 2 SECONDS` words in front of a one-shot target's
 /// command, if the request has a deadline.
 pub fn prefix(req: &SignRequest) -> Vec<String> {
     match req.timeout_seconds {
-        Some(t) if req.role == Role::Target && req.purpose == Purpose::Oneshot => vec![
+        Some(t) if req.role == Role::Target && one_shot(req.purpose) => vec![
             "timeout".to_owned(),
             "-k".to_owned(),
             KILL_AFTER_SECONDS.to_string(),
@@ -79,6 +87,7 @@ mod tests {
             dry_run: false,
             on_behalf_of: None,
             approved: false,
+            file: None,
             timeout_seconds: Some(30),
         };
         assert_eq!(prefix(&req), ["timeout", "-k", "2", "30"]);

@@ -17,6 +17,7 @@ use crate::names;
 mod certificate;
 mod command;
 pub mod envelope;
+pub mod files;
 mod runtime;
 
 pub use certificate::{Draft, Issued, draft};
@@ -209,6 +210,7 @@ struct Shape {
 fn shape(host: &Host, req: &SignRequest) -> Result<Shape, Denial> {
     use ReasonCode as R;
     command::check_characters(host, &req.command)?;
+    files::check(host, req)?;
     if req.sudo_user.is_some() && !req.sudo {
         return Err(Denial::new(R::InvalidRequest, "sudo_user needs sudo: true"));
     }
@@ -224,7 +226,13 @@ fn shape(host: &Host, req: &SignRequest) -> Result<Shape, Denial> {
                 "session_mode is only for purpose session",
             ));
         }
-        (Purpose::Oneshot, None) => None,
+        (Purpose::Oneshot | Purpose::FilePut | Purpose::FileGet, None) => None,
+        (Purpose::FilePut | Purpose::FileGet, Some(_)) => {
+            return Err(Denial::new(
+                R::InvalidRequest,
+                "session_mode is only for purpose session",
+            ));
+        }
         (Purpose::Session, m) => Some(m.unwrap_or(SessionMode::Exec)),
     };
     let interactive = matches!(session_mode, Some(SessionMode::Shell | SessionMode::Pty));
@@ -294,6 +302,14 @@ fn plan(
         )?),
         // A sealed host's shim runs only what an envelope names.
         (Role::Target, Purpose::Session) => host.sealed_exec.clone(),
+        (Role::Target, purpose @ (Purpose::FilePut | Purpose::FileGet)) => {
+            let file = req.file.clone().unwrap_or_default();
+            Some(command::force_command(
+                &crate::deadline::prefix(req),
+                prefix.as_deref(),
+                &files::script(host, purpose, &file),
+            )?)
+        }
     };
     let elevation = sudo_user.as_ref().map(|u| format!("sudo:{u}"));
     let key_id = format!(
@@ -404,6 +420,9 @@ pub fn sudo_prefix(user: &str) -> String {
 /// so dry runs can report it; approval is satisfied only by `approved` from
 /// a trusted forwarder (checked before this point).
 fn judge(host: &Host, req: &SignRequest) -> Result<Decision, Denial> {
+    if files::is_file(req.purpose) {
+        return Ok(Decision::allowed("within the host's file_transfer_paths"));
+    }
     if req.role == Role::Bastion || req.command.is_empty() {
         return Ok(Decision::allowed("no command to judge"));
     }

@@ -236,6 +236,7 @@ mod tests {
             dry_run: false,
             on_behalf_of: Some("broker-1".into()),
             approved: false,
+            file: None,
             timeout_seconds: None,
         };
         assert_eq!(subject("control-plane", &req, &fwd), "broker-1/alice");

@@ -153,6 +153,60 @@ async fn ssh_run<T: Tools>(
     }
 }
 
+/// A file route: the caller, the body read as the file tool's arguments by
+/// `parse`, `run` for the answer.
+async fn file_route<R, Fut>(
+    callers: &RestCallers,
+    peer: &Peer,
+    body: &[u8],
+    parse: fn(rmcp::model::JsonObject) -> Result<R, ToolError>,
+    run: impl FnOnce(Caller, R) -> Fut,
+) -> Response
+where
+    Fut: Future<Output = Result<crate::api::FileResult, ToolError>>,
+{
+    let caller = match rest_caller(callers, &peer.cn) {
+        Ok(c) => c,
+        Err(resp) => return *resp,
+    };
+    let args = serde_json::from_slice(body)
+        .map_err(|e| ToolError::Invalid(format!("the body must be a JSON object: {e}")));
+    match args.and_then(parse) {
+        Ok(req) => run(caller, req)
+            .await
+            .map_or_else(|e| failure(&e), |r| Json(r).into_response()),
+        Err(e) => failure(&e),
+    }
+}
+
+/// `POST /v1/put_file`: `ssh_put_file`'s arguments and result.
+async fn put_file<T: Tools>(
+    State(tools): State<Arc<T>>,
+    Extension(peer): Extension<Peer>,
+    Extension(callers): Extension<RestCallers>,
+    body: Bytes,
+) -> Response {
+    let parse = crate::mcp::put_file_request;
+    file_route(&callers, &peer, &body, parse, |caller, req| async move {
+        tools.put_file(&caller, req).await
+    })
+    .await
+}
+
+/// `POST /v1/get_file`: `ssh_get_file`'s arguments and result.
+async fn get_file<T: Tools>(
+    State(tools): State<Arc<T>>,
+    Extension(peer): Extension<Peer>,
+    Extension(callers): Extension<RestCallers>,
+    body: Bytes,
+) -> Response {
+    let parse = crate::mcp::get_file_request;
+    file_route(&callers, &peer, &body, parse, |caller, req| async move {
+        tools.get_file(&caller, req).await
+    })
+    .await
+}
+
 /// Runs `broker serve` until SIGTERM/SIGINT.
 pub async fn run_serve(cfg: BrokerConfig) -> Result<(), HttpError> {
     let engine = Engine::start(cfg.clone()).await?;
@@ -186,6 +240,8 @@ pub async fn serve_rest<T: Tools>(
     };
     let app = Router::new()
         .route("/v1/ssh_run", post(ssh_run::<T>))
+        .route("/v1/put_file", post(put_file::<T>))
+        .route("/v1/get_file", post(get_file::<T>))
         .with_state(tools)
         .layer(Extension(callers))
         .layer(middleware::from_fn_with_state(

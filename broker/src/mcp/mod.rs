@@ -32,6 +32,9 @@ use crate::api::{Caller, Tools};
 
 pub use server::{BrokerMcp, SERVER_NAME};
 pub use tools::definitions as tool_definitions;
+pub(crate) use tools::ssh_file::{
+    get_request as get_file_request, put_request as put_file_request,
+};
 
 /// Serves MCP on stdin/stdout until the client closes its end.
 ///

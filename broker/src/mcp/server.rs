@@ -170,7 +170,7 @@ impl<T: Tools> BrokerMcp<T> {
                         tool,
                         args,
                     };
-                    return confirm::park(call, task, q, ask).into();
+                    return confirm::park(call, task, q, *ask).into();
                 }
             }
         }
@@ -237,7 +237,7 @@ enum Supervised {
     /// The call's result.
     Done(CallToolResult),
     /// The call asks the user (it waits, alive, for the answer).
-    Asked(confirm::Ask),
+    Asked(Box<confirm::Ask>),
 }
 
 /// Follows `task`: a panic becomes an `internal_error` result, a
@@ -274,7 +274,7 @@ async fn supervise(
                 return Supervised::Done(tools::failure_with_code("the call was cancelled", CANCELLED));
             }
             Some(ask) = async { questions.as_mut()?.recv().await }, if questions.is_some() => {
-                return Supervised::Asked(ask);
+                return Supervised::Asked(Box::new(ask));
             }
             _ = ticks.tick(), if progress_token.is_some() => {
                 if let Some(token) = &progress_token {

@@ -182,7 +182,9 @@ async fn tools_list_shows_every_tool_with_schemas() {
             "ssh_session_open",
             "ssh_session_exec",
             "ssh_session_close",
-            "ssh_session_list"
+            "ssh_session_list",
+            "ssh_put_file",
+            "ssh_get_file"
         ]
     );
     for tool in &tools {

@@ -206,18 +206,7 @@ impl Engine {
             self.close_session(&s, why).await;
         }
         written?;
-        let out = result?;
-        Ok(ExecResult {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            exit_code: out.exit_code,
-            exit_signal: out.exit_signal,
-            stdout_truncated: out.stdout_truncated,
-            stderr_truncated: out.stderr_truncated,
-            serial: s.serial,
-            duration_ms: ms_since(started),
-            timings,
-        })
+        Ok(result?.into_result(s.serial, ms_since(started), timings))
     }
 
     /// Commands a terminal would edit before the shell sees them (erase,

@@ -191,6 +191,7 @@ impl Engine {
             dry_run: false,
             on_behalf_of: None,
             approved: false,
+            file: None,
         }
     }
 

@@ -52,7 +52,19 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
     }
     let (dir, pki) = Bed::pki();
     let s = sshd(&pki, "web-principal");
-    let bed = Bed::start(dir, pki, json!({"web": host_for(&s, "web-principal")}));
+    let area = tempfile::Builder::new()
+        .prefix("ib-rest-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        area.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut web = host_for(&s, "web-principal");
+    web["allow_file_transfer"] = json!(true);
+    web["file_transfer_paths"] = json!({"allow": [format!("{}/*", area.path().display())]});
+    let bed = Bed::start(dir, pki, json!({"web": web}));
     let ca = load_ca(&bed.pki.path("ca.crt"), &bed.pki.path("ca.key")).unwrap();
     let (cert, key) = ca
         .issue_server("broker", &["localhost", "127.0.0.1"])
@@ -90,17 +102,38 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
         )
         .unwrap()
     };
-    let post = |c: &MtlsClient, body: Value| {
+    let post_to = |c: &MtlsClient, path: &'static str, body: Value| {
         let c = c.clone();
         async move {
-            c.call_raw(
-                Method::POST,
-                "/v1/ssh_run",
-                Some(serde_json::to_vec(&body).unwrap()),
-            )
-            .await
+            c.call_raw(Method::POST, path, Some(serde_json::to_vec(&body).unwrap()))
+                .await
         }
     };
+    let post = |c: &MtlsClient, body: Value| post_to(c, "/v1/ssh_run", body);
+
+    // Files over REST take the tools' arguments and give their results.
+    let file = area.path().join("rest.txt").display().to_string();
+    let put = json!({"host": "web", "path": file, "content_base64": "AAEC/w=="});
+    let r = post_to(&client("broker-1"), "/v1/put_file", put)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let get = json!({"host": "web", "path": file});
+    let r = post_to(&client("broker-1"), "/v1/get_file", get)
+        .await
+        .unwrap();
+    let got: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (got["content_base64"].as_str(), got["size"].as_u64()),
+        (Some("AAEC/w=="), Some(4)),
+        "{got}"
+    );
+    let bad = json!({"host": "web", "path": "/etc/passwd"});
+    let r = post_to(&client("broker-1"), "/v1/get_file", bad)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("path_forbidden"));
 
     // broker-1 and operator both run commands, each as itself: the signer
     // sees each CN as the end user, with its configured groups.

@@ -12,6 +12,7 @@ mod chain;
 mod conformance;
 mod direct;
 mod failover;
+mod files;
 mod firewall;
 mod harness;
 mod http_harness;

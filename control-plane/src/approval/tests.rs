@@ -23,6 +23,7 @@ pub(crate) fn sample(tier: Tier) -> Approval {
             dry_run: false,
             on_behalf_of: None,
             approved: false,
+            file: None,
         },
         tier,
         reasons: vec!["policy".into()],

@@ -18,6 +18,7 @@ fn req(role: Role, purpose: Purpose, dry_run: bool) -> SignRequest {
         dry_run,
         on_behalf_of: None,
         approved: false,
+        file: None,
     }
 }
 

@@ -45,6 +45,21 @@ fn request_fields(rec: &mut Map<String, Value>, req: &SignRequest) {
     if req.pty {
         put("pty", true.into());
     }
+    if let Some(f) = &req.file {
+        // What moves, never the body: the broker sends that to the host.
+        put("path", f.path.clone().into());
+        if req.purpose == infrabroker_common::wire::Purpose::FilePut {
+            put("size", f.size.into());
+            put("sha256", f.sha256.clone().into());
+            put(
+                "mode",
+                f.mode.clone().unwrap_or_else(|| "0644".into()).into(),
+            );
+            put("overwrite", f.overwrite.into());
+        } else if let Some(m) = f.max_bytes {
+            put("max_bytes", m.into());
+        }
+    }
     if let Some(eu) = &req.end_user {
         put("end_user", eu.clone().into());
     }

@@ -6,6 +6,7 @@
 //! `isError: true` and one sentence ending in `[reason_code: …]`.
 
 pub(super) mod ssh_execute;
+pub(super) mod ssh_file;
 pub(super) mod ssh_list_servers;
 pub(super) mod ssh_session;
 
@@ -28,6 +29,7 @@ pub(super) const CANCELLED: &str = "cancelled";
 static DEFINITIONS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
     let mut tools = vec![ssh_list_servers::definition(), ssh_execute::definition()];
     tools.extend(ssh_session::definitions());
+    tools.extend(ssh_file::definitions());
     tools
 });
 
@@ -50,6 +52,8 @@ pub(super) fn static_name(name: &str) -> Option<&'static str> {
         ssh_session::EXEC,
         ssh_session::CLOSE,
         ssh_session::LIST,
+        ssh_file::PUT,
+        ssh_file::GET,
     ]
     .into_iter()
     .find(|known| *known == name)
@@ -70,6 +74,8 @@ pub(super) async fn run<T: Tools>(
         ssh_session::EXEC => ssh_session::exec(tools, &caller, args).await,
         ssh_session::CLOSE => ssh_session::close(tools, &caller, args).await,
         ssh_session::LIST => ssh_session::list(tools, &caller, args).await,
+        ssh_file::PUT => ssh_file::put(tools, &caller, args).await,
+        ssh_file::GET => ssh_file::get(tools, &caller, args).await,
         other => failure_with_code(&format!("unknown tool {other:?}"), INTERNAL_ERROR),
     }
 }
