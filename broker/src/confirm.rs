@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infrabroker_common::display::escape;
-use infrabroker_common::wire::SignRequest;
+use infrabroker_common::wire::{Purpose, SignRequest};
 
 /// The held request put to the user.
 #[derive(Debug, Clone)]
@@ -90,12 +90,29 @@ pub fn message(p: &Prompt) -> String {
         (true, None) => "yes, as root".to_owned(),
         (true, Some(u)) => format!("yes, as {}", escape(u)),
     };
+    let (question, what) = match (&r.file, r.purpose) {
+        (Some(f), Purpose::FilePut) => (
+            "Write this file on",
+            format!(
+                "file: {} ({} bytes, sha256 {}, mode {}{})",
+                escape(&f.path),
+                f.size,
+                f.sha256.as_deref().unwrap_or("?"),
+                f.mode.as_deref().unwrap_or("kept, or 0644"),
+                if f.overwrite { ", replacing it" } else { "" }
+            ),
+        ),
+        (Some(f), _) => ("Read this file on", format!("file: {}", escape(&f.path))),
+        (None, _) => (
+            "Run this command on",
+            format!("command: {}", escape(&r.command)),
+        ),
+    };
     format!(
-        "Run this command on {host}?\n\ncommand: {command}\nsudo: {sudo}\n\
+        "{question} {host}?\n\n{what}\nsudo: {sudo}\n\
          tier: user_confirm (approval {id})\nexpires in: {secs} s\n\n\
          Set \"{FIELD}\" to true and accept to run it; decline to refuse it.",
         host = escape(&r.host),
-        command = escape(&r.command),
         id = p.approval_id,
         secs = p.within.as_secs(),
     )

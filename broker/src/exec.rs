@@ -226,8 +226,12 @@ pub async fn run_with_input(
         if let Some(ch) = &running.ch {
             ch.exec(true, command).await.map_err(broken)?;
             if let Some(body) = input {
-                ch.data(body).await.map_err(broken)?;
-                ch.eof().await.map_err(broken)?;
+                // A host that refuses at once (the target exists…) closes
+                // the channel mid-body: its exit status, read below, says
+                // why, so a failed write is not the answer.
+                if ch.data(body).await.is_ok() {
+                    let _ = ch.eof().await;
+                }
             }
         }
         Ok::<_, ToolError>(running)

@@ -104,8 +104,10 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and parses `path`.
+    /// Reads and parses `path` (root's, not writable by group or others:
+    /// it names the key file).
     pub fn load(path: &Path) -> Result<Config, Refusal> {
+        trusted(path)?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| Refusal::Config(format!("cannot read {}: {e}", path.display())))?;
         Config::parse(&text)
@@ -117,18 +119,33 @@ fn absolute(value: &str) -> Option<PathBuf> {
     path.is_absolute().then_some(path)
 }
 
-/// Reads the pinned keys. The file must not be writable by group or others
-/// (whoever could write it could pin their own key). An empty list is an
-/// error: the shim would refuse everything, and the operator should know why.
-pub fn load_keys(path: &Path) -> Result<Vec<VerifyingKey>, Refusal> {
+/// Refuses a file that anyone but root could change: owned by another
+/// account (the login account could rewrite it), or writable by group or
+/// others.
+fn trusted(path: &Path) -> Result<(), Refusal> {
     let meta = std::fs::metadata(path)
         .map_err(|e| Refusal::Config(format!("cannot read {}: {e}", path.display())))?;
+    if meta.uid() != 0 {
+        return Err(Refusal::Config(format!(
+            "{} is not owned by root",
+            path.display()
+        )));
+    }
     if meta.mode() & 0o022 != 0 {
         return Err(Refusal::Config(format!(
             "{} is writable by group or others",
             path.display()
         )));
     }
+    Ok(())
+}
+
+/// Reads the pinned keys. The file must be root's and not writable by group
+/// or others (whoever could write it could pin their own key). An empty
+/// list is an error: the shim would refuse everything, and the operator
+/// should know why.
+pub fn load_keys(path: &Path) -> Result<Vec<VerifyingKey>, Refusal> {
+    trusted(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Refusal::Config(format!("cannot read {}: {e}", path.display())))?;
     let keys = parse_keys(&text)?;
@@ -265,7 +282,17 @@ mod tests {
         let k = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
         std::fs::write(&path, openssh_line(&k, "x")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refusal = |p: &Path| load_keys(p).unwrap_err().to_string();
+        if std::fs::metadata(&path).unwrap().uid() != 0 {
+            // Not run as root: the file is the login account's own.
+            assert!(refusal(&path).contains("not owned by root"));
+            return;
+        }
         assert_eq!(load_keys(&path).unwrap(), vec![k]);
+        // Another account's file: it could pin its own key.
+        std::os::unix::fs::chown(&path, Some(1000), None).unwrap();
+        assert!(refusal(&path).contains("not owned by root"));
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
         assert!(
             load_keys(&path)

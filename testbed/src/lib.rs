@@ -57,4 +57,4 @@ pub use process::{
     ChildGuard, bin_path, broker_ctl, free_port, spawn_logged, spawn_service, wait_until,
 };
 pub use sshd::{Sshd, SshdOptions};
-pub use users::{SudoersGuard, ensure_user, set_login_shell, sudoers};
+pub use users::{SudoersGuard, ensure_user, set_login_shell, sudoers, uid_of};

@@ -6,23 +6,15 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use crate::bin_path;
+use crate::users::uid_of;
 
 fn chmod(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))
-}
-
-fn uid_of(user: &str) -> anyhow::Result<u32> {
-    let out = Command::new("id").args(["-u", user]).output()?;
-    if !out.status.success() {
-        bail!("no account {user}");
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
 /// An installed shim.

@@ -170,3 +170,14 @@ fn write_staged(path: &Path, rule_line: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot chmod {}", path.display()))?;
     Ok(())
 }
+
+/// The uid of account `user`.
+pub fn uid_of(user: &str) -> anyhow::Result<u32> {
+    let out = std::process::Command::new("id")
+        .args(["-u", user])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("no account {user}");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}

@@ -66,10 +66,9 @@ fn file_fields(file: &FileTransfer, purpose: Purpose) -> Map<String, Value> {
     if purpose == Purpose::FilePut {
         rec.insert("size".into(), file.size.into());
         rec.insert("sha256".into(), file.sha256.clone().into());
-        rec.insert(
-            "mode".into(),
-            file.mode.clone().unwrap_or_else(|| "0644".into()).into(),
-        );
+        if let Some(m) = &file.mode {
+            rec.insert("mode".into(), m.clone().into());
+        }
         rec.insert("overwrite".into(), file.overwrite.into());
     }
     rec

@@ -31,8 +31,9 @@ use crate::confirm::{Answer, Asking, Confirm, FIELD, Prompt, answer_of, message}
 /// The key of the one input request a parked call asks.
 pub(super) const INPUT_KEY: &str = "confirm";
 
-/// Most calls parked at once; beyond that a question is not asked (the
-/// request waits for an operator instead, see [`room`]).
+/// Most calls parked at once; beyond that (or a caller's share, or large
+/// arguments) a question is not asked: the request waits for an operator
+/// instead, see [`room`].
 const MOST_PARKED: usize = 256;
 
 /// The form: one required boolean, `false` by default.
@@ -173,9 +174,19 @@ pub(super) struct Call<'a> {
     pub(super) args: &'a JsonObject,
 }
 
-/// Whether another call may be parked.
-pub(super) fn room() -> bool {
-    parked().len() < MOST_PARKED
+/// Most calls one caller may have parked.
+const MOST_PARKED_PER_CALLER: usize = 16;
+
+/// Largest arguments kept with a parked call (a file body can be MBs).
+const MOST_PARKED_ARGS: usize = 64 * 1024;
+
+/// Whether `call` may be parked: room in the whole table and in its
+/// caller's share, and arguments small enough to keep.
+pub(super) fn room(call: &Call<'_>) -> bool {
+    let all = parked();
+    let mine = all.values().filter(|p| p.caller == *call.caller).count();
+    let size = serde_json::to_vec(call.args).map_or(usize::MAX, |v| v.len());
+    all.len() < MOST_PARKED && mine < MOST_PARKED_PER_CALLER && size <= MOST_PARKED_ARGS
 }
 
 /// Parks a call that asked `ask` and returns what tells the client to

@@ -157,19 +157,19 @@ impl<T: Tools> BrokerMcp<T> {
             match supervise(tool, context, self.heartbeat, &mut task, questions.as_mut()).await {
                 Supervised::Done(result) => return result.into(),
                 Supervised::Asked(ask) => {
-                    if !confirm::room() {
-                        // Too many parked: unasked (its reply dropped), the
+                    let call = confirm::Call {
+                        caller: &self.caller,
+                        tool,
+                        args,
+                    };
+                    if !confirm::room(&call) {
+                        // Not parked: unasked (its reply dropped), the
                         // request waits for an operator.
                         drop(ask);
                         continue;
                     }
                     // Questions only come from `questions`.
                     let Some(q) = questions.take() else { continue };
-                    let call = confirm::Call {
-                        caller: &self.caller,
-                        tool,
-                        args,
-                    };
                     return confirm::park(call, task, q, *ask).into();
                 }
             }

@@ -14,10 +14,18 @@ use sha2::Digest as _;
 
 use crate::harness::{Bed, USER, caller, host_for, sshd};
 
-fn world_dir(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    d
+/// A 0755 directory owned by `owner` (none: root).
+fn own_dir(path: &Path, owner: Option<&str>) {
+    if !path.exists() {
+        std::fs::create_dir(path).unwrap();
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(
+        path,
+        Some(owner.map_or(0, |u| infrabroker_testbed::uid_of(u).unwrap())),
+        None,
+    )
+    .unwrap();
 }
 
 fn put(host: &str, path: &Path, content: &[u8]) -> PutFileRequest {
@@ -55,8 +63,16 @@ async fn files_move_byte_exact_within_the_allowed_paths_and_nothing_else() {
         infrabroker_testbed::sudoers(USER, &format!("{USER} ALL=(root) NOPASSWD: ALL")).unwrap();
     let (dir, pki) = Bed::pki();
     let s = sshd(&pki, "web-principal");
-    let area = world_dir("ib-files-");
-    let outside = world_dir("ib-outside-");
+    let area = tempfile::Builder::new()
+        .prefix("ib-files-")
+        .tempdir()
+        .unwrap();
+    own_dir(area.path(), Some(USER));
+    let outside = tempfile::Builder::new()
+        .prefix("ib-outside-")
+        .tempdir()
+        .unwrap();
+    own_dir(outside.path(), Some(USER));
     let root = area.path().display().to_string();
     let mut files = host_for(&s, "web-principal");
     files["allow_file_transfer"] = json!(true);
@@ -77,12 +93,7 @@ async fn files_move_byte_exact_within_the_allowed_paths_and_nothing_else() {
     let body: Vec<u8> = (0..=255u8).cycle().take(1024).collect();
     let sha = hex::encode(sha2::Sha256::digest(&body));
     let target = area.path().join("sub/all-bytes.bin");
-    std::fs::create_dir(area.path().join("sub")).unwrap();
-    std::fs::set_permissions(
-        area.path().join("sub"),
-        std::fs::Permissions::from_mode(0o777),
-    )
-    .unwrap();
+    own_dir(&area.path().join("sub"), Some(USER));
     let mut req = put("files", &target, &body);
     req.mode = Some("0640".into());
     let done = engine.put_file(&caller(), req.clone()).await.unwrap();
@@ -117,8 +128,15 @@ async fn files_move_byte_exact_within_the_allowed_paths_and_nothing_else() {
     assert_eq!(code(&e), "file_exists", "{e}");
     req.overwrite = true;
     req.content = b"second\n".to_vec();
+    req.mode = None;
     engine.put_file(&caller(), req.clone()).await.unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"second\n");
+    let meta = std::fs::metadata(&target).unwrap();
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o640,
+        "an overwritten file keeps its mode"
+    );
 
     // A symlink at the target is neither written through nor read.
     let victim = outside.path().join("victim.txt");
@@ -174,6 +192,28 @@ async fn files_move_byte_exact_within_the_allowed_paths_and_nothing_else() {
         .unwrap_err();
     assert_eq!(code(&e), "file_transfer_not_allowed", "{e}");
 
+    // A directory another account could change under the transfer is
+    // refused: writable by others, or (for a root write) owned by the user.
+    let open_dir = area.path().join("open");
+    own_dir(&open_dir, Some(USER));
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = engine
+        .put_file(&caller(), put("files", &open_dir.join("x"), b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "path_not_regular", "{e}");
+    assert!(e.to_string().contains("writable by group or others"), "{e}");
+    let mut as_root = put("files", &area.path().join("sub/r.txt"), b"r");
+    as_root.sudo = true;
+    let e = engine.put_file(&caller(), as_root).await.unwrap_err();
+    assert!(e.to_string().contains("belongs to another account"), "{e}");
+    // Login files are refused on every host, whatever the globs say.
+    let e = engine
+        .put_file(&caller(), put("files", &area.path().join(".ssh"), b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "path_forbidden", "{e}");
+
     // The host refuses a file grown past max_bytes.
     let big = area.path().join("big.txt");
     std::fs::write(&big, vec![b'y'; 3000]).unwrap();
@@ -182,10 +222,12 @@ async fn files_move_byte_exact_within_the_allowed_paths_and_nothing_else() {
     let e = engine.get_file(&caller(), small).await.unwrap_err();
     assert_eq!(code(&e), "file_too_large", "{e}");
 
-    // A sudo write lands as the sudo user (root here).
-    let mut elevated = put("files", &area.path().join("root-owned.txt"), b"r\n");
+    // A sudo write lands as the sudo user (root here, in a root directory).
+    let root_dir = area.path().join("rootdir");
+    own_dir(&root_dir, None);
+    let mut elevated = put("files", &root_dir.join("root-owned.txt"), b"r\n");
     elevated.sudo = true;
     engine.put_file(&caller(), elevated).await.unwrap();
-    let meta = std::fs::metadata(area.path().join("root-owned.txt")).unwrap();
+    let meta = std::fs::metadata(root_dir.join("root-owned.txt")).unwrap();
     assert_eq!(meta.uid(), 0, "written as root");
 }

@@ -15,7 +15,7 @@ use infrabroker_testbed::{bin_path, free_port, spawn_logged, sshd_or_skip};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Bed, host_for, sshd};
+use crate::harness::{Bed, USER, host_for, sshd};
 
 async fn no_cert_request(addr: &str, ca: &std::path::Path) -> std::io::Result<String> {
     let mut roots = rustls::RootCertStore::empty();
@@ -56,9 +56,12 @@ async fn ssh_run_over_mtls_takes_the_caller_from_the_client_certificate() {
         .prefix("ib-rest-")
         .tempdir()
         .unwrap();
+    // The account's own directory (the host refuses one others can write).
+    let uid = infrabroker_testbed::uid_of(USER).unwrap();
+    std::os::unix::fs::chown(area.path(), Some(uid), None).unwrap();
     std::fs::set_permissions(
         area.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
     let mut web = host_for(&s, "web-principal");

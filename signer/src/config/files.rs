@@ -92,6 +92,12 @@ pub(super) fn read(o: &Obj<'_>) -> FileRules {
             format!("must be between 1 and {MOST_BYTES}"),
         );
     }
+    if allowed && o.opt_bool("sealed_exec").unwrap_or(false) {
+        o.error(
+            "allow_file_transfer",
+            "a sealed host cannot allow file transfer: a written file (a login script, a program) would run outside its shim",
+        );
+    }
     if allowed && allow.is_empty() {
         o.error(
             "file_transfer_paths",

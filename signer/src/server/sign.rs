@@ -51,10 +51,9 @@ fn request_fields(rec: &mut Map<String, Value>, req: &SignRequest) {
         if req.purpose == infrabroker_common::wire::Purpose::FilePut {
             put("size", f.size.into());
             put("sha256", f.sha256.clone().into());
-            put(
-                "mode",
-                f.mode.clone().unwrap_or_else(|| "0644".into()).into(),
-            );
+            if let Some(m) = &f.mode {
+                put("mode", m.clone().into());
+            }
             put("overwrite", f.overwrite.into());
         } else if let Some(m) = f.max_bytes {
             put("max_bytes", m.into());
