@@ -237,7 +237,14 @@ fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> Result
                 ));
             }
             Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // A read that timed out: the deadline check above decides.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(io(e)),
         }
     }

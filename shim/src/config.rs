@@ -41,6 +41,8 @@ pub struct Config {
     pub shell: PathBuf,
     /// sudo, for elevated envelopes.
     pub sudo: PathBuf,
+    /// coreutils/busybox `timeout`, for envelopes with a deadline.
+    pub timeout: PathBuf,
 }
 
 impl Config {
@@ -55,6 +57,7 @@ impl Config {
             max_lifetime_seconds: 300,
             shell: PathBuf::from("/bin/sh"),
             sudo: PathBuf::from("/usr/bin/sudo"),
+            timeout: PathBuf::from("/usr/bin/timeout"),
         };
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or_default().trim();
@@ -96,6 +99,10 @@ impl Config {
                 "sudo" => {
                     config.sudo =
                         absolute(value).ok_or_else(|| bad("sudo must be an absolute path"))?
+                }
+                "timeout" => {
+                    config.timeout =
+                        absolute(value).ok_or_else(|| bad("timeout must be an absolute path"))?
                 }
                 other => return Err(bad(&format!("unknown key {other:?}"))),
             }

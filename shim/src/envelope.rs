@@ -49,6 +49,11 @@ pub struct Claims {
     pub sudo_user: Option<String>,
     /// Unix seconds after which the envelope is refused.
     pub expires: u64,
+    /// Seconds the command may run: the shim runs it under `timeout -k 2`
+    /// (sshd does not pass signals to a forced command, so the broker
+    /// cannot stop it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 impl Claims {
@@ -118,6 +123,7 @@ mod tests {
             sudo: true,
             sudo_user: Some("postgres".into()),
             expires: 1_900_000_000,
+            timeout: None,
         }
     }
 

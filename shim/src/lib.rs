@@ -102,6 +102,16 @@ fn plan(config: &Config, claims: Claims) -> Plan {
         (config.shell.clone(), Vec::new())
     };
     args.extend(["-c".to_owned(), claims.command.clone()]);
+    let (program, args) = match claims.timeout {
+        // TERM at the deadline, KILL 2 s later, as for one-shot commands.
+        Some(t) => {
+            let mut wrapped = vec!["-k".to_owned(), "2".to_owned(), t.to_string()];
+            wrapped.push(program.display().to_string());
+            wrapped.extend(args);
+            (config.timeout.clone(), wrapped)
+        }
+        None => (program, args),
+    };
     Plan {
         program,
         args,
@@ -154,6 +164,7 @@ mod tests {
             sudo: false,
             sudo_user: None,
             expires: NOW + 30,
+            timeout: None,
         }
     }
 
@@ -234,6 +245,30 @@ mod tests {
         assert_eq!(none.unwrap_err().code(), "no_command");
         let empty = decide(&f.config, &[f.key.verifying_key()], Some(""), 1000, NOW);
         assert_eq!(empty.unwrap_err().code(), "no_command");
+    }
+
+    #[test]
+    fn an_envelope_with_a_deadline_runs_under_timeout() {
+        let f = fixture();
+        let mut c = claims("sleep 9");
+        c.timeout = Some(5);
+        c.sudo = true;
+        let plan = f.decide(&c.seal(&f.key)).unwrap();
+        assert_eq!(plan.program, PathBuf::from("/usr/bin/timeout"));
+        assert_eq!(
+            plan.args,
+            [
+                "-k",
+                "2",
+                "5",
+                "/usr/bin/sudo",
+                "-n",
+                "--",
+                "/bin/sh",
+                "-c",
+                "sleep 9"
+            ]
+        );
     }
 
     #[test]

@@ -28,10 +28,13 @@ pub fn check(req: &SignRequest) -> Result<(), Denial> {
     let Some(t) = req.timeout_seconds else {
         return Ok(());
     };
-    if req.role != Role::Target || !one_shot(req.purpose) {
+    // A session command's preflight names its deadline too: a sealed
+    // host's shim enforces it (see `issuance::envelope`).
+    let preflight = req.purpose == Purpose::Session && req.dry_run;
+    if req.role != Role::Target || !(one_shot(req.purpose) || preflight) {
         return Err(Denial::new(
             ReasonCode::InvalidRequest,
-            "timeout_seconds applies to one-shot target certificates (commands and file transfers) only",
+            "timeout_seconds applies to one-shot target certificates (commands and file transfers) and session preflights only",
         ));
     }
     if t == 0 || t > MAX_TIMEOUT_SECONDS {

@@ -156,8 +156,11 @@ impl Engine {
         rec.insert("command".into(), command.clone().into());
         let checked = self.check_session_command(&s, &command);
         let planning = Instant::now();
+        let timeout = timeout
+            .unwrap_or(self.config().exec_timeout)
+            .min(self.config().exec_timeout_max);
         let checked = match checked {
-            Ok(()) => self.preflight(caller, &s, &command).await,
+            Ok(()) => self.preflight(caller, &s, &command, timeout).await,
             Err(e) => Err(e),
         };
         let envelope = checked.as_ref().ok().cloned().flatten();
@@ -179,9 +182,6 @@ impl Engine {
             }
             return Err(e);
         }
-        let timeout = timeout
-            .unwrap_or(self.config().exec_timeout)
-            .min(self.config().exec_timeout_max);
         // Durable before anything is sent: no command without its record.
         let mut start_rec = rec.clone();
         start_rec.insert("outcome".into(), "session_exec_started".into());
@@ -243,16 +243,19 @@ impl Engine {
     /// that the host's connection details are unchanged. Both questions go
     /// to the signer at once (a dry run issues nothing); both must pass, and
     /// a changed chain refuses without waiting for the dry run. A sealed
-    /// host's answer carries the envelope its shim runs.
+    /// host's answer carries the envelope its shim runs, with `timeout`.
     async fn preflight(
         &self,
         caller: &Caller,
         s: &Session,
         command: &str,
+        timeout: Duration,
     ) -> Result<Option<String>, ToolError> {
         let mut req = self.session_request(caller, &s.host, s.mode, s.sudo, s.sudo_user.clone());
         req.command = command.to_owned();
         req.dry_run = true;
+        // A sealed host's shim stops the command at this deadline.
+        req.timeout_seconds = Some(timeout.as_secs().max(1));
         let sign = self.hosts_cache().api().sign(&req);
         tokio::pin!(sign);
         let mut judged = None;

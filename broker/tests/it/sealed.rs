@@ -87,6 +87,23 @@ async fn sealed_session_commands_run_only_from_signed_envelopes() {
         .count();
     assert_eq!(sealed_runs, 2);
 
+    // The host stops a sealed command at its deadline (sshd passes no
+    // signal to a forced command): it never gets to its second step.
+    let late = shim.marker("late");
+    let slow = format!("sleep 3; touch {}", late.display());
+    let e = engine
+        .session_exec(
+            &caller(),
+            &open.session_id,
+            slow,
+            Some(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ToolError::TimedOut { .. }), "{e:?}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!late.exists(), "the timed-out command ran on");
+
     // Shell and PTY sessions are refused on a sealed host.
     for mode in [SessionMode::Shell, SessionMode::Pty] {
         let e = engine

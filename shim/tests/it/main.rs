@@ -118,6 +118,7 @@ impl Sealed {
             sudo: false,
             sudo_user: None,
             expires: now() + 60,
+            timeout: None,
         }
     }
 

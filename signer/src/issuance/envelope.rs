@@ -39,6 +39,7 @@ pub fn mint(rt: &Runtime, req: &SignRequest, plan: &Plan) -> Option<(String, Str
         sudo: sudo_user.is_some(),
         sudo_user: sudo_user.filter(|u| *u != "root").map(str::to_owned),
         expires: now + LIFETIME_SECONDS,
+        timeout: req.timeout_seconds,
     };
     Some((claims.seal(key), claims.nonce))
 }
