@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infrabroker_common::display::escape;
-use infrabroker_common::wire::{Purpose, SignRequest};
+use infrabroker_common::wire::SignRequest;
 
 /// The held request put to the user.
 #[derive(Debug, Clone)]
@@ -90,20 +90,12 @@ pub fn message(p: &Prompt) -> String {
         (true, None) => "yes, as root".to_owned(),
         (true, Some(u)) => format!("yes, as {}", escape(u)),
     };
-    let (question, what) = match (&r.file, r.purpose) {
-        (Some(f), Purpose::FilePut) => (
-            "Write this file on",
-            format!(
-                "file: {} ({} bytes, sha256 {}, mode {}{})",
-                escape(&f.path),
-                f.size,
-                f.sha256.as_deref().unwrap_or("?"),
-                f.mode.as_deref().unwrap_or("kept, or 0644"),
-                if f.overwrite { ", replacing it" } else { "" }
-            ),
+    let (question, what) = match &r.file {
+        Some(f) => (
+            "Move this file on",
+            format!("file: {}", escape(&f.describe(r.purpose))),
         ),
-        (Some(f), _) => ("Read this file on", format!("file: {}", escape(&f.path))),
-        (None, _) => (
+        None => (
             "Run this command on",
             format!("command: {}", escape(&r.command)),
         ),

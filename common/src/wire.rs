@@ -148,6 +148,24 @@ pub struct SignRequest {
     pub file: Option<FileTransfer>,
 }
 
+impl FileTransfer {
+    /// One line for people deciding about it: `put PATH (N bytes, sha256
+    /// …, mode M, overwrite)` or `get PATH`.
+    pub fn describe(&self, purpose: Purpose) -> String {
+        if purpose != Purpose::FilePut {
+            return format!("get {}", self.path);
+        }
+        format!(
+            "put {} ({} bytes, sha256 {}, mode {}{})",
+            self.path,
+            self.size,
+            self.sha256.as_deref().unwrap_or("?"),
+            self.mode.as_deref().unwrap_or("kept, or 0644"),
+            if self.overwrite { ", overwrite" } else { "" }
+        )
+    }
+}
+
 /// The file of a `file_put` or `file_get` certificate; the signer bakes
 /// every field into the certificate's force-command.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -339,6 +339,7 @@ mod tests {
             purpose: "oneshot".into(),
             session_mode: None,
             command: "echo <a> & b".into(),
+            file: None,
             sudo: false,
             sudo_user: None,
             pty: false,

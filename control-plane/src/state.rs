@@ -131,4 +131,7 @@ pub fn request_fields(rec: &mut Map<String, Value>, req: &SignRequest) {
     if req.dry_run {
         rec.insert("dry_run".into(), true.into());
     }
+    if let Some(f) = &req.file {
+        rec.insert("file".into(), f.describe(req.purpose).into());
+    }
 }

@@ -24,6 +24,7 @@ impl Approval {
             purpose: r.purpose.as_str().to_owned(),
             session_mode: r.session_mode.map(|m| m.as_str().to_owned()),
             command: r.command.clone(),
+            file: r.file.as_ref().map(|f| f.describe(r.purpose)),
             sudo: r.sudo,
             sudo_user: r
                 .sudo
@@ -71,8 +72,12 @@ pub struct ApprovalView {
     /// Session mode, for sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_mode: Option<String>,
-    /// The exact command (empty for a session certificate).
+    /// The exact command (empty for a session certificate or a file
+    /// transfer).
     pub command: String,
+    /// A file transfer: `put PATH (N bytes, sha256 …, mode M)` or `get PATH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Elevated with sudo.
     pub sudo: bool,
     /// Sudo target user, when elevated.

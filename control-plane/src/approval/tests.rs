@@ -204,3 +204,24 @@ fn the_user_confirms_only_user_confirm_requests_and_it_never_counts_as_more() {
     a.decide(&op("oscar"), true, "ok", 2_000, 1_000).unwrap();
     assert_eq!(a.status, Status::Approved);
 }
+
+#[test]
+fn a_held_file_transfer_shows_what_it_moves() {
+    let mut a = sample(Tier::UserConfirm);
+    a.request.command = String::new();
+    a.request.purpose = Purpose::FilePut;
+    a.request.file = Some(infrabroker_common::wire::FileTransfer {
+        path: "/srv/app/config.yml".into(),
+        size: 12,
+        sha256: Some("ab".repeat(32)),
+        overwrite: true,
+        ..Default::default()
+    });
+    let file = a.view().file.unwrap();
+    assert!(
+        file.starts_with("put /srv/app/config.yml (12 bytes, sha256 abab"),
+        "{file}"
+    );
+    assert!(file.ends_with("mode kept, or 0644, overwrite)"), "{file}");
+    assert_eq!(sample(Tier::Human).view().file, None);
+}

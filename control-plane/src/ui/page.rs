@@ -56,7 +56,9 @@ fn requester(a: &ApprovalView) -> String {
 }
 
 fn what(a: &ApprovalView) -> String {
-    let mut s = if a.command.is_empty() {
+    let mut s = if let Some(file) = &a.file {
+        format!("<em>file</em> <code>{}</code>", esc(file))
+    } else if a.command.is_empty() {
         format!(
             "<em>{} session</em>",
             esc(a.session_mode.as_deref().unwrap_or("shell"))
