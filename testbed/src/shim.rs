@@ -66,6 +66,11 @@ impl ShimHost {
         chmod(&keys, 0o644)
     }
 
+    /// Where the shim keeps used nonces (one file per account).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// A path in the world-writable markers directory.
     pub fn marker(&self, name: &str) -> PathBuf {
         self.dir.path().join("markers").join(name)

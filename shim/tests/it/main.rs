@@ -7,8 +7,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
 use infrabroker_shim::{Claims, config};
+use infrabroker_testbed::shim::ShimHost;
 use infrabroker_testbed::{SshClient, Sshd, SshdOptions, ensure_user, sshd_or_skip, sudoers};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Algorithm, PrivateKey};
@@ -32,18 +32,16 @@ fn now() -> u64 {
 }
 
 fn uid(user: &str) -> u32 {
-    let out = std::process::Command::new("id")
-        .args(["-u", user])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    infrabroker_testbed::uid_of(user).unwrap()
 }
 
-/// A sealed host: sshd trusting a test CA, the shim installed in a
-/// world-traversable directory, its config and pinned key, and an SSH
-/// client holding a session certificate whose force-command is the shim.
+/// A sealed host: sshd trusting a test CA, the shim installed as
+/// `install-shim.sh` would ([`ShimHost`]) with the test's envelope key
+/// pinned, and an SSH client holding a session certificate whose
+/// force-command is the shim.
 struct Sealed {
-    dir: tempfile::TempDir,
+    shim: ShimHost,
+    _client_dir: tempfile::TempDir,
     sshd: Sshd,
     client: SshClient,
     envelope_key: SigningKey,
@@ -52,43 +50,10 @@ struct Sealed {
 impl Sealed {
     fn start() -> Sealed {
         ensure_user(USER).unwrap();
-        let dir = tempfile::Builder::new()
-            .prefix("ib-shim-")
-            .tempdir()
-            .unwrap();
-        chmod(dir.path(), 0o755);
-        let shim = dir.path().join("infrabroker-shim");
-        std::fs::copy(env!("CARGO_BIN_EXE_infrabroker-shim"), &shim).unwrap();
-        chmod(&shim, 0o755);
-
+        let shim = ShimHost::install(HOST, PRINCIPAL, USER).unwrap();
         let envelope_key = SigningKey::from_bytes(&rand::random());
-        let keys = dir.path().join("keys.pub");
-        std::fs::write(
-            &keys,
-            config::openssh_line(&envelope_key.verifying_key(), "test"),
-        )
-        .unwrap();
-        chmod(&keys, 0o644);
-        let state = dir.path().join("state");
-        std::fs::create_dir(&state).unwrap();
-        std::os::unix::fs::chown(&state, Some(uid(USER)), None).unwrap();
-        chmod(&state, 0o700);
-        // Where commands that should (or must not) run leave a trace.
-        let markers = dir.path().join("markers");
-        std::fs::create_dir(&markers).unwrap();
-        chmod(&markers, 0o777);
-        let conf = dir.path().join("shim.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "host = {HOST}\nprincipals = {PRINCIPAL}\nkeys = {}\nstate_dir = {}\n",
-                keys.display(),
-                state.display()
-            ),
-        )
-        .unwrap();
-        chmod(&conf, 0o644);
-
+        shim.pin(&config::openssh_line(&envelope_key.verifying_key(), "test"))
+            .unwrap();
         let ca = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
         let sshd = Sshd::start(
             SshdOptions::new(ca.public_key().to_openssh().unwrap())
@@ -96,13 +61,12 @@ impl Sealed {
         )
         .unwrap();
         let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-        let force = format!("{} --config {}", shim.display(), conf.display());
-        let cert = session_cert(&ca, &key, &force);
-        let client_dir = dir.path().join("client");
-        std::fs::create_dir(&client_dir).unwrap();
-        let client = SshClient::create(&client_dir, &key, &cert).unwrap();
+        let cert = session_cert(&ca, &key, &shim.force_command());
+        let client_dir = tempfile::tempdir().unwrap();
+        let client = SshClient::create(client_dir.path(), &key, &cert).unwrap();
         Sealed {
-            dir,
+            shim,
+            _client_dir: client_dir,
             sshd,
             client,
             envelope_key,
@@ -130,12 +94,8 @@ impl Sealed {
     }
 
     fn marker(&self, name: &str) -> PathBuf {
-        self.dir.path().join("markers").join(name)
+        self.shim.marker(name)
     }
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// A session-style certificate (no permit-pty needed) with `force`.
@@ -263,11 +223,7 @@ fn a_broken_nonce_store_refuses_everything() {
         return;
     }
     let host = Sealed::start();
-    let nonces = host
-        .dir
-        .path()
-        .join("state")
-        .join(format!("{}.nonces", uid(USER)));
+    let nonces = host.shim.state_dir().join(format!("{}.nonces", uid(USER)));
     std::fs::write(&nonces, "not a nonce line\n").unwrap();
     let marker = host.marker("ran");
     let claims = host.claims(&format!("touch {}", marker.display()));

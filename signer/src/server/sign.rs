@@ -153,6 +153,27 @@ async fn sign_inner(s: &Shared, peer: &Peer, req: Request<Body>) -> Response {
     issue(s, &rt, rec, &intent, plan).await
 }
 
+/// Appends the record of `what` before its answer leaves; the refusal to
+/// send instead when it cannot be written and the mode is closed (the
+/// global chain never fails open: in HA mode nothing leaves without its
+/// committed record).
+async fn record(
+    s: &Shared,
+    rt: &Runtime,
+    rec: Map<String, Value>,
+    what: &str,
+) -> Result<(), Response> {
+    let Err(e) = s.audit.append(rec).await else {
+        return Ok(());
+    };
+    s.metrics.audit_failure();
+    tracing::error!(error = %e, "audit record of {what} could not be written");
+    if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
+        return Err(audit_down(s, e.store));
+    }
+    Ok(())
+}
+
 /// Answers a dry run: its decision, no certificate (for an allowed session
 /// command on a sealed host, its envelope); audited.
 async fn dry_run(
@@ -168,14 +189,8 @@ async fn dry_run(
         line
     });
     s.metrics.dry_run();
-    if let Err(e) = s.audit.append(rec).await {
-        s.metrics.audit_failure();
-        tracing::error!(error = %e, "audit record of a dry run could not be written");
-        // The global chain never fails open: in HA mode no certificate
-        // leaves without its committed record.
-        if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
-            return audit_down(s, e.store);
-        }
+    if let Err(refused) = record(s, rt, rec, "a dry run").await {
+        return refused;
     }
     axum::Json(SignResponse {
         certificate: None,
@@ -218,14 +233,9 @@ async fn issue(
     if let Err(refused) = index(s, &mut rec, &plan, intent, &issued).await {
         return refused;
     }
-    if let Err(e) = s.audit.append(rec).await {
-        s.metrics.audit_failure();
-        tracing::error!(error = %e, serial, "audit record of an issuance could not be written");
-        // The global chain never fails open: in HA mode no certificate
-        // leaves without its committed record.
-        if rt.config.audit_fail_mode == AuditFailMode::Closed || e.store {
-            return audit_down(s, e.store);
-        }
+    let what = format!("an issuance (serial {serial})");
+    if let Err(refused) = record(s, rt, rec, &what).await {
+        return refused;
     }
     s.metrics.issued();
     axum::Json(SignResponse {
